@@ -1,0 +1,3 @@
+from trading_bot.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,378 @@
+"""Bot: the heartbeat loop that owns the market data, the strategies and the broker.
+
+One tick: refresh the due series → features (cached per closed candle) → score the new rows →
+broker runs the trading rules → journal + state saved atomically → status written, one log line
+→ strategy config mtime checked → sleep until the next heartbeat or candle close.
+SIGINT/SIGTERM finish the tick, save and exit 0; SIGHUP reloads the strategy config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trading_bot.candle_cache import CLOSE, TS, cache_file_name, read_candles
+from trading_bot.clock import Clock, LiveClock, ReplayClock
+from trading_bot.execution import BrokerEvents, PaperBroker
+from trading_bot.market_data import MarketDataManager, SeriesKey
+from trading_bot.risk import RiskLimits
+from trading_bot.settings import Settings
+from trading_bot.sources import CandleSource, ReplaySource, SyntheticSource
+from trading_bot.state import StateStore, bot_id
+from trading_bot.strategy import WeightedScoringStrategy
+from trading_bot.strategy_config import StrategyConfig, StrategyConfigError, config_stamp, load_config
+from trading_bot.timeframes import last_closed_open_ms
+from trading_bot.trading_rules import SIDE_NAMES, ClosedTrade, Costs
+
+log = logging.getLogger("trading_bot")
+
+REPLAY_WARMUP_CANDLES = 200
+
+
+class StartupError(RuntimeError):
+    """The bot cannot start; the message is the one line the user sees."""
+
+
+@dataclass
+class ConfigWatch:
+    """The strategy config in force, and how it got there (shown in status)."""
+
+    config: StrategyConfig
+    stamp: tuple[int, int, int] | None
+    reloads: int = 0
+    last_reload_ms: int | None = None
+    last_error: str | None = None
+    rejected_stamp: tuple[int, int, int] | None = None
+
+
+@dataclass
+class TickFigures:
+    number: int = 0
+    cycle_ms: float = 0.0
+    compute_ms: float = 0.0
+    new_candles: int = 0
+
+
+def _fmt_price(value: float) -> str:
+    return f"{value:.6g}" if value < 1000 else f"{value:.2f}"
+
+
+class Bot:
+    def __init__(self, settings: Settings, *, replay: bool = False, speed: float | None = None,
+                 cycles: int | None = None, clock: Clock | None = None, source: CandleSource | None = None,
+                 install_signals: bool = True) -> None:
+        self.settings = settings
+        self.replay = replay
+        self.speed = speed
+        self.cycles = cycles
+        self.keys: list[SeriesKey] = settings.bot_keys
+        self.clock: Clock = clock or LiveClock()
+        self._source_override = source
+        self.install_signals = install_signals
+        self.stop_event = asyncio.Event()
+        self.reload_requested = False
+        self.store = StateStore(settings.state_dir(replay))
+        self.figures = TickFigures()
+        self.started_ms = int(time.time() * 1000)
+        self.ready_ms: int | None = None
+        self.replay_end_ms: int | None = None
+        self.mdm: MarketDataManager
+        self.broker: PaperBroker
+        self.watch: ConfigWatch
+        self.strategies: dict[SeriesKey, WeightedScoringStrategy] = {}
+        self._signals_seen = 0
+
+    # --- startup -------------------------------------------------------------------------------
+
+    async def _open_market_data(self) -> MarketDataManager:
+        s = self.settings
+        if self.replay:
+            return await self._open_replay()
+        if self._source_override is not None:
+            mdm = MarketDataManager(self.keys, s.candles_dir, self._source_override, s.history_candles,
+                                    s.fetch_concurrency)
+            await asyncio.to_thread(mdm.load_cache)
+            return mdm
+        exchange_mdm: MarketDataManager | None = None
+        if s.market_data != "synthetic":
+            from trading_bot.exchange import ExchangeSource
+
+            exchange_mdm = MarketDataManager(self.keys, s.candles_dir, ExchangeSource(s.exchange_id, s.exchange_url),
+                                             s.history_candles, s.fetch_concurrency)
+            await asyncio.to_thread(exchange_mdm.load_cache)
+            now = self.clock.now_ms()
+            if s.market_data == "exchange" or all(x.is_fresh(now) for x in exchange_mdm.series.values()):
+                return exchange_mdm
+            from trading_bot.exchange import exchange_host, network_reachable
+
+            host, port = exchange_host(s.exchange_id, s.exchange_url)
+            reachable, why = await network_reachable(host, port)
+            if reachable:
+                return exchange_mdm
+            log.warning("candle cache empty or stale and the exchange is unreachable (%s): paper trading on a "
+                        "deterministic synthetic market (seed %d, candles in %s)", why, s.synthetic_seed, s.synthetic_dir)
+        mdm = MarketDataManager(self.keys, s.synthetic_dir, SyntheticSource(s.synthetic_seed), s.history_candles,
+                                s.fetch_concurrency)
+        await asyncio.to_thread(mdm.load_cache)
+        return mdm
+
+    async def _open_replay(self) -> MarketDataManager:
+        s = self.settings
+
+        def read_all() -> dict[SeriesKey, np.ndarray]:
+            return {(sym, tf): read_candles(s.candles_dir / cache_file_name(sym, tf))[0] for sym, tf in self.keys}
+
+        history = await asyncio.to_thread(read_all)
+        missing = [f"{sym} {tf}" for (sym, tf), c in history.items() if c.shape[0] <= REPLAY_WARMUP_CANDLES // 4]
+        if missing:
+            raise StartupError(f"replay needs cached candles in {s.candles_dir} for: {', '.join(missing[:5])}"
+                               f"{' …' if len(missing) > 5 else ''}")
+        source = ReplaySource(history)
+        mdm = MarketDataManager(self.keys, s.candles_dir, source, s.history_candles, s.fetch_concurrency,
+                                write_cache=False)
+        start = 0
+        for (_, tf), candles in history.items():
+            tf_ms = mdm.series[(_, tf)].tf_ms
+            index = min(REPLAY_WARMUP_CANDLES, candles.shape[0] - 1)
+            start = max(start, int(candles[index, TS]) + tf_ms)
+        saved = self.store.load()
+        if saved is not None and saved.clock_ms:
+            start = max(start, saved.clock_ms)  # resume where the last replay stopped
+        self.replay_end_ms = source.end_ms()
+        if not isinstance(self.clock, ReplayClock):
+            self.clock = ReplayClock(start, self.speed)
+        now = self.clock.now_ms()
+        mdm.preload({key: c[c[:, TS] <= last_closed_open_ms(now, mdm.series[key].tf_ms)] for key, c in history.items()})
+        return mdm
+
+    def _load_config(self) -> ConfigWatch:
+        path = self.settings.strategy_config
+        stamp = config_stamp(path)
+        return ConfigWatch(load_config(path, self.keys), stamp)
+
+    async def start(self) -> None:
+        s = self.settings
+        saved = self.store.load()
+        self.watch = self._load_config()
+        self.mdm = await self._open_market_data()
+        self.strategies = {key: WeightedScoringStrategy(key[0], key[1], lambda: self.watch.config) for key in self.keys}
+        self.broker = PaperBroker(self.keys, s.initial_balance, Costs(s.fee_rate, s.slippage),
+                                  RiskLimits(s.risk_per_trade, s.leverage, s.max_open_positions), saved)
+        self.broker.mode = "replay" if self.replay else "paper"
+        if self.mdm.due(self.clock.now_ms()):
+            await self.mdm.refresh(self.clock.now_ms())
+        not_ready = [f"{k[0]} {k[1]}" for k, x in self.mdm.series.items()
+                     if x.candles.shape[0] <= self.mdm.feature_params.warmup]
+        if not_ready:
+            raise StartupError(f"no market data for: {', '.join(not_ready[:5])}{' …' if len(not_ready) > 5 else ''}")
+        events = self._catch_up()
+        for key in self.keys:
+            self.mdm.features(key)
+        await self._record(events)
+        self.ready_ms = int(time.time() * 1000)
+        positions = len(self.broker.open_positions())
+        log.info("ready: %d bots (%d symbols × %d timeframes), mode=%s, data=%s, %d open position(s), "
+                 "equity=%.2f, startup %.2fs", len(self.keys), len(s.symbols), len(s.timeframes),
+                 self.broker.mode, self.mdm.source.name, positions, self.equity(),
+                 (self.ready_ms - self.started_ms) / 1000)
+
+    def _catch_up(self) -> BrokerEvents:
+        """Candles that closed while the bot was down: exits are applied, only the newest candle may
+        signal. A bot seen for the first time starts from its newest candle."""
+        events = BrokerEvents()
+        for key, series in self.mdm.series.items():
+            book = self.broker.book(*key)
+            if book.last_candle_ts is None:
+                book.last_candle_ts = series.last_ts
+                continue
+            rows = series.candles[series.candles[:, TS] > book.last_candle_ts]
+            if rows.shape[0]:
+                events = self._merge(events, self._evaluate(key, rows))
+        return events
+
+    # --- the heartbeat -------------------------------------------------------------------------
+
+    @staticmethod
+    def _merge(total: BrokerEvents, more: BrokerEvents) -> BrokerEvents:
+        total.opened += more.opened
+        total.closed += more.closed
+        total.rejected += more.rejected
+        return total
+
+    def _evaluate(self, key: SeriesKey, rows: np.ndarray) -> BrokerEvents:
+        series = self.mdm.series[key]
+        strategy = self.strategies[key]
+        features = self.mdm.features(key)
+        total = series.candles.shape[0]
+        k = min(rows.shape[0], total)
+        scores = strategy.scores(features, slice(total - k, total))
+        return self.broker.process_candles(key[0], key[1], rows[-k:], scores, strategy.params)
+
+    async def tick(self) -> None:
+        t0 = time.perf_counter()
+        now = self.clock.now_ms()
+        new = await self.mdm.refresh(now)
+        events = BrokerEvents()
+        for key, rows in new.items():
+            self._merge(events, self._evaluate(key, rows))
+        for key, series in self.mdm.series.items():
+            if series.forming_open is not None and series.forming_ts is not None:
+                book = self.broker.book(*key)
+                if book.pending is not None:
+                    params = self.strategies[key].params
+                    self._merge(events, self.broker.fill_at_open(key[0], key[1], series.forming_open,
+                                                                 series.forming_ts, params))
+        compute_ms = (time.perf_counter() - t0) * 1000
+        self.figures.number += 1
+        self.figures.new_candles = sum(r.shape[0] for r in new.values())
+        self.figures.compute_ms = compute_ms
+        await self._record(events)
+        await self._check_config(now)
+        self.figures.cycle_ms = (time.perf_counter() - t0) * 1000
+        await self.store.write_status(self.status())
+        self._log_heartbeat(len(new))
+
+    async def _record(self, events: BrokerEvents) -> None:
+        for position in events.opened:
+            log.info("opened %s %s %s qty=%.6g @ %s stop=%s target=%s", SIDE_NAMES[position.side], position.symbol,
+                     position.timeframe, position.qty, _fmt_price(position.entry_price),
+                     _fmt_price(position.stop), _fmt_price(position.target))
+        for trade in events.closed:
+            await self.store.append_trade(trade)
+            self._log_trade(trade)
+        if events.rejected:
+            log.info("%d entr%s skipped by the risk limits", events.rejected, "y" if events.rejected == 1 else "ies")
+        if events or self.figures.number <= 1:
+            await self.save_state()
+
+    def _log_trade(self, trade: ClosedTrade) -> None:
+        log.info("closed %s %s %s at %s (%s) pnl=%+.2f balance=%.2f", SIDE_NAMES[trade.side], trade.symbol,
+                 trade.timeframe, trade.exit_reason, _fmt_price(trade.exit_price), trade.pnl, self.broker.wallet.balance)
+
+    async def save_state(self) -> None:
+        state = self.broker.snapshot()
+        state.clock_ms = self.clock.now_ms()
+        await self.store.save(state, int(time.time() * 1000), self.mdm.source.name)
+
+    async def _check_config(self, now_ms: int) -> None:
+        path = self.settings.strategy_config
+        stamp = config_stamp(path)
+        forced, self.reload_requested = self.reload_requested, False
+        if not forced and (stamp == self.watch.stamp or stamp == self.watch.rejected_stamp):
+            return
+        try:
+            config = await asyncio.to_thread(load_config, path, self.keys)
+        except StrategyConfigError as exc:
+            self.watch.last_error = str(exc)
+            self.watch.rejected_stamp = stamp
+            log.error("strategy config rejected, keeping the previous one: %s", exc)
+            return
+        self.watch = ConfigWatch(config, stamp, self.watch.reloads + 1, now_ms)
+        log.info("strategy config reloaded from %s (%d bots)", config.source, len(self.keys))
+
+    # --- figures -------------------------------------------------------------------------------
+
+    def marks(self) -> dict[str, float]:
+        return {bot_id(*k): float(s.candles[-1, CLOSE]) for k, s in self.mdm.series.items() if s.candles.shape[0]}
+
+    def equity(self) -> float:
+        marks = self.marks()
+        upnl = sum(p.unrealised(marks.get(bot_id(p.symbol, p.timeframe), p.entry_price))
+                   for p in self.broker.open_positions())
+        return self.broker.wallet.balance + upnl
+
+    def status(self) -> dict[str, Any]:
+        marks = self.marks()
+        wallet = self.broker.wallet
+        positions = []
+        for p in self.broker.open_positions():
+            mark = marks.get(bot_id(p.symbol, p.timeframe), p.entry_price)
+            positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
+        return {
+            "pid": os.getpid(), "mode": self.broker.mode, "data_source": self.mdm.source.name,
+            "time_ms": int(time.time() * 1000), "clock_ms": self.clock.now_ms(),
+            "started_ms": self.started_ms, "ready_ms": self.ready_ms,
+            "heartbeat": self.figures.number, "cycle_ms": round(self.figures.cycle_ms, 3),
+            "compute_ms": round(self.figures.compute_ms, 3), "new_candles": self.figures.new_candles,
+            "bots": len(self.keys), "open_positions": len(positions), "pending_entries": self.broker.pending_count(),
+            "initial_balance": wallet.initial_balance, "balance": wallet.balance,
+            "realised_pnl": wallet.realised_pnl, "unrealised_pnl": sum(p["unrealised_pnl"] for p in positions),
+            "equity": wallet.balance + sum(p["unrealised_pnl"] for p in positions),
+            "fees_paid": wallet.fees_paid, "trades": wallet.trades, "wins": wallet.wins,
+            "cache": self.mdm.stats.as_json(),
+            "config": {"source": self.watch.config.source, "reloads": self.watch.reloads,
+                       "last_reload_ms": self.watch.last_reload_ms, "last_error": self.watch.last_error},
+            "positions": positions,
+        }
+
+    def _log_heartbeat(self, series_updated: int) -> None:
+        f = self.figures
+        wallet = self.broker.wallet
+        log.info("heartbeat %d: cycle=%.1fms compute=%.1fms bots=%d new=%d open=%d equity=%.2f pnl=%+.2f "
+                 "trades=%d cache_hit=%.1f%%", f.number, f.cycle_ms, f.compute_ms, len(self.keys), series_updated,
+                 len(self.broker.open_positions()), self.equity(), wallet.realised_pnl, wallet.trades,
+                 100 * self.mdm.stats.hit_rate)
+
+    # --- running -------------------------------------------------------------------------------
+
+    def request_stop(self, signame: str = "stop") -> None:
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            log.warning("%s again: stopping now", signame)
+        else:
+            log.info("%s received: finishing the tick, saving state", signame)
+        self.stop_event.set()
+
+    def request_reload(self) -> None:
+        log.info("SIGHUP received: reloading the strategy config")
+        self.reload_requested = True
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    def _finished(self) -> bool:
+        if self.cycles is not None and self.figures.number >= self.cycles:
+            return True
+        return self.replay_end_ms is not None and self.clock.now_ms() >= self.replay_end_ms
+
+    async def run(self) -> None:
+        if self.install_signals:
+            self._install_signal_handlers()
+        try:
+            await self.start()
+            heartbeat_ms = int(self.settings.heartbeat_seconds * 1000)
+            while not self.stop_event.is_set():
+                await self.tick()
+                if self._finished():
+                    break
+                now = self.clock.now_ms()
+                wake = self.clock.next_wake_ms(now, self.mdm.next_due_ms(), heartbeat_ms)
+                if self.replay_end_ms is not None:
+                    wake = min(wake, self.replay_end_ms)
+                await self.clock.sleep_until(wake, self.stop_event)
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        if hasattr(self, "broker") and hasattr(self, "mdm"):
+            await self.save_state()
+            await self.store.write_status(self.status())
+            log.info("stopped: %d heartbeats, %d open position(s), balance=%.2f", self.figures.number,
+                     len(self.broker.open_positions()), self.broker.wallet.balance)
+        if hasattr(self, "mdm"):
+            await self.mdm.source.close()
+        if self.install_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+

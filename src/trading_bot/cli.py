@@ -1,0 +1,139 @@
+"""Command line: `trading-bot run|status|check-config`. Errors a user can cause end in one line on
+stderr and exit code 2, never a traceback. Heavy modules are imported inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from trading_bot import __version__
+from trading_bot.settings import Settings, SettingsError, load_settings, parse_symbols, parse_timeframes
+
+EXIT_USAGE = 2
+COMMANDS = ("run", "status", "check-config")
+
+
+class CliError(Exception):
+    """One line for the user; exit code 2."""
+
+
+def _speed(raw: str) -> float | None:
+    if raw == "max":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'max' or a positive number, got {raw!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected 'max' or a positive number, got {raw!r}")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {raw!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trading-bot", description="Crypto futures trading daemon (paper by default).")
+    parser.add_argument("--version", action="version", version=f"trading-bot {__version__}")
+    parser.add_argument("--env-file", type=Path, default=Path(".env"), help="settings file (default: ./.env)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon (paper mode unless DRY_RUN=false)")
+    run.add_argument("--cycles", type=_positive_int, help="stop after N heartbeats")
+    run.add_argument("--symbols", help="comma-separated symbols, overrides TRADING_SYMBOLS")
+    run.add_argument("--timeframes", help="comma-separated timeframes, overrides TRADING_TIMEFRAMES")
+    run.add_argument("--replay", action="store_true", help="drive the same loop over the cached candles with a simulated clock")
+    run.add_argument("--speed", type=_speed, default=None, metavar="max|N",
+                     help="replay speed: 'max' (default) or N× real time")
+
+    status = sub.add_parser("status", help="open positions, equity, PnL and the last heartbeat")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--replay", action="store_true", help="the replay run's state instead of the live/paper one")
+
+    sub.add_parser("check-config", help="validate .env and the strategy config (exit 0 or 2)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.env_file)
+    overrides: dict[str, object] = {}
+    try:
+        if getattr(args, "symbols", None):
+            overrides["symbols"] = parse_symbols(args.symbols)
+        if getattr(args, "timeframes", None):
+            overrides["timeframes"] = parse_timeframes(args.timeframes)
+    except ValueError as exc:
+        raise CliError(f"--{'symbols' if 'symbol' in str(exc) else 'timeframes'}: {exc}") from None
+    return settings.with_overrides(**overrides) if overrides else settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.dry_run:
+        raise CliError("DRY_RUN=false: live trading is not available in this version yet; run in paper mode")
+    import asyncio
+
+    from trading_bot.bot import Bot, StartupError
+    from trading_bot.logs import setup_logging
+    from trading_bot.state import StateError
+    from trading_bot.strategy_config import StrategyConfigError
+
+    setup_logging(settings.log_level, settings.log_file, [settings.api_key.reveal(), settings.api_secret.reveal()])
+    bot = Bot(settings, replay=args.replay, speed=args.speed, cycles=args.cycles)
+    try:
+        asyncio.run(bot.run())
+    except (StartupError, StrategyConfigError, StateError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from trading_bot.state import StateError
+    from trading_bot.status import collect_status, render_status, status_json
+
+    settings = _settings(args)
+    try:
+        status = collect_status(settings.state_dir(args.replay))
+    except StateError as exc:
+        raise CliError(str(exc)) from None
+    print(status_json(status) if args.json else render_status(status))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from trading_bot.strategy_config import StrategyConfigError, load_config
+
+    settings = _settings(args)
+    try:
+        config = load_config(settings.strategy_config, settings.bot_keys)
+    except StrategyConfigError as exc:
+        raise CliError(f"strategy config: {exc}") from None
+    print(f"ok: settings valid ({len(settings.bot_keys)} bots, {'paper' if settings.dry_run else 'LIVE'} mode); "
+          f"strategy config from {config.source}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # `trading-bot` and `trading-bot --cycles 3` mean `run`.
+    if not set(COMMANDS) & set(args_list) and not {"-h", "--help", "--version"} & set(args_list):
+        insert_at = 2 if args_list[:1] == ["--env-file"] else 0
+        args_list.insert(insert_at, "run")
+    args = build_parser().parse_args(args_list)
+    handlers = {"run": cmd_run, "status": cmd_status, "check-config": cmd_check_config}
+    try:
+        return handlers[args.command](args)
+    except (SettingsError, CliError) as exc:
+        print(f"trading-bot: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,237 @@
+"""Settings: one frozen dataclass built from the environment and an optional `.env` file.
+
+The environment wins over `.env` (so systemd's EnvironmentFile and a shell export behave alike).
+Every bad value raises SettingsError naming the setting; the CLI turns it into one line + exit 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from trading_bot.timeframes import TIMEFRAME_MS
+
+DEFAULT_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
+DEFAULT_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot run with. The message names the setting."""
+
+
+class Secret(str):
+    """A string that never shows itself in repr(), logs or tracebacks."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+    def __str__(self) -> str:  # f-strings and %s formatting go through __str__
+        return "***" if self else ""
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class Settings:
+    dry_run: bool = True
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES
+    heartbeat_seconds: float = 5.0
+    exchange_id: str = "binanceusdm"
+    exchange_url: str = ""
+    api_key: Secret = field(default=Secret(""), repr=False)
+    api_secret: Secret = field(default=Secret(""), repr=False)
+    initial_balance: float = 10_000.0
+    leverage: float = 5.0
+    risk_per_trade: float = 0.01
+    max_open_positions: int = 10
+    fee_rate: float = 0.0004
+    slippage: float = 0.0002
+    data_dir: Path = Path("data")
+    strategy_config: Path = Path("config/strategy_config.json")
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    history_candles: int = 1000
+    synthetic_seed: int = 42
+    fetch_concurrency: int = 8
+    market_data: str = "auto"  # auto | exchange | synthetic (paper mode only)
+
+    @property
+    def candles_dir(self) -> Path:
+        return self.data_dir / "candles"
+
+    @property
+    def synthetic_dir(self) -> Path:
+        return self.data_dir / "synthetic"
+
+    def state_dir(self, replay: bool = False) -> Path:
+        return self.data_dir / ("replay/state" if replay else "state")
+
+    @property
+    def bot_keys(self) -> list[tuple[str, str]]:
+        return [(s, tf) for s in self.symbols for tf in self.timeframes]
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+# --- parsers: each takes the raw string and returns the value or raises ValueError(reason) ---
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _number(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {raw!r}")
+    return value
+
+
+def _integer(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+
+
+def _in_range(parse: Callable[[str], float], low: float, high: float, *, low_open: bool = False):
+    def check(raw: str) -> float:
+        value = parse(raw)
+        too_low = value <= low if low_open else value < low
+        if too_low or value > high:
+            bracket = "(" if low_open else "["
+            raise ValueError(f"must be in {bracket}{low:g}, {high:g}], got {raw.strip()}")
+        return value
+
+    return check
+
+
+def parse_symbols(raw: str) -> tuple[str, ...]:
+    symbols = tuple(dict.fromkeys(s.strip().upper() for s in raw.split(",") if s.strip()))
+    if not symbols:
+        raise ValueError("expected at least one symbol, e.g. BTC/USDT:USDT")
+    for symbol in symbols:
+        base, slash, quote = symbol.partition("/")
+        if not slash or not base or not quote or any(c.isspace() for c in symbol):
+            raise ValueError(f"{symbol!r} is not a ccxt symbol like BTC/USDT:USDT")
+    return symbols
+
+
+def parse_timeframes(raw: str) -> tuple[str, ...]:
+    timeframes = tuple(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
+    if not timeframes:
+        raise ValueError("expected at least one timeframe, e.g. 5m")
+    for tf in timeframes:
+        if tf not in TIMEFRAME_MS:
+            raise ValueError(f"unknown timeframe {tf!r} (expected one of {', '.join(TIMEFRAME_MS)})")
+    return timeframes
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("expected a path, got an empty value")
+    return Path(raw.strip()).expanduser()
+
+
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()).expanduser() if raw.strip() else None
+
+
+def _exchange_id(raw: str) -> str:
+    value = raw.strip().lower()
+    if not value.replace("_", "").isalnum():
+        raise ValueError(f"expected a ccxt exchange id such as binanceusdm, got {raw!r}")
+    return value
+
+
+MARKET_DATA_CHOICES = ("auto", "exchange", "synthetic")
+
+
+def _market_data(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in MARKET_DATA_CHOICES:
+        raise ValueError(f"expected one of {', '.join(MARKET_DATA_CHOICES)}, got {raw!r}")
+    return value
+
+
+# env name -> (field name, parser)
+FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "DRY_RUN": ("dry_run", _bool),
+    "TRADING_SYMBOLS": ("symbols", parse_symbols),
+    "TRADING_TIMEFRAMES": ("timeframes", parse_timeframes),
+    "HEARTBEAT_SECONDS": ("heartbeat_seconds", _in_range(_number, 0.0, 3600.0, low_open=True)),
+    "EXCHANGE_ID": ("exchange_id", _exchange_id),
+    "EXCHANGE_URL": ("exchange_url", str.strip),
+    "API_KEY": ("api_key", lambda raw: Secret(raw.strip())),
+    "API_SECRET": ("api_secret", lambda raw: Secret(raw.strip())),
+    "INITIAL_BALANCE": ("initial_balance", _in_range(_number, 0.0, 1e12, low_open=True)),
+    "LEVERAGE": ("leverage", _in_range(_number, 1.0, 125.0)),
+    "RISK_PER_TRADE": ("risk_per_trade", _in_range(_number, 0.0, 1.0, low_open=True)),
+    "MAX_OPEN_POSITIONS": ("max_open_positions", _in_range(_integer, 1, 10_000)),
+    "FEE_RATE": ("fee_rate", _in_range(_number, 0.0, 0.05)),
+    "SLIPPAGE": ("slippage", _in_range(_number, 0.0, 0.05)),
+    "DATA_DIR": ("data_dir", _path),
+    "STRATEGY_CONFIG": ("strategy_config", _path),
+    "LOG_LEVEL": ("log_level", _log_level),
+    "LOG_FILE": ("log_file", _optional_path),
+    "HISTORY_CANDLES": ("history_candles", _in_range(_integer, 100, 100_000)),
+    "SYNTHETIC_SEED": ("synthetic_seed", _integer),
+    "FETCH_CONCURRENCY": ("fetch_concurrency", _in_range(_integer, 1, 64)),
+    "MARKET_DATA": ("market_data", _market_data),
+}
+
+
+def settings_from_mapping(values: Mapping[str, str]) -> Settings:
+    """Build Settings from already-merged key/value strings (unknown keys are ignored here)."""
+    kwargs: dict[str, object] = {}
+    for env_name, (field_name, parse) in FIELDS.items():
+        raw = values.get(env_name)
+        if raw is None:
+            continue
+        try:
+            kwargs[field_name] = parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{env_name}: {exc}") from None
+    return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def unknown_env_file_keys(file_values: Mapping[str, str | None]) -> list[str]:
+    return sorted(key for key in file_values if key not in FIELDS)
+
+
+def load_settings(env_file: Path | None = Path(".env"), environ: Mapping[str, str] | None = None) -> Settings:
+    """Merge `.env` (if present) under the process environment and validate."""
+    from dotenv import dotenv_values  # imported here: settings must not read files at import time
+
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        try:
+            file_values = dotenv_values(env_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{env_file}: cannot read: {exc}") from None
+        merged.update({k: v for k, v in file_values.items() if v is not None})
+    source = os.environ if environ is None else environ
+    merged.update({k: v for k, v in source.items() if k in FIELDS})
+    return settings_from_mapping(merged)

@@ -1,0 +1,166 @@
+"""What survives a restart: positions.json (atomic replace), trades.jsonl (append-only journal) and
+status.json (the last heartbeat's figures, for `trading-bot status`).
+
+positions.json: {"version": 1, "mode", "clock_ms", "saved_at", "data_source",
+                 "wallet": {...}, "bots": {"BTC/USDT:USDT|5m": {"position", "pending", "last_candle_ts"}}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trading_bot.fsio import append_durable_async, atomic_write_bytes_async
+from trading_bot.trading_rules import BotBook, ClosedTrade, PendingEntry, Position
+
+STATE_VERSION = 1
+POSITIONS_FILE = "positions.json"
+TRADES_FILE = "trades.jsonl"
+STATUS_FILE = "status.json"
+
+log = logging.getLogger(__name__)
+
+
+class StateError(ValueError):
+    """A state file exists but cannot be used; the message names the file."""
+
+
+def bot_id(symbol: str, timeframe: str) -> str:
+    return f"{symbol}|{timeframe}"
+
+
+@dataclass
+class Wallet:
+    initial_balance: float
+    balance: float
+    fees_paid: float = 0.0
+    trades: int = 0
+    wins: int = 0
+
+    @property
+    def realised_pnl(self) -> float:
+        return self.balance - self.initial_balance
+
+    def apply(self, trade: ClosedTrade) -> None:
+        self.balance += trade.pnl
+        self.fees_paid += trade.entry_fee + trade.exit_fee
+        self.trades += 1
+        self.wins += trade.pnl > 0
+
+
+@dataclass
+class SavedState:
+    wallet: Wallet
+    books: dict[str, BotBook] = field(default_factory=dict)
+    clock_ms: int | None = None
+    mode: str = "paper"
+
+
+def _dumps(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_state(state: SavedState, saved_at: int, data_source: str) -> bytes:
+    bots = {
+        bot_id(book.symbol, book.timeframe): {
+            "position": book.position.to_json() if book.position else None,
+            "pending": asdict(book.pending) if book.pending else None,
+            "last_candle_ts": book.last_candle_ts,
+        }
+        for book in state.books.values()
+    }
+    return _dumps({
+        "version": STATE_VERSION, "mode": state.mode, "clock_ms": state.clock_ms, "saved_at": saved_at,
+        "data_source": data_source, "wallet": asdict(state.wallet), "bots": bots,
+    })
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def decode_state(data: bytes, source: str) -> SavedState:
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict):
+            raise ValueError("expected a JSON object")
+        if doc.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported version {doc.get('version')!r}")
+        raw_wallet = doc["wallet"]
+        wallet = Wallet(**{k: raw_wallet[k] for k in Wallet.__dataclass_fields__})
+        if not all(_finite_number(getattr(wallet, k)) for k in Wallet.__dataclass_fields__):
+            raise ValueError("wallet has a non-numeric value")
+        books: dict[str, BotBook] = {}
+        for key, raw in doc["bots"].items():
+            symbol, _, timeframe = key.rpartition("|")
+            book = BotBook(symbol, timeframe, last_candle_ts=raw.get("last_candle_ts"))
+            if raw.get("position"):
+                book.position = Position.from_json(raw["position"])
+            if raw.get("pending"):
+                book.pending = PendingEntry(**raw["pending"])
+            books[key] = book
+        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StateError(f"{source}: unreadable state ({type(exc).__name__}: {exc})") from None
+
+
+class StateStore:
+    """The one writer of the state directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.positions_path = directory / POSITIONS_FILE
+        self.trades_path = directory / TRADES_FILE
+        self.status_path = directory / STATUS_FILE
+
+    def load(self) -> SavedState | None:
+        try:
+            data = self.positions_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"{self.positions_path}: cannot read ({exc.strerror or exc})") from None
+        return decode_state(data, str(self.positions_path))
+
+    async def save(self, state: SavedState, saved_at: int, data_source: str) -> None:
+        await atomic_write_bytes_async(self.positions_path, encode_state(state, saved_at, data_source))
+
+    async def append_trade(self, trade: ClosedTrade) -> None:
+        await append_durable_async(self.trades_path, _dumps(trade.to_json()) + b"\n")
+
+    async def write_status(self, status: dict[str, Any]) -> None:
+        await atomic_write_bytes_async(self.status_path, _dumps(status))
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """Every complete record; a torn or garbled line (a crash mid-append) is skipped with a warning."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    records = []
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+            records.append(record)
+        except ValueError:
+            where = "torn last line" if number == len(lines) else f"bad line {number}"
+            log.warning("%s: skipped a %s", path, where)
+    return records
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None

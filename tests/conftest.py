@@ -1,0 +1,92 @@
+"""Shared test helpers. Nothing here touches the network or ../shared."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trading_bot.candle_cache import append_candles, cache_file_name
+from trading_bot.settings import Settings
+from trading_bot.synthetic import synthetic_candles
+from trading_bot.timeframes import last_closed_open_ms, timeframe_ms
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_settings(tmp_path: Path, **changes: object) -> Settings:
+    base = Settings(
+        data_dir=tmp_path / "data",
+        strategy_config=tmp_path / "config" / "strategy_config.json",
+        market_data="synthetic",
+        heartbeat_seconds=0.05,
+    )
+    return base.with_overrides(**changes)
+
+
+def write_synthetic_cache(directory: Path, symbol: str, timeframe: str, count: int, seed: int = 7,
+                          end_ms: int | None = None) -> np.ndarray:
+    """A cached series of `count` closed candles ending at end_ms (default: now)."""
+    tf_ms = timeframe_ms(timeframe)
+    import time
+
+    last_open = last_closed_open_ms(end_ms if end_ms is not None else int(time.time() * 1000), tf_ms)
+    candles = synthetic_candles(symbol, tf_ms, last_open - (count - 1) * tf_ms, count, None, seed)
+    append_candles(directory / cache_file_name(symbol, timeframe), candles)
+    return candles
+
+
+def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """An environment for running the CLI in a subprocess: no inherited trading settings."""
+    env = {k: v for k, v in os.environ.items() if k not in _TRADING_KEYS}
+    env.update({
+        "DATA_DIR": str(tmp_path / "data"),
+        "STRATEGY_CONFIG": str(tmp_path / "config" / "strategy_config.json"),
+        "MARKET_DATA": "synthetic",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def _trading_keys() -> set[str]:
+    from trading_bot.settings import FIELDS
+
+    return set(FIELDS) | {"NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"}
+
+
+_TRADING_KEYS = _trading_keys()
+
+
+@pytest.fixture(autouse=True)
+def _no_trading_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in _TRADING_KEYS:
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_swallowed_task_errors():
+    """A background task that died with an exception nobody awaited fails the test (asyncio would
+    only log it)."""
+    errors: list[dict] = []
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        errors.append(context)
+
+    policy = asyncio.get_event_loop_policy()
+    original_new_loop = policy.new_event_loop
+
+    def new_loop() -> asyncio.AbstractEventLoop:
+        loop = original_new_loop()
+        loop.set_exception_handler(handler)
+        return loop
+
+    policy.new_event_loop = new_loop  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        policy.new_event_loop = original_new_loop  # type: ignore[method-assign]
+    assert not errors, f"unhandled errors in the event loop: {errors}"
