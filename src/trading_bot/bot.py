@@ -88,6 +88,7 @@ class Bot:
         self.watch: ConfigWatch
         self.strategies: dict[SeriesKey, WeightedScoringStrategy] = {}
         self._signals_seen = 0
+        self._status_written = 0.0
 
     # --- startup -------------------------------------------------------------------------------
 
@@ -96,7 +97,8 @@ class Bot:
         if self.replay:
             return await self._open_replay()
         if self._source_override is not None:
-            mdm = MarketDataManager(self.keys, s.candles_dir, self._source_override, s.history_candles,
+            cache_dir = s.synthetic_dir if self._source_override.name == "synthetic" else s.candles_dir
+            mdm = MarketDataManager(self.keys, cache_dir, self._source_override, s.history_candles,
                                     s.fetch_concurrency)
             await asyncio.to_thread(mdm.load_cache)
             return mdm
@@ -236,8 +238,15 @@ class Bot:
         await self._record(events)
         await self._check_config(now)
         self.figures.cycle_ms = (time.perf_counter() - t0) * 1000
-        await self.store.write_status(self.status())
-        self._log_heartbeat(len(new))
+        wall = time.monotonic()
+        # A max-speed replay ticks thousands of times a second: the status file and the heartbeat
+        # line are for people, so there they come at most once a second of wall time.
+        report = not self.clock.simulated or wall - self._status_written >= 1.0
+        if report or events:
+            await self.store.write_status(self.status())
+        if report:
+            self._status_written = wall
+            self._log_heartbeat(len(new))
 
     async def _record(self, events: BrokerEvents) -> None:
         for position in events.opened:

@@ -27,7 +27,7 @@ CONFIG_VERSION = 1
 DEFAULT_WEIGHTS: dict[str, float] = {"rsi": 0.25, "ema": 0.25, "macd": 0.2, "bollinger": 0.15, "volume": 0.15}
 DEFAULT_PARAMS_RAW: dict[str, Any] = {
     "weights": DEFAULT_WEIGHTS,
-    "threshold": 0.3,
+    "threshold": 0.15,
     "sl_pct": 0.015,
     "rr_ratio": 2.0,
 }

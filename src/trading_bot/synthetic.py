@@ -59,7 +59,7 @@ def synthetic_candles(symbol: str, tf_ms: int, start_ts: int, count: int, prev_c
     # Slow regimes: volatility clustering over ~2 weeks, drift swings over ~3 days.
     vol_mult = np.exp(0.4 * np.sin(2 * np.pi * days / 13.0 + phase) + 0.2 * np.sin(2 * np.pi * days / 2.3))
     sigma = ANNUAL_VOL * np.sqrt(tf_ms / 60_000.0 / MINUTES_PER_YEAR) * vol_mult
-    drift = 0.15 * sigma * np.sin(2 * np.pi * days / 3.1 + 2 * phase)
+    drift = 0.03 * sigma * np.sin(2 * np.pi * days / 3.1 + 2 * phase)
     shocks = z[:, 0] * np.where(np.abs(z[:, 1]) > 2.2, 2.5, 1.0)  # occasional fat-tail candles
     log_returns = drift + sigma * shocks
     start_price = base_price(symbol) if prev_close is None else prev_close

@@ -1,0 +1,116 @@
+"""Paper mode on the synthetic market: the live loop with a fast clock, restarts, and signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import PROJECT_ROOT, make_settings, subprocess_env
+
+from trading_bot.bot import Bot
+from trading_bot.clock import ReplayClock
+from trading_bot.sources import SyntheticSource
+from trading_bot.state import StateStore, decode_state, read_journal
+from trading_bot.strategy_config import write_config
+
+START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
+
+
+class MinuteClock(ReplayClock):
+    """Wall-clock semantics (heartbeats, not candle jumps), one simulated minute per tick."""
+
+    simulated = False
+
+    def next_wake_ms(self, now_ms: int, next_due_ms: int, heartbeat_ms: int) -> int:
+        return now_ms + 60_000
+
+
+def paper_settings(tmp_path):
+    settings = make_settings(tmp_path, symbols=("BTC/USDT:USDT", "ETH/USDT:USDT"), timeframes=("1m", "5m"))
+    write_config(settings.strategy_config, {"version": 1, "defaults": {"sl_pct": 0.004, "rr_ratio": 1.5}})
+    return settings
+
+
+async def test_paper_run_trades_and_a_restart_picks_up_the_same_positions(tmp_path):
+    settings = paper_settings(tmp_path)
+    clock = MinuteClock(START_MS)
+    bot = Bot(settings, cycles=400, clock=clock, source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    await bot.run()
+    store = StateStore(settings.state_dir())
+    journal = read_journal(store.trades_path)
+    assert journal, "paper trades should open and close"
+    held = sorted((p.symbol, p.timeframe, p.entry_ts) for p in bot.broker.open_positions())
+    saved = decode_state(store.positions_path.read_bytes(), "positions.json")
+    assert sorted((b.position.symbol, b.position.timeframe, b.position.entry_ts)
+                  for b in saved.books.values() if b.position) == held
+    # The synthetic candles went to their own cache, never into the real-exchange cache.
+    assert (settings.synthetic_dir / "BTC_USDT_USDT_1m.csv").exists()
+    assert not settings.candles_dir.exists()
+
+    # Restart 30 simulated minutes later: the same positions come back, and the candles that
+    # closed meanwhile are checked for their exits before anything else.
+    clock2 = MinuteClock(clock.now_ms() + 30 * 60_000)
+    again = Bot(settings, cycles=1, clock=clock2, source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    await again.start()
+    resumed = {(p.symbol, p.timeframe, p.entry_ts) for p in again.broker.open_positions()}
+    closed_meanwhile = {(t["symbol"], t["timeframe"], t["entry_ts"]) for t in read_journal(store.trades_path)[len(journal):]}
+    assert resumed | closed_meanwhile >= set(held)
+    assert again.broker.wallet.trades == len(read_journal(store.trades_path))
+    await again.shutdown()
+
+
+def test_sigterm_finishes_the_tick_saves_state_and_exits_zero(tmp_path):
+    env = subprocess_env(tmp_path, HEARTBEAT_SECONDS="0.2", TRADING_SYMBOLS="BTC/USDT:USDT",
+                         TRADING_TIMEFRAMES="1m,5m")
+    proc = subprocess.Popen([sys.executable, "-m", "trading_bot", "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "heartbeat 2:" in line:
+                break
+        else:
+            pytest.fail("no heartbeat:\n" + "".join(lines))
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines.append(out)
+    assert proc.returncode == 0, "".join(lines)
+    assert elapsed < 5
+    assert "SIGTERM received" in out and "stopped:" in out
+    assert "Traceback" not in "".join(lines)
+    state = tmp_path / "data" / "state"
+    decode_state((state / "positions.json").read_bytes(), "positions.json")
+    status = json.loads((state / "status.json").read_text())
+    assert status["data_source"] == "synthetic" and status["bots"] == 2
+    assert not list(state.glob(".*.tmp")), "no temp file left behind"
+
+
+def test_ready_line_and_status_command(tmp_path):
+    env = subprocess_env(tmp_path, HEARTBEAT_SECONDS="0.05")
+    run = subprocess.run([sys.executable, "-m", "trading_bot", "run", "--cycles", "2"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ready: 21 bots (3 symbols × 7 timeframes)" in run.stdout
+    assert run.stdout.count("heartbeat ") == 2
+    status = subprocess.run([sys.executable, "-m", "trading_bot", "status"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stderr
+    assert "SYNTHETIC" in status.stdout and "last heartbeat #2" in status.stdout
+    as_json = subprocess.run([sys.executable, "-m", "trading_bot", "status", "--json"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=30)
+    doc = json.loads(as_json.stdout)
+    assert doc["last_heartbeat"]["bots"] == 21 and doc["equity"] == pytest.approx(10_000.0)
+    assert PROJECT_ROOT.exists()

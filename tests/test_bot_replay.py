@@ -1,0 +1,126 @@
+"""The daemon end to end in replay: the same loop as a live run, over cached synthetic candles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import make_settings, write_synthetic_cache
+
+from trading_bot.backtest import backtest_series
+from trading_bot.bot import REPLAY_WARMUP_CANDLES, Bot
+from trading_bot.risk import RiskLimits
+from trading_bot.state import StateStore, decode_state, read_journal
+from trading_bot.strategy_config import default_config, load_config, write_config
+from trading_bot.trading_rules import Costs
+
+SYMBOL, TF = "BTC/USDT:USDT", "1m"
+
+
+FAST_EXITS = {"version": 1, "defaults": {"sl_pct": 0.004, "rr_ratio": 1.5}}
+
+
+def replay_settings(tmp_path, **changes):
+    settings = make_settings(tmp_path, symbols=(SYMBOL,), timeframes=(TF,), history_candles=5000, **changes)
+    write_config(settings.strategy_config, FAST_EXITS)  # tight stops: many trades in a short replay
+    return settings
+
+
+def expected_trades(settings, candles):
+    params = load_config(settings.strategy_config).params_for(SYMBOL, TF)
+    start = REPLAY_WARMUP_CANDLES + 1  # the first candle the replay delivers after its warm-up
+    result = backtest_series(SYMBOL, TF, candles, params, Costs(settings.fee_rate, settings.slippage),
+                             RiskLimits(settings.risk_per_trade, settings.leverage, settings.max_open_positions),
+                             settings.initial_balance, start_index=start)
+    return [t.to_json() for t in result.trades]
+
+
+async def test_replay_trades_equal_the_backtest_and_state_is_valid(tmp_path):
+    settings = replay_settings(tmp_path)
+    candles = write_synthetic_cache(settings.candles_dir, SYMBOL, TF, 1500)
+    bot = Bot(settings, replay=True, install_signals=False)
+    await bot.run()
+
+    store = StateStore(settings.state_dir(replay=True))
+    journal = read_journal(store.trades_path)
+    assert len(journal) >= 5, "the default strategy should trade on this series"
+    assert journal == expected_trades(settings, candles)  # paper == backtest, bit for bit
+
+    saved = decode_state(store.positions_path.read_bytes(), "positions.json")
+    assert saved.wallet.trades == len(journal)
+    assert saved.wallet.balance == pytest.approx(settings.initial_balance + sum(t["pnl"] for t in journal))
+    assert saved.clock_ms == int(candles[-1, 0]) + 60_000
+    status = json.loads(store.status_path.read_text())
+    assert status["mode"] == "replay" and status["trades"] == len(journal)
+    # The replay never writes into the candle cache it reads.
+    assert not (settings.data_dir / "state").exists()
+
+
+async def test_restart_resumes_open_positions_and_continues_identically(tmp_path):
+    settings = replay_settings(tmp_path)
+    candles = write_synthetic_cache(settings.candles_dir, SYMBOL, TF, 1500)
+    expected = expected_trades(settings, candles)
+
+    # Stop at a moment with an open position, as a user pressing Ctrl-C would.
+    first = Bot(settings, replay=True, install_signals=False)
+    original_tick = first.tick
+
+    async def tick_until_open() -> None:
+        await original_tick()
+        if first.broker.open_positions() and first.figures.number > 300:
+            first.stop_event.set()
+
+    first.tick = tick_until_open  # type: ignore[method-assign]
+    await first.run()
+    held = [p.to_json() for p in first.broker.open_positions()]
+    assert held, "the first run should stop holding a position"
+
+    second = Bot(settings, replay=True, install_signals=False)
+    await second.start()
+    assert [p.to_json() for p in second.broker.open_positions()] == held
+    await second.shutdown()
+
+    third = Bot(settings, replay=True, install_signals=False)
+    await third.run()
+    journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
+    assert journal == expected  # an interrupted replay gives the same trades as one straight run
+
+
+async def test_replay_without_cache_fails_with_one_clear_line(tmp_path):
+    from trading_bot.bot import StartupError
+
+    settings = replay_settings(tmp_path)
+    with pytest.raises(StartupError, match="replay needs cached candles"):
+        await Bot(settings, replay=True, install_signals=False).run()
+
+
+async def test_many_bots_replay_keeps_entries_and_exits_in_step_with_the_backtest(tmp_path):
+    """With several bots the wallet is shared (sizes differ), but when and at what price each bot
+    enters and exits is its own backtest's."""
+    symbols, timeframes = ("BTC/USDT:USDT", "ETH/USDT:USDT"), ("1m", "5m")
+    settings = make_settings(tmp_path, symbols=symbols, timeframes=timeframes, history_candles=5000,
+                             max_open_positions=50)
+    history = {(s, tf): write_synthetic_cache(settings.candles_dir, s, tf, 900, seed=11) for s in symbols for tf in timeframes}
+    bot = Bot(settings, replay=True, install_signals=False)
+    await bot.run()
+    journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
+    assert journal
+    params = default_config().params_for(*symbols[0:1], "1m")
+    for (symbol, tf), candles in history.items():
+        start_ts = _first_replayed_ts(settings, history, symbol, tf)
+        start = int(np.searchsorted(candles[:, 0], start_ts))
+        result = backtest_series(symbol, tf, candles, params, Costs(settings.fee_rate, settings.slippage),
+                                 RiskLimits(settings.risk_per_trade, settings.leverage, 50), settings.initial_balance,
+                                 start_index=start)
+        mine = [(t["entry_ts"], t["entry_price"], t["exit_ts"], t["exit_price"], t["exit_reason"])
+                for t in journal if t["symbol"] == symbol and t["timeframe"] == tf]
+        theirs = [(t.entry_ts, t.entry_price, t.exit_ts, t.exit_price, t.exit_reason) for t in result.trades]
+        assert mine == theirs, (symbol, tf)
+
+
+def _first_replayed_ts(settings, history, symbol, tf):
+    from trading_bot.timeframes import last_closed_open_ms, timeframe_ms
+
+    start = max(int(c[REPLAY_WARMUP_CANDLES, 0]) + timeframe_ms(t) for (_, t), c in history.items())
+    return last_closed_open_ms(start, timeframe_ms(tf)) + timeframe_ms(tf)

@@ -1,0 +1,139 @@
+"""MarketDataManager: due-only batched refresh, merging, bounded memory, full CSV history, and the
+feature cache (once per new closed candle, however many readers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from conftest import write_synthetic_cache
+
+from trading_bot import market_data as market_data_module
+from trading_bot.candle_cache import read_candles
+from trading_bot.market_data import MarketDataManager
+from trading_bot.sources import FetchResult, SyntheticSource
+from trading_bot.timeframes import last_closed_open_ms
+
+NOW = 1_767_225_600_000 + 7 * 60_000 + 1_000  # 7 minutes and a second past a round hour
+KEYS = [("BTC/USDT:USDT", "1m"), ("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "1m")]
+
+
+class CountingSource(SyntheticSource):
+    def __init__(self, fail: set[tuple[str, str]] = frozenset()) -> None:
+        super().__init__(seed=5)
+        self.calls: list[tuple[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.fail = fail
+
+    async def fetch(self, symbol, timeframe, tf_ms, since_ms, now_ms, limit, last_close) -> FetchResult:
+        self.calls.append((symbol, timeframe))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await asyncio.sleep(0.001)
+        self.in_flight -= 1
+        if (symbol, timeframe) in self.fail:
+            raise ConnectionError("boom")
+        return await super().fetch(symbol, timeframe, tf_ms, since_ms, now_ms, limit, last_close)
+
+
+def manager(tmp_path, source, limit=200, keys=KEYS, concurrency=8) -> MarketDataManager:
+    return MarketDataManager(keys, tmp_path, source, history_limit=limit, concurrency=concurrency)
+
+
+async def test_only_due_series_are_fetched_in_one_batch(tmp_path):
+    source = CountingSource()
+    mdm = manager(tmp_path, source)
+    await mdm.refresh(NOW)  # first fill: everything
+    assert sorted(source.calls) == sorted(KEYS)
+    source.calls.clear()
+    assert await mdm.refresh(NOW + 1_000) == {}  # nothing closed since
+    assert source.calls == []
+    new = await mdm.refresh(NOW + 60_000)  # one more 1m candle; the 5m one closes at +3 min
+    assert sorted(source.calls) == [("BTC/USDT:USDT", "1m"), ("ETH/USDT:USDT", "1m")]
+    assert all(rows.shape[0] == 1 for rows in new.values())
+    source.calls.clear()
+    new = await mdm.refresh(NOW + 3 * 60_000)
+    assert ("BTC/USDT:USDT", "5m") in source.calls and new[("BTC/USDT:USDT", "5m")].shape[0] == 1
+    assert new[("BTC/USDT:USDT", "1m")].shape[0] == 2
+
+
+async def test_concurrency_is_bounded(tmp_path):
+    keys = [(f"C{i}/USDT:USDT", "1m") for i in range(20)]
+    source = CountingSource()
+    await manager(tmp_path, source, keys=keys, concurrency=3).refresh(NOW)
+    assert len(source.calls) == 20 and source.max_in_flight == 3
+
+
+async def test_merge_drops_open_candle_and_duplicates_and_bounds_memory(tmp_path):
+    source = CountingSource()
+    mdm = manager(tmp_path, source, limit=150)
+    await mdm.refresh(NOW)
+    series = mdm.series[("BTC/USDT:USDT", "1m")]
+    assert series.candles.shape[0] == 150
+    assert series.last_ts == last_closed_open_ms(NOW, 60_000)  # the forming candle is not stored
+    assert series.forming_ts == series.last_ts + 60_000 and series.forming_open == series.last_close
+    for step in range(1, 30):
+        await mdm.refresh(NOW + step * 60_000)
+    ts = series.candles[:, 0]
+    assert series.candles.shape[0] == 150 and (np.diff(ts) == 60_000).all()
+    on_disk, _ = read_candles(series.path)
+    assert on_disk.shape[0] == 150 + 29  # the cache keeps the full history
+    assert (np.diff(on_disk[:, 0]) == 60_000).all()
+
+
+async def test_one_failing_series_does_not_stop_the_others(tmp_path, caplog):
+    source = CountingSource(fail={("ETH/USDT:USDT", "1m")})
+    mdm = manager(tmp_path, source)
+    new = await mdm.refresh(NOW)
+    assert ("BTC/USDT:USDT", "1m") in new and ("ETH/USDT:USDT", "1m") not in new
+    assert mdm.stats.fetch_errors == 1
+    assert "ETH/USDT:USDT 1m: candle refresh failed (ConnectionError: boom)" in caplog.text
+    eth = mdm.series[("ETH/USDT:USDT", "1m")]
+    assert eth.retry_at_ms > NOW  # backs off instead of hammering
+    source.fail = set()
+    await mdm.refresh(eth.retry_at_ms)
+    assert eth.candles.shape[0] > 0 and eth.failures == 0
+
+
+async def test_cache_is_read_at_start(tmp_path):
+    write_synthetic_cache(tmp_path, "BTC/USDT:USDT", "1m", 500, end_ms=NOW)
+    mdm = manager(tmp_path, CountingSource(), limit=300, keys=[("BTC/USDT:USDT", "1m")])
+    mdm.load_cache()
+    series = mdm.series[("BTC/USDT:USDT", "1m")]
+    assert series.candles.shape[0] == 300 and series.is_fresh(NOW)
+    assert mdm.due(NOW) == []
+
+
+async def test_features_computed_once_per_new_candle_however_many_readers(tmp_path, monkeypatch):
+    computed = []
+    real = market_data_module.compute_features
+
+    def counting(candles, params):
+        computed.append(candles.shape[0])
+        return real(candles, params)
+
+    monkeypatch.setattr(market_data_module, "compute_features", counting)
+    mdm = manager(tmp_path, CountingSource())
+    await mdm.refresh(NOW)
+    key = ("BTC/USDT:USDT", "1m")
+    first = [mdm.features(key) for _ in range(10)]
+    assert len(computed) == 1 and all(f is first[0] for f in first)
+    await mdm.refresh(NOW + 1_000)  # no new candle: still cached (not cleared per cycle)
+    assert mdm.features(key) is first[0] and len(computed) == 1
+    await mdm.refresh(NOW + 60_000)
+    for _ in range(5):
+        mdm.features(key)
+    assert len(computed) == 2
+    assert mdm.stats.feature_misses == 2 and mdm.stats.feature_hits == 14
+    assert mdm.stats.feature_hit_rate == pytest.approx(14 / 16)
+
+
+async def test_data_hit_rate_counts_reads_served_from_memory(tmp_path):
+    mdm = manager(tmp_path, CountingSource())
+    await mdm.refresh(NOW)  # 3 misses
+    for i in range(1, 10):
+        await mdm.refresh(NOW + i * 1_000)  # 9 ticks × 3 hits
+    assert mdm.stats.data_misses == 3 and mdm.stats.data_hits == 27
+    assert mdm.stats.data_hit_rate == pytest.approx(0.9)
