@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from conftest import PROJECT_ROOT, make_settings, subprocess_env
 
+from conftest import PROJECT_ROOT, make_settings, subprocess_env
 from trading_bot.bot import Bot
 from trading_bot.clock import ReplayClock
 from trading_bot.sources import SyntheticSource

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_settings, write_synthetic_cache
 
+from conftest import make_settings, write_synthetic_cache
 from trading_bot.backtest import backtest_series
 from trading_bot.bot import REPLAY_WARMUP_CANDLES, Bot
 from trading_bot.risk import RiskLimits

@@ -7,8 +7,8 @@ import asyncio
 
 import numpy as np
 import pytest
-from conftest import write_synthetic_cache
 
+from conftest import write_synthetic_cache
 from trading_bot import market_data as market_data_module
 from trading_bot.candle_cache import read_candles
 from trading_bot.market_data import MarketDataManager

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
 
+from conftest import subprocess_env
 from trading_bot.settings import Secret, Settings, SettingsError, load_settings, settings_from_mapping
 
 BAD_VALUES = [
