@@ -67,7 +67,8 @@ case "$(printf '%s' "$dry_run" | tr '[:upper:]' '[:lower:]')" in
         if [ "$first_arg" = "run" ] || [ "${first_arg#-}" != "$first_arg" ]; then
             echo
             echo "WARNING: DRY_RUN=false: the bot will place REAL orders with REAL money."
-            read -r -p "Type 'yes' to start LIVE trading: " confirm || confirm=""
+            printf "Type 'yes' to start LIVE trading: "
+            read -r confirm || confirm=""
             if [ "$confirm" != "yes" ]; then
                 echo "Aborted: live trading not confirmed. Nothing was started."
                 exit 0

@@ -28,7 +28,7 @@ KNOWN_HOSTS = {
     "bybit": "api.bybit.com",
     "okx": "www.okx.com",
 }
-MAX_KLINES_PER_REQUEST = 1500
+MAX_KLINES_PER_REQUEST = 1000  # ccxt's cap for binance klines
 
 
 def exchange_host(exchange_id: str, exchange_url: str = "") -> tuple[str, int]:
@@ -94,11 +94,22 @@ class ExchangeSource:
 
     async def fetch(self, symbol: str, timeframe: str, tf_ms: int, since_ms: int | None, now_ms: int,
                     limit: int, last_close: float | None) -> FetchResult:
+        """Closed candles from since_ms (default: the newest `limit`), paginated, plus the forming
+        candle's open when the exchange returned it."""
         client = await self.client()
-        request_limit = min(limit + 1, MAX_KLINES_PER_REQUEST)
-        rows = await client.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=request_limit)
-        candles = np.array(rows, dtype=np.float64).reshape(-1, 6) if rows else EMPTY.copy()
         last_open = last_closed_open_ms(now_ms, tf_ms)
+        cursor = last_open - (limit - 1) * tf_ms if since_ms is None else max(since_ms, last_open - (limit - 1) * tf_ms)
+        rows: list[list[float]] = []
+        while cursor <= last_open + tf_ms:
+            batch = await client.fetch_ohlcv(symbol, timeframe, since=cursor, limit=MAX_KLINES_PER_REQUEST)
+            if not batch:
+                break
+            rows.extend(batch)
+            next_cursor = int(batch[-1][0]) + tf_ms
+            if next_cursor <= cursor or len(batch) < MAX_KLINES_PER_REQUEST:
+                break
+            cursor = next_cursor
+        candles = np.array(rows, dtype=np.float64).reshape(-1, 6) if rows else EMPTY.copy()
         closed = candles[candles[:, TS] <= last_open]
         forming = candles[candles[:, TS] == last_open + tf_ms]
         if forming.shape[0]:

@@ -1,0 +1,71 @@
+"""The real ccxt client over real HTTP against the loopback fake exchange: public candles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import make_settings
+from fakes.fake_binance import FakeBinance
+from trading_bot.bot import Bot
+from trading_bot.candle_cache import read_candles
+from trading_bot.exchange import ExchangeSource, exchange_host, network_reachable
+from trading_bot.timeframes import last_closed_open_ms
+
+NOW = 1_767_225_600_000 + 30 * 60_000 + 5_000
+
+
+@pytest.fixture
+async def fake():
+    exchange = await FakeBinance(now_ms=lambda: NOW).start()
+    yield exchange
+    await exchange.stop()
+
+
+async def test_fetch_drops_the_open_candle_and_reports_its_open(fake):
+    source = ExchangeSource("binanceusdm", fake.url)
+    try:
+        result = await source.fetch("BTC/USDT:USDT", "1m", 60_000, None, NOW, 100, None)
+    finally:
+        await source.close()
+    assert result.closed.shape == (100, 6)
+    assert int(result.closed[-1, 0]) == last_closed_open_ms(NOW, 60_000)
+    assert result.forming_ts == int(result.closed[-1, 0]) + 60_000
+    assert result.forming_open == pytest.approx(result.closed[-1, 4])
+    assert any(path == "/fapi/v1/exchangeInfo" for path, _ in fake.requests)
+    klines = [q for path, q in fake.requests if path == "/fapi/v1/klines"]
+    assert klines and klines[0]["symbol"] == "BTCUSDT" and klines[0]["interval"] == "1m"
+
+
+async def test_incremental_fetch_uses_since(fake):
+    source = ExchangeSource("binanceusdm", fake.url)
+    since = last_closed_open_ms(NOW, 300_000) - 2 * 300_000
+    try:
+        result = await source.fetch("ETH/USDT:USDT", "5m", 300_000, since, NOW, 1000, None)
+    finally:
+        await source.close()
+    assert result.closed[:, 0].tolist() == [since, since + 300_000, since + 600_000]
+    assert [q.get("startTime") for p, q in fake.requests if p == "/fapi/v1/klines"] == [str(since)]
+
+
+async def test_paper_bot_fills_an_empty_cache_from_the_exchange(tmp_path, fake):
+    from trading_bot.clock import ReplayClock
+
+    settings = make_settings(tmp_path, symbols=("BTC/USDT:USDT", "SOL/USDT:USDT"), timeframes=("1m", "1h"),
+                             market_data="exchange", exchange_url=fake.url)
+    clock = ReplayClock(NOW)
+    clock.simulated = False
+    bot = Bot(settings, cycles=1, clock=clock, install_signals=False)
+    await bot.run()
+    assert bot.mdm.source.name == "exchange"
+    cached, _ = read_candles(settings.candles_dir / "SOL_USDT_USDT_1h.csv")
+    assert cached.shape[0] == 1000 and int(cached[-1, 0]) == last_closed_open_ms(NOW, 3_600_000)
+    assert np.isfinite(cached).all()
+
+
+async def test_network_probe(fake):
+    assert (await network_reachable("127.0.0.1", fake.port))[0]
+    ok, why = await network_reachable("host.invalid", 443, timeout=2)
+    assert not ok and "unreachable" in why
+    assert exchange_host("binanceusdm") == ("fapi.binance.com", 443)
+    assert exchange_host("x", "http://127.0.0.1:8080") == ("127.0.0.1", 8080)

@@ -1,0 +1,97 @@
+"""The running daemon reloads the strategy config on mtime change; a broken file keeps the old one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+
+from conftest import make_settings, write_synthetic_cache
+from trading_bot.bot import Bot
+from trading_bot.strategy_config import write_config
+
+SYMBOL, TF = "BTC/USDT:USDT", "1m"
+
+
+def settings_for(tmp_path):
+    settings = make_settings(tmp_path, symbols=(SYMBOL,), timeframes=(TF,), history_candles=2000)
+    write_synthetic_cache(settings.candles_dir, SYMBOL, TF, 1200)
+    write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.15}})
+    return settings
+
+
+def bump_mtime(path, seconds):
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + int(seconds * 1e9)))
+
+
+async def test_new_config_takes_effect_within_one_heartbeat(tmp_path, caplog):
+    settings = settings_for(tmp_path)
+    bot = Bot(settings, replay=True, install_signals=False)
+    seen: list[tuple[int, float]] = []
+    rejected_status: dict = {}
+    original_tick = bot.tick
+
+    async def tick() -> None:
+        await original_tick()
+        n = bot.figures.number
+        seen.append((n, bot.strategies[(SYMBOL, TF)].params.threshold))
+        if n == 100:
+            write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.9}})
+            bump_mtime(settings.strategy_config, 1)
+        if n == 200:
+            settings.strategy_config.write_text('{"version": 1, "defaults": {"threshold": 0.')  # torn write
+            bump_mtime(settings.strategy_config, 2)
+        if n == 300:
+            settings.strategy_config.write_text(json.dumps({"version": 1, "defaults": {"sl_pct": float("nan")}}))
+            bump_mtime(settings.strategy_config, 3)
+        if n == 350:
+            rejected_status.update(bot.status()["config"])
+        if n == 400:
+            write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.5}})
+            bump_mtime(settings.strategy_config, 4)
+        if n == 450:
+            bot.stop_event.set()
+
+    bot.tick = tick  # type: ignore[method-assign]
+    await bot.run()
+    thresholds = dict(seen)
+    assert thresholds[100] == 0.15  # written during tick 100 …
+    assert thresholds[101] == 0.9  # … in force from the next heartbeat
+    assert thresholds[250] == 0.9 and thresholds[350] == 0.9  # broken files kept the previous config
+    assert thresholds[401] == 0.5
+    assert bot.watch.reloads == 2
+    assert caplog.text.count("strategy config rejected, keeping the previous one") == 2
+    assert "not valid JSON" in caplog.text and "NaN is not a valid number" in caplog.text
+    assert rejected_status["reloads"] == 1 and "NaN" in rejected_status["last_error"]
+    status = bot.status()["config"]
+    assert status["reloads"] == 2 and status["last_error"] is None  # cleared by the good file
+
+
+async def test_sighup_forces_a_reload(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    settings = settings_for(tmp_path)
+    bot = Bot(settings, replay=True, cycles=3)
+    original_tick = bot.tick
+
+    async def tick() -> None:
+        if bot.figures.number == 1:
+            os.kill(os.getpid(), signal.SIGHUP)
+        await original_tick()
+
+    bot.tick = tick  # type: ignore[method-assign]
+    await bot.run()
+    assert "SIGHUP received" in caplog.text
+    assert bot.watch.reloads == 1
+
+
+async def test_broken_config_at_startup_is_an_error(tmp_path):
+    import pytest
+
+    from trading_bot.strategy_config import StrategyConfigError
+
+    settings = settings_for(tmp_path)
+    settings.strategy_config.write_text("{")
+    with pytest.raises(StrategyConfigError, match="not valid JSON"):
+        await Bot(settings, replay=True, install_signals=False).run()
