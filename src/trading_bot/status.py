@@ -91,8 +91,8 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(
             f"last heartbeat #{hb['heartbeat']} {_age(hb.get('time_ms'))}: cycle {hb.get('cycle_ms', 0):.1f} ms "
             f"(compute {hb.get('compute_ms', 0):.1f} ms), {hb.get('bots')} bots, "
-            f"cache hit {100 * cache.get('hit_rate', 0):.1f}% (data {100 * cache.get('data_hit_rate', 0):.1f}%, "
-            f"features {100 * cache.get('feature_hit_rate', 0):.1f}%)"
+            f"cache hit {100 * cache.get('hit_rate', 0):.1f}% (data {100 * cache.get('data_hit_rate', 0):.1f}%; "
+            f"features computed {cache.get('feature_misses', 0)}×, reused {cache.get('feature_hits', 0)}×)"
         )
         config = hb.get("config") or {}
         line = f"strategy config: {config.get('source')} · reloads {config.get('reloads', 0)}"
