@@ -28,6 +28,7 @@ from trading_bot.sources import CandleSource, ReplaySource, SyntheticSource
 from trading_bot.state import StateStore, bot_id
 from trading_bot.strategy import WeightedScoringStrategy
 from trading_bot.strategy_config import StrategyConfig, StrategyConfigError, config_stamp, load_config
+from trading_bot.systemd import Notifier, Watchdog
 from trading_bot.timeframes import last_closed_open_ms
 from trading_bot.trading_rules import SIDE_NAMES, ClosedTrade, Costs
 
@@ -67,7 +68,7 @@ def _fmt_price(value: float) -> str:
 class Bot:
     def __init__(self, settings: Settings, *, replay: bool = False, speed: float | None = None,
                  cycles: int | None = None, clock: Clock | None = None, source: CandleSource | None = None,
-                 install_signals: bool = True) -> None:
+                 install_signals: bool = True, notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.replay = replay
         self.speed = speed
@@ -77,7 +78,7 @@ class Bot:
         self._source_override = source
         self.install_signals = install_signals
         self.stop_event = asyncio.Event()
-        self.reload_requested = False
+        self._config_lock = asyncio.Lock()
         self.store = StateStore(settings.state_dir(replay))
         self.figures = TickFigures()
         self.started_ms = int(time.time() * 1000)
@@ -89,6 +90,9 @@ class Bot:
         self.strategies: dict[SeriesKey, WeightedScoringStrategy] = {}
         self._signals_seen = 0
         self._status_written = 0.0
+        self.notifier = notifier or Notifier()
+        self.last_progress = time.monotonic()
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- startup -------------------------------------------------------------------------------
 
@@ -102,7 +106,6 @@ class Bot:
                                     s.fetch_concurrency)
             await asyncio.to_thread(mdm.load_cache)
             return mdm
-        exchange_mdm: MarketDataManager | None = None
         if s.market_data != "synthetic":
             from trading_bot.exchange import ExchangeSource
 
@@ -120,6 +123,8 @@ class Bot:
                 return exchange_mdm
             log.warning("candle cache empty or stale and the exchange is unreachable (%s): paper trading on a "
                         "deterministic synthetic market (seed %d, candles in %s)", why, s.synthetic_seed, s.synthetic_dir)
+        else:
+            log.info("MARKET_DATA=synthetic: paper trading on a deterministic synthetic market (seed %d)", s.synthetic_seed)
         mdm = MarketDataManager(self.keys, s.synthetic_dir, SyntheticSource(s.synthetic_seed), s.history_candles,
                                 s.fetch_concurrency)
         await asyncio.to_thread(mdm.load_cache)
@@ -247,6 +252,8 @@ class Bot:
         if report:
             self._status_written = wall
             self._log_heartbeat(len(new))
+            self.notifier.status(self.status_line())
+        self.last_progress = time.monotonic()
 
     async def _record(self, events: BrokerEvents) -> None:
         for position in events.opened:
@@ -270,11 +277,14 @@ class Bot:
         state.clock_ms = self.clock.now_ms()
         await self.store.save(state, int(time.time() * 1000), self.mdm.source.name)
 
-    async def _check_config(self, now_ms: int) -> None:
+    async def _check_config(self, now_ms: int, force: bool = False) -> None:
+        async with self._config_lock:  # the tick and a SIGHUP reload may both get here
+            await self._reload_if_changed(now_ms, force)
+
+    async def _reload_if_changed(self, now_ms: int, force: bool) -> None:
         path = self.settings.strategy_config
         stamp = config_stamp(path)
-        forced, self.reload_requested = self.reload_requested, False
-        if not forced and (stamp == self.watch.stamp or stamp == self.watch.rejected_stamp):
+        if not force and (stamp == self.watch.stamp or stamp == self.watch.rejected_stamp):
             return
         try:
             config = await asyncio.to_thread(load_config, path, self.keys)
@@ -340,8 +350,31 @@ class Bot:
         self.stop_event.set()
 
     def request_reload(self) -> None:
-        log.info("SIGHUP received: reloading the strategy config")
-        self.reload_requested = True
+        log.info("SIGHUP received: reopening log files and reloading the strategy config")
+        self._spawn(self.reload())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload(self) -> None:
+        """SIGHUP: runs beside the heartbeat (never skips one); RELOADING=1 … READY=1 for systemd."""
+        from trading_bot.logs import reopen_log_files
+
+        self.notifier.reloading()
+        try:
+            reopen_log_files()
+            if hasattr(self, "watch"):
+                await self._check_config(self.clock.now_ms(), force=True)
+        finally:
+            self.notifier.ready(self.status_line() if hasattr(self, "broker") else "")
+
+    def status_line(self) -> str:
+        """The short STATUS= line for `systemctl status` (ASCII)."""
+        return (f"{self.broker.mode} | {len(self.keys)} bots | {len(self.broker.open_positions())} open | "
+                f"equity {self.equity():.2f} | pnl {self.broker.wallet.realised_pnl:+.2f} | "
+                f"tick {self.figures.cycle_ms:.1f} ms | data {self.mdm.source.name}")
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -359,6 +392,9 @@ class Bot:
             self._install_signal_handlers()
         try:
             await self.start()
+            self.last_progress = time.monotonic()
+            self.notifier.ready(self.status_line())
+            self._start_watchdog()
             heartbeat_ms = int(self.settings.heartbeat_seconds * 1000)
             while not self.stop_event.is_set():
                 await self.tick()
@@ -369,10 +405,26 @@ class Bot:
                 if self.replay_end_ms is not None:
                     wake = min(wake, self.replay_end_ms)
                 await self.clock.sleep_until(wake, self.stop_event)
+                self.last_progress = time.monotonic()  # woke on time: the loop is alive
         finally:
             await self.shutdown()
 
+    def _start_watchdog(self) -> None:
+        watchdog = Watchdog(self.notifier, lambda: self.last_progress)
+        if not watchdog.active:
+            return
+        if watchdog.timeout_s / 2 <= self.settings.heartbeat_seconds:
+            log.warning("WatchdogSec=%.0fs is too short for HEARTBEAT_SECONDS=%g: use at least 3 × the heartbeat",
+                        watchdog.timeout_s, self.settings.heartbeat_seconds)
+        self.watchdog = watchdog
+        self._spawn(watchdog.run())
+
     async def shutdown(self) -> None:
+        self.notifier.stopping()
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if hasattr(self, "broker") and hasattr(self, "mdm"):
             await self.save_state()
             await self.store.write_status(self.status())
@@ -384,4 +436,5 @@ class Bot:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+        self.notifier.close()
 

@@ -59,3 +59,21 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None, secrets: It
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
         file_handler.addFilter(redact)
         root.addHandler(file_handler)
+
+
+def reopen_log_files() -> int:
+    """Reopen every file handler (SIGHUP after logrotate moved the file). Returns how many."""
+    count = 0
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+                if isinstance(handler, logging.handlers.WatchedFileHandler):
+                    handler._statstream()
+            finally:
+                handler.release()
+            count += 1
+    return count
