@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -105,15 +106,21 @@ def test_unit_has_the_operational_settings_and_the_template_keeps_in_step():
     assert template["EnvironmentFile"] == ["@INSTALL_DIR@/instances/%i.env"]
 
 
-def run_as_nobody(args: list[str]) -> subprocess.CompletedProcess[str]:
-    if os.geteuid() == 0:
-        return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *args],
-                              capture_output=True, text=True)
-    return subprocess.run(args, capture_output=True, text=True)
+def run_as_nobody(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a script as an unprivileged user (from a copy nobody may read: checkouts are often 0700)."""
+    if os.geteuid() != 0:
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        copy = Path(tmp) / script.name
+        shutil.copy(script, copy)
+        os.chmod(copy, 0o755)
+        return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", str(copy), *args],
+                              capture_output=True, text=True, cwd=tmp)
 
 
 def test_install_service_refuses_without_root_and_dry_run_shows_the_plan():
-    refused = run_as_nobody(["bash", str(SCRIPTS / "install-service.sh"), "--user", "root"])
+    refused = run_as_nobody(SCRIPTS / "install-service.sh", "--user", "root")
     assert refused.returncode == 1 and "needs root" in refused.stderr
     plan = subprocess.run(["bash", str(SCRIPTS / "install-service.sh"), "--dry-run", "--user", "root"],
                           capture_output=True, text=True)
@@ -173,7 +180,7 @@ def test_optimize_writes_the_files_under_a_root_and_is_idempotent(tmp_path):
 
 
 def test_optimize_refuses_without_root():
-    result = run_as_nobody(["bash", OPTIMIZE])
+    result = run_as_nobody(Path(OPTIMIZE))
     assert result.returncode == 1 and "needs root" in result.stderr
 
 
