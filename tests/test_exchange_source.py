@@ -9,7 +9,7 @@ from conftest import make_settings
 from fakes.fake_binance import FakeBinance
 from trading_bot.bot import Bot
 from trading_bot.candle_cache import read_candles
-from trading_bot.exchange import ExchangeSource, exchange_host, network_reachable
+from trading_bot.exchange import ExchangePool, ExchangeSource, exchange_host, network_reachable
 from trading_bot.timeframes import last_closed_open_ms
 
 NOW = 1_767_225_600_000 + 30 * 60_000 + 5_000
@@ -23,7 +23,7 @@ async def fake():
 
 
 async def test_fetch_drops_the_open_candle_and_reports_its_open(fake):
-    source = ExchangeSource("binanceusdm", fake.url)
+    source = ExchangeSource(ExchangePool("binanceusdm", fake.url))
     try:
         result = await source.fetch("BTC/USDT:USDT", "1m", 60_000, None, NOW, 100, None)
     finally:
@@ -38,7 +38,7 @@ async def test_fetch_drops_the_open_candle_and_reports_its_open(fake):
 
 
 async def test_incremental_fetch_uses_since(fake):
-    source = ExchangeSource("binanceusdm", fake.url)
+    source = ExchangeSource(ExchangePool("binanceusdm", fake.url))
     since = last_closed_open_ms(NOW, 300_000) - 2 * 300_000
     try:
         result = await source.fetch("ETH/USDT:USDT", "5m", 300_000, since, NOW, 1000, None)

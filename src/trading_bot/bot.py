@@ -20,7 +20,7 @@ import numpy as np
 
 from trading_bot.candle_cache import CLOSE, TS, cache_file_name, read_candles
 from trading_bot.clock import Clock, LiveClock, ReplayClock
-from trading_bot.execution import BrokerEvents, PaperBroker
+from trading_bot.execution import Broker, BrokerEvents, PaperBroker
 from trading_bot.market_data import MarketDataManager, SeriesKey
 from trading_bot.risk import RiskLimits
 from trading_bot.settings import Settings
@@ -85,7 +85,7 @@ class Bot:
         self.ready_ms: int | None = None
         self.replay_end_ms: int | None = None
         self.mdm: MarketDataManager
-        self.broker: PaperBroker
+        self.broker: Broker
         self.watch: ConfigWatch
         self.strategies: dict[SeriesKey, WeightedScoringStrategy] = {}
         self._signals_seen = 0
@@ -93,6 +93,7 @@ class Bot:
         self.notifier = notifier or Notifier()
         self.last_progress = time.monotonic()
         self._background: set[asyncio.Task[None]] = set()
+        self.pool: Any = None  # the ExchangePool, once anything needs the exchange
 
     # --- startup -------------------------------------------------------------------------------
 
@@ -106,11 +107,14 @@ class Bot:
                                     s.fetch_concurrency)
             await asyncio.to_thread(mdm.load_cache)
             return mdm
+        if self.live:
+            mdm = MarketDataManager(self.keys, s.candles_dir, self._exchange_source(), s.history_candles,
+                                    s.fetch_concurrency)
+            await asyncio.to_thread(mdm.load_cache)
+            return mdm
         if s.market_data != "synthetic":
-            from trading_bot.exchange import ExchangeSource
-
-            exchange_mdm = MarketDataManager(self.keys, s.candles_dir, ExchangeSource(s.exchange_id, s.exchange_url),
-                                             s.history_candles, s.fetch_concurrency)
+            exchange_mdm = MarketDataManager(self.keys, s.candles_dir, self._exchange_source(), s.history_candles,
+                                             s.fetch_concurrency)
             await asyncio.to_thread(exchange_mdm.load_cache)
             now = self.clock.now_ms()
             if s.market_data == "exchange" or all(x.is_fresh(now) for x in exchange_mdm.series.values()):
@@ -129,6 +133,24 @@ class Bot:
                                 s.fetch_concurrency)
         await asyncio.to_thread(mdm.load_cache)
         return mdm
+
+    @property
+    def live(self) -> bool:
+        return not self.settings.dry_run and not self.replay
+
+    def _exchange_source(self) -> CandleSource:
+        """Candles through the process's one exchange pool (with the account's keys when live)."""
+        from trading_bot.exchange import ExchangePool, ExchangeSource
+
+        s = self.settings
+        if self.pool is None:
+            key, secret = (s.api_key.reveal(), s.api_secret.reveal()) if self.live else ("", "")
+            self.pool = ExchangePool(s.exchange_id, s.exchange_url, key, secret, timeout_ms=s.exchange_timeout_ms,
+                                     on_activity=self._mark_progress, demo=s.exchange_demo)
+        return ExchangeSource(self.pool, owns_pool=False)
+
+    def _mark_progress(self) -> None:
+        self.last_progress = time.monotonic()
 
     async def _open_replay(self) -> MarketDataManager:
         s = self.settings
@@ -170,16 +192,20 @@ class Bot:
         self.watch = self._load_config()
         self.mdm = await self._open_market_data()
         self.strategies = {key: WeightedScoringStrategy(key[0], key[1], lambda: self.watch.config) for key in self.keys}
-        self.broker = PaperBroker(self.keys, s.initial_balance, Costs(s.fee_rate, s.slippage),
-                                  RiskLimits(s.risk_per_trade, s.leverage, s.max_open_positions), saved)
-        self.broker.mode = "replay" if self.replay else "paper"
+        costs = Costs(s.fee_rate, s.slippage)
+        limits = RiskLimits(s.risk_per_trade, s.leverage, s.max_open_positions)
+        if self.live:
+            await self._start_live(costs, limits, saved)
+        else:
+            self.broker = PaperBroker(self.keys, s.initial_balance, costs, limits, saved)
+            self.broker.mode = "replay" if self.replay else "paper"
         if self.mdm.due(self.clock.now_ms()):
             await self.mdm.refresh(self.clock.now_ms())
         not_ready = [f"{k[0]} {k[1]}" for k, x in self.mdm.series.items()
                      if x.candles.shape[0] <= self.mdm.feature_params.warmup]
         if not_ready:
             raise StartupError(f"no market data for: {', '.join(not_ready[:5])}{' …' if len(not_ready) > 5 else ''}")
-        events = self._catch_up()
+        events = await self._catch_up()
         for key in self.keys:
             self.mdm.features(key)
         await self._record(events)
@@ -190,7 +216,23 @@ class Bot:
                  self.broker.mode, self.mdm.source.name, positions, self.equity(),
                  (self.ready_ms - self.started_ms) / 1000)
 
-    def _catch_up(self) -> BrokerEvents:
+    async def _start_live(self, costs: Costs, limits: RiskLimits, saved: Any) -> None:
+        from trading_bot.live_broker import LiveBroker, LiveError
+
+        if saved is not None and saved.mode != "live":
+            saved = None  # a paper wallet is no account: live state starts from the exchange
+        broker = LiveBroker(self.pool, self.keys, costs, limits, saved, self.clock.now_ms)
+        broker.persist_hook = self.save_state
+        self.broker = broker
+        try:
+            await broker.prepare()
+        except LiveError as exc:
+            raise StartupError(str(exc)) from None
+        log.warning("LIVE trading on %s (%s): real orders, balance %.2f USDT", self.pool.exchange_id,
+                    "demo endpoints" if self.settings.exchange_demo else self.settings.exchange_url or "production",
+                    broker.wallet.balance)
+
+    async def _catch_up(self) -> BrokerEvents:
         """Candles that closed while the bot was down: exits are applied, only the newest candle may
         signal. A bot seen for the first time starts from its newest candle."""
         events = BrokerEvents()
@@ -201,7 +243,7 @@ class Bot:
                 continue
             rows = series.candles[series.candles[:, TS] > book.last_candle_ts]
             if rows.shape[0]:
-                events = self._merge(events, self._evaluate(key, rows))
+                events = self._merge(events, await self._evaluate(key, rows))
         return events
 
     # --- the heartbeat -------------------------------------------------------------------------
@@ -213,29 +255,32 @@ class Bot:
         total.rejected += more.rejected
         return total
 
-    def _evaluate(self, key: SeriesKey, rows: np.ndarray) -> BrokerEvents:
+    async def _evaluate(self, key: SeriesKey, rows: np.ndarray) -> BrokerEvents:
         series = self.mdm.series[key]
         strategy = self.strategies[key]
         features = self.mdm.features(key)
         total = series.candles.shape[0]
         k = min(rows.shape[0], total)
         scores = strategy.scores(features, slice(total - k, total))
-        return self.broker.process_candles(key[0], key[1], rows[-k:], scores, strategy.params)
+        return await self.broker.process_candles(key[0], key[1], rows[-k:], scores, strategy.params)
 
     async def tick(self) -> None:
         t0 = time.perf_counter()
         now = self.clock.now_ms()
         new = await self.mdm.refresh(now)
         events = BrokerEvents()
-        for key, rows in new.items():
-            self._merge(events, self._evaluate(key, rows))
+        # Together, so live entries go out in parallel; the paper broker never awaits inside, so
+        # paper bots still run one after another in a fixed order.
+        for result in await asyncio.gather(*(self._evaluate(key, rows) for key, rows in new.items())):
+            self._merge(events, result)
         for key, series in self.mdm.series.items():
             if series.forming_open is not None and series.forming_ts is not None:
                 book = self.broker.book(*key)
                 if book.pending is not None:
                     params = self.strategies[key].params
-                    self._merge(events, self.broker.fill_at_open(key[0], key[1], series.forming_open,
-                                                                 series.forming_ts, params))
+                    self._merge(events, await self.broker.fill_at_open(key[0], key[1], series.forming_open,
+                                                                       series.forming_ts, params))
+        self._merge(events, await self.broker.sync())
         compute_ms = (time.perf_counter() - t0) * 1000
         self.figures.number += 1
         self.figures.new_candles = sum(r.shape[0] for r in new.values())
@@ -326,6 +371,7 @@ class Bot:
             "equity": wallet.balance + sum(p["unrealised_pnl"] for p in positions),
             "fees_paid": wallet.fees_paid, "trades": wallet.trades, "wins": wallet.wins,
             "cache": self.mdm.stats.as_json(),
+            "entry_latency": self.broker.latency.as_json() if hasattr(self.broker, "latency") else None,
             "config": {"source": self.watch.config.source, "reloads": self.watch.reloads,
                        "last_reload_ms": self.watch.last_reload_ms, "last_error": self.watch.last_error},
             "positions": positions,
@@ -432,6 +478,8 @@ class Bot:
                      len(self.broker.open_positions()), self.broker.wallet.balance)
         if hasattr(self, "mdm"):
             await self.mdm.source.close()
+        if self.pool is not None:
+            await self.pool.close()
         if self.install_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -78,8 +78,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if not settings.dry_run:
-        raise CliError("DRY_RUN=false: live trading is not available in this version yet; run in paper mode")
+    if not settings.dry_run and not args.replay:
+        if not settings.api_key or not settings.api_secret:
+            raise CliError("DRY_RUN=false needs API_KEY and API_SECRET (in .env or the environment)")
+        if not settings.live_confirmed:
+            raise CliError("DRY_RUN=false needs LIVE_TRADING_CONFIRMED=yes: launcher.sh asks for it; "
+                           "under systemd set it in .env")
     import asyncio
 
     from trading_bot.bot import Bot, StartupError

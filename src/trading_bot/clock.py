@@ -8,7 +8,7 @@ import time
 from typing import Protocol
 
 # Wake this long after a candle closes: the exchange needs a moment to publish the closed candle.
-CLOSE_GRACE_MS = 250
+CLOSE_GRACE_MS = 100
 
 
 class Clock(Protocol):

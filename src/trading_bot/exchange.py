@@ -1,21 +1,30 @@
-"""Public market data through ccxt (no API key needed), and the network probe the paper mode uses
-to decide between the exchange and the synthetic market.
+"""The exchange layer: one pooled ccxt client per (exchange, account), shared by every bot.
 
-ccxt is imported only when a client is first needed: it costs about a second and most of the
-memory budget, and a paper run on a warm cache must be ready before that.
+- Created inside the running event loop on first use; `close()` on shutdown (no unclosed sessions).
+- Every call goes through one request-weight budget (throttle.py) and, for reads, a retry policy
+  (retry.py) that only retries transient errors. Orders are never retried blindly: the caller
+  passes retry=False and resolves timeouts by looking its client order id up (live_broker.py).
+- 429/418 pause the whole pool for the exchange's Retry-After; -1021 (clock skew) resyncs the time
+  offset and retries once.
+- ccxt is imported on first use only: it costs about a second and most of the memory budget, and a
+  paper run on a warm cache must be ready before that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
 from trading_bot.candle_cache import EMPTY, TS
+from trading_bot.retry import RetryPolicy
 from trading_bot.sources import FetchResult
+from trading_bot.throttle import WeightBudget
 from trading_bot.timeframes import last_closed_open_ms
 
 log = logging.getLogger(__name__)
@@ -29,6 +38,23 @@ KNOWN_HOSTS = {
     "okx": "www.okx.com",
 }
 MAX_KLINES_PER_REQUEST = 1000  # ccxt's cap for binance klines
+MARKETS_TTL_S = 3600.0
+DEFAULT_PAUSE_S = {429: 10.0, 418: 120.0}
+
+# Binance USDⓈ-M request weights: exchange quirks as data, not branches.
+WEIGHTS: dict[str, int] = {
+    "load_markets": 1, "fetch_time": 1, "fetch_ticker": 1, "fetch_balance": 5, "fetch_positions": 5,
+    "create_order": 1, "fetch_order": 1, "cancel_order": 1, "fetch_open_orders": 1, "fetch_my_trades": 5,
+    "set_leverage": 1, "set_margin_mode": 1,
+}
+
+
+def klines_weight(limit: int) -> int:
+    if limit < 100:
+        return 1
+    if limit < 500:
+        return 2
+    return 5 if limit <= 1000 else 10
 
 
 def exchange_host(exchange_id: str, exchange_url: str = "") -> tuple[str, int]:
@@ -64,20 +90,35 @@ def _point_at(client: Any, base_url: str) -> None:
     if isinstance(api, dict):
         for name, url in api.items():
             if isinstance(url, str):
-                path = urlparse(url).path
-                api[name] = base_url.rstrip("/") + path
+                api[name] = base_url.rstrip("/") + urlparse(url).path
 
 
-class ExchangeSource:
-    """Candles from a ccxt exchange's public endpoints. The client is created inside the running
-    event loop on first use and closed by close()."""
+def is_clock_skew(exc: BaseException) -> bool:
+    return "-1021" in str(exc)
 
-    name = "exchange"
 
-    def __init__(self, exchange_id: str, exchange_url: str = "") -> None:
+class ExchangePool:
+    """One ccxt client for one (exchange id, account), its weight budget and its retry policy."""
+
+    def __init__(self, exchange_id: str, exchange_url: str = "", api_key: str = "", api_secret: str = "",
+                 weight_limit: int = 2400, retry: RetryPolicy | None = None, timeout_ms: int = 10_000,
+                 on_activity: Callable[[], None] | None = None, demo: bool = False) -> None:
         self.exchange_id = exchange_id
         self.exchange_url = exchange_url
+        self._credentials = (api_key, api_secret)
+        self.timeout_ms = timeout_ms
+        self.demo = demo
+        self.budget = WeightBudget(weight_limit)
+        self.retry = retry or RetryPolicy()
+        self.on_activity = on_activity or (lambda: None)
         self._client: Any = None
+        self._markets_loaded_at = 0.0
+        self._markets_lock: asyncio.Lock | None = None
+        self.calls: dict[str, int] = {}
+
+    @property
+    def account(self) -> str:
+        return "public" if not self._credentials[0] else "key…" + self._credentials[0][-4:]
 
     async def client(self) -> Any:
         if self._client is None:
@@ -86,27 +127,119 @@ class ExchangeSource:
             klass = getattr(ccxt_async, self.exchange_id, None)
             if klass is None:
                 raise ValueError(f"unknown ccxt exchange id {self.exchange_id!r}")
-            client = klass({"enableRateLimit": True, "options": {"fetchCurrencies": False}})
+            api_key, secret = self._credentials
+            config: dict[str, Any] = {
+                "enableRateLimit": True,
+                "timeout": self.timeout_ms,
+                "options": {"fetchCurrencies": False, "adjustForTimeDifference": bool(api_key), "recvWindow": 5000},
+            }
+            if api_key:
+                config.update(apiKey=api_key, secret=secret)
+            client = klass(config)
+            if self.demo and hasattr(client, "enable_demo_trading"):
+                client.enable_demo_trading(True)
             if self.exchange_url:
                 _point_at(client, self.exchange_url)
             self._client = client
         return self._client
 
+    async def _once(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], weight: int) -> Any:
+        import ccxt
+
+        client = await self.client()
+        async with self.budget.take(weight):
+            self.calls[method] = self.calls.get(method, 0) + 1
+            try:
+                return await getattr(client, method)(*args, **kwargs)
+            except ccxt.DDoSProtection as exc:
+                self._pause_for(exc, client)
+                raise
+            finally:
+                self._observe(client)
+                self.on_activity()
+
+    def _observe(self, client: Any) -> None:
+        headers = getattr(client, "last_response_headers", None) or {}
+        used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
+        if used and str(used).isdigit():
+            self.budget.observe_server_usage(int(used))
+
+    def _pause_for(self, exc: BaseException, client: Any) -> None:
+        headers = getattr(client, "last_response_headers", None) or {}
+        status = 418 if "418" in str(exc) else 429
+        retry_after = headers.get("Retry-After") or headers.get("retry-after")
+        try:
+            seconds = float(retry_after) if retry_after else DEFAULT_PAUSE_S[status]
+        except ValueError:
+            seconds = DEFAULT_PAUSE_S[status]
+        self.budget.pause(seconds, f"exchange answered {status} ({'IP banned' if status == 418 else 'rate limit'})")
+
+    async def _with_clock_sync(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], weight: int) -> Any:
+        try:
+            return await self._once(method, args, kwargs, weight)
+        except Exception as exc:
+            if not is_clock_skew(exc):
+                raise
+            log.warning("%s: exchange says our clock is off (-1021); resyncing the time offset", method)
+            client = await self.client()
+            async with self.budget.take(1):
+                await client.load_time_difference()
+            return await self._once(method, args, kwargs, weight)
+
+    async def call(self, method: str, *args: Any, weight: int | None = None, retry: bool = True, **kwargs: Any) -> Any:
+        """A throttled ccxt call. retry=False for anything that must not happen twice (orders)."""
+        cost = WEIGHTS.get(method, 1) if weight is None else weight
+        if method != "load_markets":
+            await self.markets()
+        if not retry:
+            return await self._with_clock_sync(method, args, kwargs, cost)
+        return await self.retry.run(lambda: self._with_clock_sync(method, args, kwargs, cost), f"{self.exchange_id} {method}")
+
+    async def markets(self) -> dict[str, Any]:
+        """Markets loaded once and refreshed hourly (one request at a time)."""
+        if self._markets_lock is None:
+            self._markets_lock = asyncio.Lock()
+        async with self._markets_lock:
+            client = await self.client()
+            if not client.markets or time.monotonic() - self._markets_loaded_at > MARKETS_TTL_S:
+                reload = bool(client.markets)
+                await self.retry.run(lambda: self._once("load_markets", (reload,), {}, 1),
+                                     f"{self.exchange_id} load_markets")
+                self._markets_loaded_at = time.monotonic()
+            return client.markets
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+
+class ExchangeSource:
+    """Candles from the exchange's public klines through the pool (paginated)."""
+
+    name = "exchange"
+
+    def __init__(self, pool: ExchangePool, owns_pool: bool = True) -> None:
+        self.pool = pool
+        self.owns_pool = owns_pool
+
     async def fetch(self, symbol: str, timeframe: str, tf_ms: int, since_ms: int | None, now_ms: int,
                     limit: int, last_close: float | None) -> FetchResult:
-        """Closed candles from since_ms (default: the newest `limit`), paginated, plus the forming
-        candle's open when the exchange returned it."""
-        client = await self.client()
+        """Closed candles from since_ms (default: the newest `limit`), plus the forming candle's open
+        when the exchange returned it."""
         last_open = last_closed_open_ms(now_ms, tf_ms)
-        cursor = last_open - (limit - 1) * tf_ms if since_ms is None else max(since_ms, last_open - (limit - 1) * tf_ms)
+        first_wanted = last_open - (limit - 1) * tf_ms
+        cursor = first_wanted if since_ms is None else max(since_ms, first_wanted)
         rows: list[list[float]] = []
         while cursor <= last_open + tf_ms:
-            batch = await client.fetch_ohlcv(symbol, timeframe, since=cursor, limit=MAX_KLINES_PER_REQUEST)
+            request_limit = min(MAX_KLINES_PER_REQUEST, (last_open + tf_ms - cursor) // tf_ms + 1)
+            batch = await self.pool.call("fetch_ohlcv", symbol, timeframe, since=cursor, limit=request_limit,
+                                         weight=klines_weight(request_limit))
             if not batch:
                 break
             rows.extend(batch)
             next_cursor = int(batch[-1][0]) + tf_ms
-            if next_cursor <= cursor or len(batch) < MAX_KLINES_PER_REQUEST:
+            if next_cursor <= cursor or len(batch) < request_limit:
                 break
             cursor = next_cursor
         candles = np.array(rows, dtype=np.float64).reshape(-1, 6) if rows else EMPTY.copy()
@@ -117,6 +250,5 @@ class ExchangeSource:
         return FetchResult(closed)
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        if self.owns_pool:
+            await self.pool.close()

@@ -60,6 +60,9 @@ class Settings:
     synthetic_seed: int = 42
     fetch_concurrency: int = 8
     market_data: str = "auto"  # auto | exchange | synthetic (paper mode only)
+    exchange_demo: bool = False  # ccxt enable_demo_trading: Binance's demo (paper money) endpoints
+    live_confirmed: bool = False  # DRY_RUN=false also needs LIVE_TRADING_CONFIRMED=yes
+    exchange_timeout_ms: int = 10_000
 
     @property
     def candles_dir(self) -> Path:
@@ -200,6 +203,9 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "SYNTHETIC_SEED": ("synthetic_seed", _integer),
     "FETCH_CONCURRENCY": ("fetch_concurrency", _in_range(_integer, 1, 64)),
     "MARKET_DATA": ("market_data", _market_data),
+    "EXCHANGE_DEMO": ("exchange_demo", _bool),
+    "LIVE_TRADING_CONFIRMED": ("live_confirmed", _bool),
+    "EXCHANGE_TIMEOUT_MS": ("exchange_timeout_ms", _in_range(_integer, 500, 120_000)),
 }
 
 

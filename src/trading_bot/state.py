@@ -58,6 +58,8 @@ class SavedState:
     books: dict[str, BotBook] = field(default_factory=dict)
     clock_ms: int | None = None
     mode: str = "paper"
+    # Live: every order we mean to send, recorded before it is sent (client order id -> intent).
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _dumps(document: Any) -> bytes:
@@ -75,7 +77,7 @@ def encode_state(state: SavedState, saved_at: int, data_source: str) -> bytes:
     }
     return _dumps({
         "version": STATE_VERSION, "mode": state.mode, "clock_ms": state.clock_ms, "saved_at": saved_at,
-        "data_source": data_source, "wallet": asdict(state.wallet), "bots": bots,
+        "data_source": data_source, "wallet": asdict(state.wallet), "bots": bots, "intents": state.intents,
     })
 
 
@@ -103,7 +105,10 @@ def decode_state(data: bytes, source: str) -> SavedState:
             if raw.get("pending"):
                 book.pending = PendingEntry(**raw["pending"])
             books[key] = book
-        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"))
+        intents = doc.get("intents", {})
+        if not isinstance(intents, dict):
+            raise ValueError("intents must be an object")
+        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"), intents)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(f"{source}: unreadable state ({type(exc).__name__}: {exc})") from None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 LONG = 1
@@ -41,6 +41,8 @@ class Position:
     entry_fee: float
     sl_pct: float
     rr_ratio: float
+    # Live only: exchange ids of the entry and the protective orders, and our client order ids.
+    orders: dict[str, str] = field(default_factory=dict)
 
     def unrealised(self, price: float) -> float:
         return self.side * self.qty * (price - self.entry_price)
@@ -50,7 +52,7 @@ class Position:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Position:
-        return cls(**{name: raw[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: raw[name] for name in cls.__dataclass_fields__ if name in raw})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,387 @@
+"""LiveBroker (DRY_RUN=false): real orders through the pooled ccxt client.
+
+The decision is the paper broker's (the same `signal_side`, `protective_levels` and sizing); only
+execution differs: a market entry as soon as the signal candle closes, then a reduce-only
+STOP_MARKET and TAKE_PROFIT_MARKET on the exchange (Binance algo orders), so a position is
+protected even while the bot is down. Rules of thumb kept here:
+
+- Every order carries our client order id, recorded (with its intent) before it is sent. A
+  timeout or lost answer is resolved by looking that id up, never by sending blindly again; a
+  resend reuses the same id, which the exchange refuses to execute twice.
+- A position is never left without a stop: if the stop cannot be placed, the position is closed at
+  market and the log says so loudly.
+- One position per symbol on the exchange (positions are netted per symbol): while one bot holds
+  BTC, the other BTC timeframes skip their signals.
+- InsufficientFunds / InvalidOrder: that bot logs and skips; the daemon keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from trading_bot.candle_cache import CLOSE, TS
+from trading_bot.exchange import ExchangePool
+from trading_bot.execution import Books, BrokerEvents
+from trading_bot.risk import RiskLimits, position_size
+from trading_bot.state import SavedState
+from trading_bot.strategy_config import StrategyParams
+from trading_bot.timeframes import timeframe_ms
+from trading_bot.trading_rules import (
+    LONG,
+    SIDE_NAMES,
+    BotBook,
+    ClosedTrade,
+    Costs,
+    Position,
+    protective_levels,
+    signal_side,
+)
+
+log = logging.getLogger(__name__)
+
+ORDER_SIDE = {LONG: "buy", -LONG: "sell"}
+SUBMIT_ATTEMPTS = 3
+STALE_SIGNAL_MS = 30_000
+
+
+class LiveError(RuntimeError):
+    """Live trading cannot start; one line for the user."""
+
+
+def new_client_id(kind: str) -> str:
+    """Binance allows 36 characters of [.A-Z:/a-z0-9_-]."""
+    return f"tb-{kind}-{uuid.uuid4().hex[:24]}"
+
+
+class LatencyStats:
+    """Signal-candle close → entry order acknowledged, in ms (the last 1000 orders)."""
+
+    def __init__(self) -> None:
+        self.samples: deque[float] = deque(maxlen=1000)
+
+    def add(self, ms: float) -> None:
+        self.samples.append(ms)
+
+    def percentile(self, q: float) -> float | None:
+        return float(np.percentile(np.fromiter(self.samples, float), q)) if self.samples else None
+
+    def as_json(self) -> dict[str, float | int | None]:
+        return {"orders": len(self.samples), "p50_ms": self.percentile(50), "p99_ms": self.percentile(99)}
+
+
+class LiveBroker(Books):
+    name = "live"
+    mode = "live"
+
+    def __init__(self, pool: ExchangePool, keys: list[tuple[str, str]], costs: Costs, limits: RiskLimits,
+                 saved: SavedState | None, now_ms: Callable[[], int], margin_mode: str = "isolated") -> None:
+        super().__init__(keys, 0.0, limits, saved)
+        self.pool = pool
+        self.costs = costs
+        self.now_ms = now_ms
+        self.margin_mode = margin_mode
+        self.symbols = sorted({symbol for symbol, _ in keys})
+        self.claimed: set[str] = set()  # symbols with an entry in flight
+        self.latency = LatencyStats()
+        self.markets: dict[str, Any] = {}
+        self.client: Any = None
+        self.persist_hook: Callable[[], Any] | None = None
+
+    # --- startup -------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        import ccxt
+
+        self.client = await self.pool.client()
+        try:
+            self.markets = await self.pool.markets()
+        except ccxt.AuthenticationError as exc:
+            raise LiveError(f"the exchange refused the API key: {exc}") from None
+        unknown = [s for s in self.symbols if s not in self.markets]
+        if unknown:
+            raise LiveError(f"unknown symbol(s) on {self.pool.exchange_id}: {', '.join(unknown)}")
+        try:
+            await self.refresh_balance()
+        except ccxt.AuthenticationError as exc:
+            raise LiveError(f"the exchange refused the API key: {exc}") from None
+        if self.wallet.initial_balance == 0:
+            self.wallet.initial_balance = self.wallet.balance
+        for symbol in self.symbols:
+            await self._set_margin_and_leverage(symbol)
+
+    async def _set_margin_and_leverage(self, symbol: str) -> None:
+        import ccxt
+
+        try:
+            await self.pool.call("set_margin_mode", self.margin_mode, symbol)
+        except ccxt.ExchangeError as exc:
+            if "-4046" not in str(exc) and "No need to change" not in str(exc):  # already set: fine
+                raise
+        await self.pool.call("set_leverage", int(self.limits.leverage), symbol)
+
+    async def refresh_balance(self) -> None:
+        balance = await self.pool.call("fetch_balance")
+        total = balance.get("total", {}).get("USDT")
+        if total is not None:
+            self.wallet.balance = float(total)
+
+    async def persist(self) -> None:
+        if self.persist_hook is not None:
+            await self.persist_hook()
+
+    # --- entries -------------------------------------------------------------------------------
+
+    async def process_candles(self, symbol: str, timeframe: str, candles: np.ndarray, scores: np.ndarray,
+                              params: StrategyParams) -> BrokerEvents:
+        """Only the newest closed candle may signal; exits are the exchange's job (see sync)."""
+        book = self.book(symbol, timeframe)
+        events = BrokerEvents()
+        if candles.shape[0] == 0:
+            return events
+        ts = int(candles[-1, TS])
+        if book.last_candle_ts is not None and ts <= book.last_candle_ts:
+            return events
+        book.last_candle_ts = ts
+        side = signal_side(float(scores[-1]), params.threshold)
+        if not side or book.position is not None:
+            return events
+        closed_ms_ago = self.now_ms() - (ts + timeframe_ms(timeframe))
+        if closed_ms_ago > STALE_SIGNAL_MS:  # e.g. a candle that closed while the bot was down
+            log.info("%s %s: %s signal from a candle that closed %.0fs ago: too old to act on", symbol, timeframe,
+                     SIDE_NAMES[side], closed_ms_ago / 1000)
+            return events
+        if symbol in self.claimed or any(p.symbol == symbol for p in self.open_positions()):
+            log.info("%s %s: %s signal skipped, %s already has a position", symbol, timeframe, SIDE_NAMES[side], symbol)
+            return events
+        if not self.entry_allowed(extra_pending=len(self.claimed)):
+            events.rejected += 1
+            return events
+        self.claimed.add(symbol)  # before the first await: parallel bots see it
+        try:
+            position = await self._enter(book, side, float(candles[-1, CLOSE]), ts + timeframe_ms(timeframe), params)
+        finally:
+            self.claimed.discard(symbol)
+        if position is not None:
+            events.opened.append(position)
+        return events
+
+    async def fill_at_open(self, symbol: str, timeframe: str, open_price: float, candle_ts: int,
+                           params: StrategyParams) -> BrokerEvents:
+        return BrokerEvents()  # live entries are market orders at the signal, nothing waits
+
+    def _quantity(self, symbol: str, side: int, price: float, sl_pct: float, rr_ratio: float) -> float:
+        stop, _ = protective_levels(side, price, sl_pct, rr_ratio)
+        raw = position_size(self.wallet.balance, price, stop, self.limits)
+        try:
+            qty = float(self.client.amount_to_precision(symbol, raw))
+        except Exception:  # ccxt raises when the amount rounds to zero
+            return 0.0
+        limits = self.markets[symbol].get("limits", {})
+        min_qty = (limits.get("amount") or {}).get("min") or 0.0
+        min_cost = (limits.get("cost") or {}).get("min") or 0.0
+        if qty < min_qty or qty * price < min_cost:
+            log.info("%s: order of %.8g (≈%.2f USDT) is below the exchange minimum (qty %s, notional %s): skipped",
+                     symbol, qty, qty * price, min_qty, min_cost)
+            return 0.0
+        return qty
+
+    async def _enter(self, book: BotBook, side: int, last_close: float, fill_candle_ts: int,
+                     params: StrategyParams) -> Position | None:
+        import ccxt
+
+        symbol = book.symbol
+        qty = self._quantity(symbol, side, last_close, params.sl_pct, params.rr_ratio)
+        if qty <= 0:
+            return None
+        client_id = new_client_id("e")
+        self.intents[client_id] = {"kind": "entry", "symbol": symbol, "timeframe": book.timeframe, "side": side,
+                                   "qty": qty, "signal_ts": book.last_candle_ts, "created_ms": self.now_ms()}
+        await self.persist()
+        try:
+            order = await self._submit(symbol, "market", ORDER_SIDE[side], qty, {"clientOrderId": client_id},
+                                       client_id, trigger=False)
+        except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as exc:
+            log.warning("%s %s: entry refused by the exchange (%s): skipped", symbol, book.timeframe, exc)
+            self.intents.pop(client_id, None)
+            await self.persist()
+            return None
+        latency = self.now_ms() - fill_candle_ts
+        self.latency.add(latency)
+        entry_price = float(order.get("average") or order.get("price") or last_close)
+        filled = float(order.get("filled") or qty)
+        fee = (order.get("fee") or {}).get("cost")
+        entry_fee = float(fee) if fee is not None else filled * entry_price * self.costs.fee_rate
+        stop, target = protective_levels(side, entry_price, params.sl_pct, params.rr_ratio)
+        stop = float(self.client.price_to_precision(symbol, stop))
+        target = float(self.client.price_to_precision(symbol, target))
+        position = Position(
+            symbol=symbol, timeframe=book.timeframe, side=side, qty=filled, entry_price=entry_price,
+            entry_ts=fill_candle_ts, signal_ts=book.last_candle_ts or 0, stop=stop, target=target,
+            entry_fee=entry_fee, sl_pct=params.sl_pct, rr_ratio=params.rr_ratio,
+            orders={"entry": str(order.get("id")), "entry_client": client_id, "opened_ms": str(self.now_ms())},
+        )
+        book.position = position
+        self.intents.pop(client_id, None)
+        await self.persist()
+        log.info("entry %s %s %s acknowledged %.0f ms after the signal candle closed", SIDE_NAMES[side], symbol,
+                 book.timeframe, latency)
+        await self._protect(book, position)
+        return book.position
+
+    async def _protect(self, book: BotBook, position: Position) -> None:
+        """Stop first (a position must never be without one), then the target."""
+        import ccxt
+
+        close_side = ORDER_SIDE[-position.side]
+        legs = (("stop", "STOP_MARKET", position.stop), ("target", "TAKE_PROFIT_MARKET", position.target))
+        for kind, order_type, price in legs:
+            client_id = new_client_id("s" if kind == "stop" else "t")
+            self.intents[client_id] = {"kind": kind, "symbol": position.symbol, "timeframe": position.timeframe,
+                                       "created_ms": self.now_ms()}
+            await self.persist()
+            params = {"triggerPrice": price, "reduceOnly": True, "clientOrderId": client_id, "workingType": "MARK_PRICE"}
+            try:
+                order = await self._submit(position.symbol, order_type, close_side, position.qty, params, client_id,
+                                           trigger=True)
+            except ccxt.BaseError as exc:
+                self.intents.pop(client_id, None)
+                if kind == "stop":
+                    log.critical("%s %s: COULD NOT PLACE THE STOP (%s): closing the position at market now",
+                                 position.symbol, position.timeframe, exc)
+                    await self._close_at_market(book, position)
+                    return
+                log.error("%s %s: could not place the take-profit (%s); the stop is in place", position.symbol,
+                          position.timeframe, exc)
+                continue
+            position.orders[kind] = str(order.get("id"))
+            position.orders[f"{kind}_client"] = client_id
+            self.intents.pop(client_id, None)
+            await self.persist()
+
+    async def _close_at_market(self, book: BotBook, position: Position) -> None:
+        import ccxt
+
+        client_id = new_client_id("x")
+        self.intents[client_id] = {"kind": "close", "symbol": position.symbol, "timeframe": position.timeframe,
+                                   "created_ms": self.now_ms()}
+        await self.persist()
+        try:
+            await self._submit(position.symbol, "market", ORDER_SIDE[-position.side], position.qty,
+                               {"reduceOnly": True, "clientOrderId": client_id}, client_id, trigger=False)
+        except ccxt.BaseError as exc:
+            log.critical("%s: closing the unprotected position FAILED (%s): act by hand", position.symbol, exc)
+            return
+        finally:
+            self.intents.pop(client_id, None)
+        # sync() books the exit from the exchange's fills, like any other.
+
+    async def _submit(self, symbol: str, order_type: str, side: str, qty: float, params: dict[str, Any],
+                      client_id: str, trigger: bool) -> dict[str, Any]:
+        """Send once; on a transient failure look the client id up; resend (same id) only if absent."""
+        import ccxt
+
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                return await self.pool.call("create_order", symbol, order_type, side, qty, None, params, retry=False)
+            except ccxt.NetworkError as exc:
+                log.warning("%s %s order %s: %s: %s; looking it up before anything else", symbol, order_type, client_id,
+                            type(exc).__name__, str(exc)[:160])
+                found = await self.lookup(symbol, client_id, trigger)
+                if found is not None:
+                    log.info("%s order %s had reached the exchange (id %s)", symbol, client_id, found.get("id"))
+                    return found
+                if attempt + 1 == SUBMIT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(self.pool.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    async def lookup(self, symbol: str, client_id: str, trigger: bool) -> dict[str, Any] | None:
+        import ccxt
+
+        params: dict[str, Any] = {"clientOrderId": client_id}
+        if trigger:
+            params["trigger"] = True
+        try:
+            return await self.pool.call("fetch_order", None, symbol, params)
+        except ccxt.OrderNotFound:
+            return None
+        except ccxt.ExchangeError as exc:
+            if "-2013" in str(exc) or "does not exist" in str(exc).lower():
+                return None
+            raise
+
+    # --- exits ---------------------------------------------------------------------------------
+
+    async def sync(self) -> BrokerEvents:
+        """One positions request per heartbeat while anything is open: a position the exchange no
+        longer has was closed by its stop or target; book the exit and cancel the sibling."""
+        events = BrokerEvents()
+        held = [b for b in self.books.values() if b.position is not None]
+        if not held:
+            return events
+        symbols = sorted({b.symbol for b in held})
+        positions = await self.pool.call("fetch_positions", symbols)
+        open_amounts: dict[str, float] = {}
+        for p in positions:
+            contracts = float(p.get("contracts") or 0.0)
+            if contracts:
+                open_amounts[p["symbol"]] = contracts if p.get("side") == "long" else -contracts
+        for book in held:
+            position = book.position
+            assert position is not None
+            if open_amounts.get(position.symbol, 0.0) * position.side > 0:
+                continue
+            trade = await self._book_exit(position)
+            book.position = None
+            self.wallet.apply(trade)
+            events.closed.append(trade)
+        if events.closed:
+            await self.refresh_balance()
+        return events
+
+    async def _book_exit(self, position: Position) -> ClosedTrade:
+        import ccxt
+
+        symbol = position.symbol
+        reason = "outside"
+        for kind in ("stop", "target"):
+            order_id = position.orders.get(kind)
+            if not order_id:
+                continue
+            try:
+                order = await self.pool.call("fetch_order", order_id, symbol, {"trigger": True})
+            except ccxt.OrderNotFound:
+                continue
+            if order.get("status") == "closed" and reason == "outside":
+                reason = kind
+            elif order.get("status") == "open":
+                try:
+                    await self.pool.call("cancel_order", order_id, symbol, {"trigger": True})
+                except ccxt.OrderNotFound:
+                    pass
+        since = int(position.orders.get("opened_ms") or 0) - 60_000
+        trades = await self.pool.call("fetch_my_trades", symbol, since if since > 0 else None)
+        exit_side = ORDER_SIDE[-position.side]
+        exits = [t for t in trades if t.get("side") == exit_side and str(t.get("order")) != position.orders.get("entry")]
+        entry_fills = [t for t in trades if str(t.get("order")) == position.orders.get("entry")]
+        qty = sum(float(t["amount"]) for t in exits)
+        exit_price = sum(float(t["amount"]) * float(t["price"]) for t in exits) / qty if qty else position.entry_price
+        exit_fee = sum(float((t.get("fee") or {}).get("cost") or 0.0) for t in exits)
+        entry_fee = sum(float((t.get("fee") or {}).get("cost") or 0.0) for t in entry_fills) or position.entry_fee
+        realised = [t.get("info", {}).get("realizedPnl") for t in exits]
+        gross = (sum(float(r) for r in realised if r is not None) if any(r is not None for r in realised)
+                 else position.side * position.qty * (exit_price - position.entry_price))
+        exit_ts = max((int(t.get("timestamp") or 0) for t in exits), default=self.now_ms())
+        return ClosedTrade(
+            symbol=symbol, timeframe=position.timeframe, side=position.side, qty=position.qty,
+            entry_price=position.entry_price, entry_ts=position.entry_ts, signal_ts=position.signal_ts,
+            exit_price=exit_price, exit_ts=exit_ts, exit_reason=reason, entry_fee=entry_fee, exit_fee=exit_fee,
+            gross_pnl=gross, pnl=gross - entry_fee - exit_fee,
+        )
