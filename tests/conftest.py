@@ -90,3 +90,13 @@ def _fail_on_swallowed_task_errors():
     finally:
         policy.new_event_loop = original_new_loop  # type: ignore[method-assign]
     assert not errors, f"unhandled errors in the event loop: {errors}"
+
+
+@pytest.fixture
+async def market():
+    """A loopback fake Binance and the clock it shares with the bot under test."""
+    from fakes.live_bot import start_market
+
+    clock, fake = await start_market()
+    yield clock, fake
+    await fake.stop()

@@ -32,8 +32,8 @@ async def test_fetch_drops_the_open_candle_and_reports_its_open(fake):
     assert int(result.closed[-1, 0]) == last_closed_open_ms(NOW, 60_000)
     assert result.forming_ts == int(result.closed[-1, 0]) + 60_000
     assert result.forming_open == pytest.approx(result.closed[-1, 4])
-    assert any(path == "/fapi/v1/exchangeInfo" for path, _ in fake.requests)
-    klines = [q for path, q in fake.requests if path == "/fapi/v1/klines"]
+    assert any(r.path == "/fapi/v1/exchangeInfo" for r in fake.requests)
+    klines = [r.params for r in fake.requests if r.path == "/fapi/v1/klines"]
     assert klines and klines[0]["symbol"] == "BTCUSDT" and klines[0]["interval"] == "1m"
 
 
@@ -45,7 +45,7 @@ async def test_incremental_fetch_uses_since(fake):
     finally:
         await source.close()
     assert result.closed[:, 0].tolist() == [since, since + 300_000, since + 600_000]
-    assert [q.get("startTime") for p, q in fake.requests if p == "/fapi/v1/klines"] == [str(since)]
+    assert [r.params.get("startTime") for r in fake.requests if r.path == "/fapi/v1/klines"] == [str(since)]
 
 
 async def test_paper_bot_fills_an_empty_cache_from_the_exchange(tmp_path, fake):

@@ -146,7 +146,8 @@ class Bot:
         if self.pool is None:
             key, secret = (s.api_key.reveal(), s.api_secret.reveal()) if self.live else ("", "")
             self.pool = ExchangePool(s.exchange_id, s.exchange_url, key, secret, timeout_ms=s.exchange_timeout_ms,
-                                     on_activity=self._mark_progress, demo=s.exchange_demo)
+                                     on_activity=self._mark_progress, demo=s.exchange_demo, now_ms=self.clock.now_ms,
+                                     recv_window_ms=s.exchange_recv_window_ms)
         return ExchangeSource(self.pool, owns_pool=False)
 
     def _mark_progress(self) -> None:

@@ -84,13 +84,34 @@ async def network_reachable(host: str, port: int, timeout: float = 3.0) -> tuple
     return True, f"{host}:{port} reachable"
 
 
-def _point_at(client: Any, base_url: str) -> None:
-    """Send every REST endpoint family to base_url (a demo endpoint or our fake exchange)."""
+def point_client_at(client: Any, base_url: str) -> None:
+    """Send every REST endpoint family to base_url (a proxy, a demo endpoint, our fake exchange),
+    keeping each path. ccxt picks some exchanges' error-code maps by URL (Binance maps -2019 to
+    InsufficientFunds only for https://fapi.binance.com/…), so errors are looked up as if the
+    request had gone to the original host: the trading code sees the same exceptions either way."""
     api = client.urls.get("api", {})
-    if isinstance(api, dict):
-        for name, url in api.items():
-            if isinstance(url, str):
-                api[name] = base_url.rstrip("/") + urlparse(url).path
+    if not isinstance(api, dict):
+        return
+    originals: list[tuple[str, str]] = []
+    for name, url in api.items():
+        if isinstance(url, str):
+            moved = base_url.rstrip("/") + urlparse(url).path
+            originals.append((moved, url))
+            api[name] = moved
+    originals.sort(key=lambda pair: len(pair[0]), reverse=True)  # longest prefix first
+    by_url = getattr(client, "get_exceptions_by_url", None)
+    if by_url is None:
+        return
+
+    def exceptions_as_on_original_host(url: str | None, exact_or_broad: str) -> Any:
+        if url is not None:
+            for moved, original in originals:
+                if url.startswith(moved):
+                    url = original + url[len(moved):]
+                    break
+        return by_url(url, exact_or_broad)
+
+    client.get_exceptions_by_url = exceptions_as_on_original_host
 
 
 def is_clock_skew(exc: BaseException) -> bool:
@@ -102,15 +123,18 @@ class ExchangePool:
 
     def __init__(self, exchange_id: str, exchange_url: str = "", api_key: str = "", api_secret: str = "",
                  weight_limit: int = 2400, retry: RetryPolicy | None = None, timeout_ms: int = 10_000,
-                 on_activity: Callable[[], None] | None = None, demo: bool = False) -> None:
+                 on_activity: Callable[[], None] | None = None, demo: bool = False,
+                 now_ms: Callable[[], int] | None = None, recv_window_ms: int = 5000) -> None:
         self.exchange_id = exchange_id
         self.exchange_url = exchange_url
         self._credentials = (api_key, api_secret)
         self.timeout_ms = timeout_ms
+        self.recv_window_ms = recv_window_ms  # a signed request older than this is refused by the exchange
         self.demo = demo
         self.budget = WeightBudget(weight_limit)
         self.retry = retry or RetryPolicy()
         self.on_activity = on_activity or (lambda: None)
+        self.now_ms = now_ms  # the bot's clock (request timestamps follow it); None = the system clock
         self._client: Any = None
         self._markets_loaded_at = 0.0
         self._markets_lock: asyncio.Lock | None = None
@@ -129,9 +153,17 @@ class ExchangePool:
                 raise ValueError(f"unknown ccxt exchange id {self.exchange_id!r}")
             api_key, secret = self._credentials
             config: dict[str, Any] = {
+                # ccxt's limiter stays on as a backstop, modelled like Binance's own: a rolling minute
+                # of request weight (60000 ms / 25 ms = 2400), bursts allowed. Our WeightBudget, at
+                # 80 % of that and shared by the whole process, normally binds first.
                 "enableRateLimit": True,
+                "rateLimit": 25,
+                "rateLimiterAlgorithm": "rollingWindow",
+                "rollingWindowSize": 60_000,
                 "timeout": self.timeout_ms,
-                "options": {"fetchCurrencies": False, "adjustForTimeDifference": bool(api_key), "recvWindow": 5000},
+                "options": {"fetchCurrencies": False, "adjustForTimeDifference": bool(api_key),
+                            "recvWindow": self.recv_window_ms,
+                            "setMarginMode": {"throwMarginModeAlreadySet": False}},
             }
             if api_key:
                 config.update(apiKey=api_key, secret=secret)
@@ -139,7 +171,9 @@ class ExchangePool:
             if self.demo and hasattr(client, "enable_demo_trading"):
                 client.enable_demo_trading(True)
             if self.exchange_url:
-                _point_at(client, self.exchange_url)
+                point_client_at(client, self.exchange_url)
+            if self.now_ms is not None:
+                client.milliseconds = self.now_ms
             self._client = client
         return self._client
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -284,16 +285,22 @@ class LiveBroker(Books):
 
     async def _submit(self, symbol: str, order_type: str, side: str, qty: float, params: dict[str, Any],
                       client_id: str, trigger: bool) -> dict[str, Any]:
-        """Send once; on a transient failure look the client id up; resend (same id) only if absent."""
+        """Send once. On a failure whose outcome is unknown (timeout, reset, 5xx), look the client id
+        up; if it is not there yet, wait until the request's recvWindow has passed (the exchange
+        rejects it after that) and look again; only then resend, with the same id."""
         import ccxt
 
         for attempt in range(SUBMIT_ATTEMPTS):
+            sent_at = time.monotonic()
             try:
                 return await self.pool.call("create_order", symbol, order_type, side, qty, None, params, retry=False)
             except ccxt.NetworkError as exc:
                 log.warning("%s %s order %s: %s: %s; looking it up before anything else", symbol, order_type, client_id,
                             type(exc).__name__, str(exc)[:160])
                 found = await self.lookup(symbol, client_id, trigger)
+                if found is None and not isinstance(exc, ccxt.DDoSProtection):  # a 429/418 never reached the engine
+                    await asyncio.sleep(max(0.0, sent_at + self.pool.recv_window_ms / 1000 + 0.5 - time.monotonic()))
+                    found = await self.lookup(symbol, client_id, trigger)
                 if found is not None:
                     log.info("%s order %s had reached the exchange (id %s)", symbol, client_id, found.get("id"))
                     return found

@@ -63,6 +63,7 @@ class Settings:
     exchange_demo: bool = False  # ccxt enable_demo_trading: Binance's demo (paper money) endpoints
     live_confirmed: bool = False  # DRY_RUN=false also needs LIVE_TRADING_CONFIRMED=yes
     exchange_timeout_ms: int = 10_000
+    exchange_recv_window_ms: int = 5_000
 
     @property
     def candles_dir(self) -> Path:
@@ -206,6 +207,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "EXCHANGE_DEMO": ("exchange_demo", _bool),
     "LIVE_TRADING_CONFIRMED": ("live_confirmed", _bool),
     "EXCHANGE_TIMEOUT_MS": ("exchange_timeout_ms", _in_range(_integer, 500, 120_000)),
+    "EXCHANGE_RECV_WINDOW_MS": ("exchange_recv_window_ms", _in_range(_integer, 500, 60_000)),
 }
 
 

@@ -26,6 +26,7 @@ class WeightBudget:
         # Headroom: other clients on the same IP (the launcher's status, a second instance) share it.
         self.capacity = max(1, int(limit_per_minute * headroom))
         self.clock = clock
+        self.window_s = WINDOW_S
         self._log: deque[tuple[float, int]] = deque()
         self._used = 0
         self._paused_until = 0.0
@@ -38,7 +39,7 @@ class WeightBudget:
         return self._used
 
     def _expire(self, now: float) -> None:
-        while self._log and self._log[0][0] <= now - WINDOW_S:
+        while self._log and self._log[0][0] <= now - self.window_s:
             self._used -= self._log.popleft()[1]
 
     def _wait_needed(self, weight: int, now: float) -> float:
@@ -52,8 +53,8 @@ class WeightBudget:
         for stamp, w in self._log:
             freed += w
             if freed >= needed:
-                return stamp + WINDOW_S - now
-        return WINDOW_S
+                return stamp + self.window_s - now
+        return self.window_s
 
     @contextlib.asynccontextmanager
     async def take(self, weight: int = 1) -> AsyncIterator[None]:

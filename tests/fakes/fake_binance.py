@@ -1,15 +1,31 @@
 """A loopback fake of Binance USDⓈ-M futures (fapi) for the real ccxt client to talk to over HTTP.
 
-Public market data so far: server time, exchangeInfo, klines. Candles come from the project's
-deterministic synthetic market, computed from the fake's clock, so a test knows what the exchange
-"traded". Binds 127.0.0.1 on a free port; start() / stop() inside the test.
+Public market data (server time, exchangeInfo, klines, 24h ticker) and the private trading API:
+signed requests (API key, HMAC-SHA256, timestamp/recvWindow), one-way positions with leverage and
+isolated/crossed margin, market and limit orders, conditional (algo) orders that trigger when
+set_price() crosses them, fills with fees and realized PnL, request weight with 429/418, and
+injectable faults. Request and response shapes follow Binance's documented ones (numbers as strings),
+so ccxt 4.5's binanceusdm parses them as it parses the real exchange's.
+
+Candles come from the project's deterministic synthetic market, computed from the fake's clock, so a
+test knows what the exchange "traded". Binds 127.0.0.1 on a free port; start() / stop() inside the
+test. Nothing runs in the background: state only changes when a request arrives or the test calls a
+method (set_price, inject, ...).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+import math
+import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -22,6 +38,34 @@ MARKETS = {
     "ETHUSDT": ("ETH", "USDT", "0.01", "0.001", "0.001", "20"),
     "SOLUSDT": ("SOL", "USDT", "0.0100", "1", "1", "5"),
 }
+MARKET_MAX_QTY = "120"  # MARKET_LOT_SIZE maxQty
+LIMIT_MAX_QTY = "1000"  # LOT_SIZE maxQty
+MAX_ALGO_ORDERS = 10  # MAX_NUM_ALGO_ORDERS per symbol
+
+# Notional and leverage brackets: (notional cap, max leverage, maintenance margin ratio). The floor
+# of a bracket is the previous cap; `cum` (maintenance amount) is derived below as Binance defines it.
+BRACKETS = {
+    "BTCUSDT": [(50_000, 125, 0.004), (250_000, 100, 0.005), (3_000_000, 50, 0.01), (20_000_000, 20, 0.025),
+                (40_000_000, 10, 0.05)],
+    "ETHUSDT": [(100_000, 125, 0.005), (250_000, 100, 0.0065), (2_000_000, 50, 0.01), (15_000_000, 20, 0.02),
+                (30_000_000, 10, 0.05)],
+    "SOLUSDT": [(5_000, 75, 0.005), (50_000, 50, 0.01), (600_000, 25, 0.025), (3_000_000, 20, 0.05),
+                (12_000_000, 10, 0.1)],
+}
+DEFAULT_LEVERAGE = 20
+
+
+def add_markets(symbol_ids: list[str]) -> None:
+    """More perpetuals shaped like SOLUSDT (for tests and benchmarks with hundreds of bots)."""
+    for symbol_id in symbol_ids:
+        if symbol_id not in MARKETS:
+            MARKETS[symbol_id] = (symbol_id.removesuffix("USDT"), "USDT", "0.0100", "1", "1", "5")
+            BRACKETS[symbol_id] = BRACKETS["SOLUSDT"]
+CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+API_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+CONDITIONAL_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
+FAULT_KINDS = ("429", "418", "500_html", "503_html", "timeout", "reset", "lost_response", "-1021", "-2019", "-4164")
+ALL_DONE = {"code": 200, "msg": "The operation of cancel all open order is done."}
 
 
 def market_info(symbol: str, spec: tuple[str, str, str, str, str, str]) -> dict:
@@ -35,10 +79,10 @@ def market_info(symbol: str, spec: tuple[str, str, str, str, str, str]) -> dict:
         "liquidationFee": "0.012500", "marketTakeBound": "0.05", "maxMoveOrderLimit": 10000,
         "filters": [
             {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "4529764", "tickSize": tick},
-            {"filterType": "LOT_SIZE", "maxQty": "1000", "minQty": min_qty, "stepSize": step},
-            {"filterType": "MARKET_LOT_SIZE", "maxQty": "120", "minQty": min_qty, "stepSize": step},
+            {"filterType": "LOT_SIZE", "maxQty": LIMIT_MAX_QTY, "minQty": min_qty, "stepSize": step},
+            {"filterType": "MARKET_LOT_SIZE", "maxQty": MARKET_MAX_QTY, "minQty": min_qty, "stepSize": step},
             {"filterType": "MAX_NUM_ORDERS", "limit": 200},
-            {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
+            {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": MAX_ALGO_ORDERS},
             {"filterType": "MIN_NOTIONAL", "notional": min_notional},
             {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
              "multiplierDecimal": "4"},
@@ -49,21 +93,174 @@ def market_info(symbol: str, spec: tuple[str, str, str, str, str, str]) -> dict:
     }
 
 
-def _error(status: int, code: int, msg: str) -> web.Response:
-    return web.json_response({"code": code, "msg": msg}, status=status)
+def brackets(symbol: str) -> list[dict]:
+    """Binance's leverageBracket entries for one symbol."""
+    out, floor, cum, prev_mmr = [], 0, 0.0, 0.0
+    for i, (cap, max_leverage, mmr) in enumerate(BRACKETS[symbol], start=1):
+        cum += floor * (mmr - prev_mmr)
+        out.append({"bracket": i, "initialLeverage": max_leverage, "notionalCap": cap, "notionalFloor": floor,
+                    "maintMarginRatio": mmr, "cum": round(cum, 8)})
+        floor, prev_mmr = cap, mmr
+    return out
+
+
+def _decimals(step: str) -> int:
+    return max(0, -Decimal(step).normalize().as_tuple().exponent)  # type: ignore[operator]
+
+
+def _html(status: int, reason: str) -> web.Response:
+    body = f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}" \
+           f"</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    return web.Response(status=status, text=body, content_type="text/html")
+
+
+class BinanceError(Exception):
+    """An error answer: HTTP status plus Binance's {"code", "msg"} body."""
+
+    def __init__(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{status} {code} {msg}")
+        self.status, self.code, self.msg, self.headers = status, code, msg, headers or {}
+
+
+def _reject(code: int, msg: str, status: int = 400) -> BinanceError:
+    return BinanceError(status, code, msg)
+
+
+class RecordedRequest(NamedTuple):
+    method: str
+    path: str
+    params: dict[str, str]  # query string and form body, decoded (signature and timestamp included)
+    weight: int  # request weight charged (0 when rejected before the weight check)
+    status: int  # HTTP status answered; 0 when the connection was dropped without an answer
+    time: float  # time.monotonic() when the request arrived
 
 
 @dataclass
+class Injection:
+    kind: str
+    path: str
+    method: str | None
+    times: int
+    retry_after: int
+    delay: float
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    handler: Callable[[dict[str, str]], Any]
+    signed: bool
+    weight: Callable[[dict[str, str]], int]
+
+
+def _fixed(n: int) -> Callable[[dict[str, str]], int]:
+    return lambda params: n
+
+
+def _by_symbol(with_symbol: int, without: int) -> Callable[[dict[str, str]], int]:
+    return lambda params: with_symbol if params.get("symbol") else without
+
+
+def _klines_weight(params: dict[str, str]) -> int:
+    try:
+        limit = int(params.get("limit", 500))
+    except ValueError:
+        limit = 500
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
 class FakeBinance:
-    now_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
-    seed: int = 99
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    _runner: web.AppRunner | None = None
-    port: int = 0
+    """Binance USDⓈ-M futures on 127.0.0.1. See the module docstring; attributes are the test's view."""
+
+    def __init__(self, now_ms: Callable[[], int] | None = None, seed: int = 99, api_key: str = "fake-key",
+                 api_secret: str = "fake-secret", balance: float = 10_000.0, fee_rate: float = 0.0004,
+                 weight_limit: int = 2400, maker_fee_rate: float = 0.0002) -> None:
+        self.now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
+        self.seed = seed
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.balance = float(balance)
+        self.fee_rate = fee_rate
+        self.maker_fee_rate = maker_fee_rate
+        self.weight_limit = weight_limit
+        self.latency_ms = 0.0
+        self.clock: Callable[[], float] = time.time  # wall clock of the 1-minute weight windows
+        self.ban_after_429s = 3  # 429 answers in one window before the next over-limit request is banned
+        self.ban_seconds = 120
+        self.strict_client_ids = True  # False: like Binance, ids only need to be unique among open orders
+        self.requests: list[RecordedRequest] = []
+        self.orders: dict[int, dict] = {}
+        self.algo_orders: dict[int, dict] = {}
+        self.trades: list[dict] = []
+        self.duplicate_client_ids: list[str] = []
+        self.positions: dict[str, dict] = {
+            s: {"amount": 0.0, "entry_price": 0.0, "leverage": DEFAULT_LEVERAGE, "margin_type": "CROSSED"}
+            for s in MARKETS}
+        self.banned_until = 0.0
+        self.port = 0
+        self._prices: dict[str, float] = {}
+        self._price_cache: dict[tuple[str, int], float] = {}
+        self._injections: list[Injection] = []
+        self._window = -1
+        self._weight_used = 0
+        self._over_limit_answers = 0
+        self._next_order_id = 8_389_765_000
+        self._next_algo_id = 3_000_000_001
+        self._next_trade_id = 5_000_000
+        self._position_update_ms = dict.fromkeys(MARKETS, 0)
+        self._balance_update_ms = 0
+        self._anchor: tuple[int, float] | None = None
+        self._closing: asyncio.Event | None = None
+        self._inflight: set[asyncio.Future] = set()
+        self._runner: web.AppRunner | None = None
+        self._endpoints = self._build_endpoints()
+
+    # --- the test's controls ------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def price(self, symbol_id: str) -> float:
+        """The current trade/mark price: the last set_price(), else the close of the last closed
+        synthetic 1m candle at now, on the tick grid."""
+        if symbol_id in self._prices:
+            return self._prices[symbol_id]
+        last = last_closed_open_ms(self.now_ms(), 60_000)
+        key = (symbol_id, last)
+        if key not in self._price_cache:
+            rows = self.candles(symbol_id, "1m", last, last)
+            self._price_cache[key] = self._round_price(symbol_id, float(rows[-1][4]))
+        return self._price_cache[key]
+
+    def set_price(self, symbol_id: str, price: float) -> None:
+        """Move the market; conditional orders the new price crosses trigger and resting limit orders
+        it reaches fill, in id order."""
+        if symbol_id not in MARKETS:
+            raise KeyError(symbol_id)
+        self._prices[symbol_id] = self._round_price(symbol_id, price)
+        self._match(symbol_id)
+
+    def inject(self, kind: str, path: str, *, method: str | None = None, times: int = 1, retry_after: int = 2,
+               delay: float = 30.0) -> None:
+        """Answer the next `times` requests to `path` ("*" = any; optionally only `method`) with a fault."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
+        self._injections.append(Injection(kind, path, method.upper() if method else None, times, retry_after, delay))
+
+    def realized_pnl(self) -> float:
+        return sum(float(t["realizedPnl"]) for t in self.trades)
+
+    def weight_used(self) -> int:
+        self._roll_window()
+        return self._weight_used
+
+    def server_time_ms(self) -> int:
+        """The exchange's clock: now_ms(), ticking with the wall clock while now_ms() stands still (a
+        frozen test clock), so a client that synced with /fapi/v1/time stays inside recvWindow."""
+        now, mono = self.now_ms(), time.monotonic()
+        if self._anchor is None or self._anchor[0] != now:
+            self._anchor = (now, mono)
+        return now + int((mono - self._anchor[1]) * 1000)
 
     def candles(self, symbol: str, interval: str, start: int, end: int):
         """Closed and forming candles with open time in [start, end], continuous from a fixed origin."""
@@ -78,30 +275,259 @@ class FakeBinance:
                                  self.seed)
         return [row for row in rows.tolist() if row[0] >= first]
 
-    # --- handlers ------------------------------------------------------------------------------
+    # --- lifecycle -----------------------------------------------------------------------------
 
-    async def time(self, request: web.Request) -> web.Response:
-        return web.json_response({"serverTime": self.now_ms()})
+    async def start(self) -> FakeBinance:
+        self._closing = asyncio.Event()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
 
-    async def exchange_info(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "timezone": "UTC", "serverTime": self.now_ms(), "futuresType": "U_MARGINED",
+    async def stop(self) -> None:
+        if self._closing is not None:
+            self._closing.set()  # ends injected delays and latency sleeps at once
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0 or self._closing is None:
+            return
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    # --- request pipeline ----------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
+        method, path = request.method, request.path
+        raw_query = request.raw_path.partition("?")[2]
+        raw_body = await request.text() if request.can_read_body else ""
+        params = dict(parse_qsl(raw_query, keep_blank_values=True))
+        params.update(parse_qsl(raw_body, keep_blank_values=True))
+        # Like a real exchange, a request keeps going when the client stops waiting for the answer.
+        served = asyncio.ensure_future(self._serve(request, method, path, params, raw_query, raw_body))
+        self._inflight.add(served)
+        served.add_done_callback(self._inflight.discard)
+        served.add_done_callback(lambda task: self._record(task, method, path, params, arrived))
+        response, _ = await asyncio.shield(served)
+        if response is None:
+            return self._drop(request)
+        response.headers["X-MBX-USED-WEIGHT-1M"] = str(self._weight_used)
+        return response
+
+    def _record(self, task: asyncio.Future, method: str, path: str, params: dict[str, str], arrived: float) -> None:
+        response, weight = (None, 0) if task.cancelled() or task.exception() else task.result()
+        status = response.status if response is not None else 0
+        self.requests.append(RecordedRequest(method, path, params, weight, status, arrived))
+
+    async def _serve(self, request: web.Request, method: str, path: str, params: dict[str, str], raw_query: str,
+                     raw_body: str) -> tuple[web.Response | None, int]:
+        """(response or None for a dropped connection, weight charged)."""
+        if self.latency_ms:
+            await self._sleep(self.latency_ms / 1000)
+        self._roll_window()
+        if self.banned_until:
+            remaining = self.banned_until - time.monotonic()
+            if remaining > 0:
+                return self._banned(math.ceil(remaining)), 0
+            self.banned_until = 0.0
+        endpoint = self._endpoints.get((method, path))
+        if endpoint is None:
+            return web.Response(status=404, text=""), 0
+        lost = False
+        injection = self._take_injection(method, path)
+        if injection is not None:
+            answer = await self._fault(injection, params)
+            if answer is not False:
+                return answer, 0  # type: ignore[return-value]
+            lost = injection.kind == "lost_response"
+        weight = endpoint.weight(params)
+        try:
+            self._charge(weight)
+            if endpoint.signed:
+                self._authenticate(request, params, raw_query, raw_body)
+            body = endpoint.handler(params)
+            response = web.json_response(body)
+        except BinanceError as e:
+            response = web.json_response({"code": e.code, "msg": e.msg}, status=e.status, headers=e.headers)
+            if e.code == -1003:
+                weight = 0
+        return (None if lost else response), weight
+
+    def _drop(self, request: web.Request) -> web.Response:
+        """Close the TCP connection without an answer (the response written after this goes nowhere)."""
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)
+
+    def _take_injection(self, method: str, path: str) -> Injection | None:
+        for injection in self._injections:
+            if injection.times > 0 and injection.path in (path, "*") and injection.method in (None, method):
+                injection.times -= 1
+                if injection.times == 0:
+                    self._injections.remove(injection)
+                return injection
+        return None
+
+    async def _fault(self, injection: Injection, params: dict[str, str]) -> web.Response | bool | None:
+        """The injected answer; None = drop the connection; False = go on and serve the request."""
+        kind = injection.kind
+        if kind == "429":
+            return self._json_error(429, -1003, "Too many requests; current limit of IP(127.0.0.1) is "
+                                    f"{self.weight_limit} requests per minute. Please use the websocket for live "
+                                    "updates to avoid polling the API.", injection.retry_after)
+        if kind == "418":
+            until = self.now_ms() + injection.retry_after * 1000
+            return self._json_error(418, -1003, f"Way too many requests; IP(127.0.0.1) banned until {until}. "
+                                    "Please use the websocket for live updates to avoid bans.", injection.retry_after)
+        if kind == "500_html":
+            return _html(500, "Internal Server Error")
+        if kind == "503_html":
+            return _html(503, "Service Temporarily Unavailable")
+        if kind == "reset":
+            return None
+        if kind == "timeout":
+            await self._sleep(injection.delay)
+            return False
+        if kind == "lost_response":
+            return False
+        if kind == "-1021":
+            return self._json_error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        if kind == "-2019":
+            return self._json_error(400, -2019, "Margin is insufficient.")
+        spec = MARKETS.get(params.get("symbol", ""))
+        minimum = spec[5] if spec else "5"
+        return self._json_error(400, -4164, f"Order's notional must be no smaller than {minimum} (unless you "
+                                "choose reduce only).")
+
+    def _json_error(self, status: int, code: int, msg: str, retry_after: int | None = None) -> web.Response:
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return web.json_response({"code": code, "msg": msg}, status=status, headers=headers)
+
+    def _banned(self, retry_after: int) -> web.Response:
+        until = self.now_ms() + retry_after * 1000
+        return self._json_error(418, -1003, f"Way too many requests; IP(127.0.0.1) banned until {until}. Please "
+                                "use the websocket for live updates to avoid bans.", retry_after)
+
+    # --- weight ----------------------------------------------------------------------------------
+
+    def _roll_window(self) -> None:
+        window = int(self.clock() // 60)
+        if window != self._window:
+            self._window, self._weight_used, self._over_limit_answers = window, 0, 0
+
+    def _charge(self, weight: int) -> None:
+        if self._weight_used + weight <= self.weight_limit:
+            self._weight_used += weight
+            return
+        self._over_limit_answers += 1
+        if self._over_limit_answers > self.ban_after_429s:
+            self.banned_until = time.monotonic() + self.ban_seconds
+            until = self.now_ms() + self.ban_seconds * 1000
+            raise BinanceError(418, -1003, f"Way too many requests; IP(127.0.0.1) banned until {until}. Please use "
+                               "the websocket for live updates to avoid bans.", {"Retry-After": str(self.ban_seconds)})
+        retry_after = max(1, math.ceil(60 - self.clock() % 60))
+        raise BinanceError(429, -1003, f"Too many requests; current limit of IP(127.0.0.1) is {self.weight_limit} "
+                           "requests per minute. Please use the websocket for live updates to avoid polling the API.",
+                           {"Retry-After": str(retry_after)})
+
+    # --- authentication --------------------------------------------------------------------------
+
+    def _authenticate(self, request: web.Request, params: dict[str, str], raw_query: str, raw_body: str) -> None:
+        key = request.headers.get("X-MBX-APIKEY", "")
+        if not API_KEY_RE.match(key):
+            raise _reject(-2014, "API-key format invalid.", 401)
+        if not hmac.compare_digest(key, self.api_key):
+            raise _reject(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        if "timestamp" not in params:
+            raise _reject(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+        signature = params.get("signature", "")
+        # Binance signs totalParams = query string + request body, exactly as sent, minus the signature.
+        total = _without_signature(raw_query) + _without_signature(raw_body)
+        expected = hmac.new(self.api_secret.encode(), total.encode(), hashlib.sha256).hexdigest()
+        if not signature or not hmac.compare_digest(signature.lower(), expected):
+            raise _reject(-1022, "Signature for this request is not valid.")
+        try:
+            timestamp = int(params["timestamp"])
+            recv_window = int(params.get("recvWindow", 5000))
+        except ValueError:
+            raise _reject(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.") from None
+        if recv_window > 60_000:
+            raise _reject(-1131, "recvWindow must be less than 60000")
+        server = self.server_time_ms()
+        if timestamp >= server + 1000:
+            raise _reject(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if server - timestamp > recv_window:
+            raise _reject(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+    # --- endpoints -------------------------------------------------------------------------------
+
+    def _build_endpoints(self) -> dict[tuple[str, str], Endpoint]:
+        public, signed = False, True
+        table: dict[tuple[str, str], Endpoint] = {
+            ("GET", "/fapi/v1/time"): Endpoint(self._time, public, _fixed(1)),
+            ("GET", "/fapi/v1/ping"): Endpoint(lambda p: {}, public, _fixed(1)),
+            ("GET", "/fapi/v1/exchangeInfo"): Endpoint(self._exchange_info, public, _fixed(1)),
+            ("GET", "/fapi/v1/klines"): Endpoint(self._klines, public, _klines_weight),
+            ("GET", "/fapi/v1/ticker/24hr"): Endpoint(self._ticker_24hr, public, _by_symbol(1, 40)),
+            ("GET", "/fapi/v1/leverageBracket"): Endpoint(self._leverage_bracket, signed, _fixed(1)),
+            ("POST", "/fapi/v1/leverage"): Endpoint(self._set_leverage, signed, _fixed(1)),
+            ("POST", "/fapi/v1/marginType"): Endpoint(self._set_margin_type, signed, _fixed(1)),
+            ("POST", "/fapi/v1/order"): Endpoint(self._new_order, signed, _fixed(1)),
+            ("GET", "/fapi/v1/order"): Endpoint(self._query_order, signed, _fixed(1)),
+            ("DELETE", "/fapi/v1/order"): Endpoint(self._cancel_order, signed, _fixed(1)),
+            ("GET", "/fapi/v1/openOrders"): Endpoint(self._open_orders, signed, _by_symbol(1, 40)),
+            ("GET", "/fapi/v1/allOrders"): Endpoint(self._all_orders, signed, _fixed(5)),
+            ("DELETE", "/fapi/v1/allOpenOrders"): Endpoint(self._cancel_all_orders, signed, _fixed(1)),
+            ("POST", "/fapi/v1/algoOrder"): Endpoint(self._new_algo_order, signed, _fixed(1)),
+            ("GET", "/fapi/v1/algoOrder"): Endpoint(self._query_algo_order, signed, _fixed(1)),
+            ("DELETE", "/fapi/v1/algoOrder"): Endpoint(self._cancel_algo_order, signed, _fixed(1)),
+            ("GET", "/fapi/v1/openAlgoOrders"): Endpoint(self._open_algo_orders, signed, _by_symbol(1, 40)),
+            ("GET", "/fapi/v1/allAlgoOrders"): Endpoint(self._all_algo_orders, signed, _fixed(5)),
+            ("DELETE", "/fapi/v1/algoOpenOrders"): Endpoint(self._cancel_all_algo_orders, signed, _fixed(1)),
+            ("GET", "/fapi/v1/userTrades"): Endpoint(self._user_trades, signed, _fixed(5)),
+        }
+        for version in ("v2", "v3"):
+            table[("GET", f"/fapi/{version}/account")] = Endpoint(
+                lambda p, v=version: self._account(p, v), signed, _fixed(5))
+            table[("GET", f"/fapi/{version}/balance")] = Endpoint(self._balance, signed, _fixed(5))
+            table[("GET", f"/fapi/{version}/positionRisk")] = Endpoint(
+                lambda p, v=version: self._position_risk(p, v), signed, _fixed(5))
+        return table
+
+    # --- public market data ----------------------------------------------------------------------
+
+    def _time(self, params: dict[str, str]) -> dict:
+        return {"serverTime": self.server_time_ms()}
+
+    def _exchange_info(self, params: dict[str, str]) -> dict:
+        return {
+            "timezone": "UTC", "serverTime": self.server_time_ms(), "futuresType": "U_MARGINED",
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.weight_limit},
                 {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
             ],
             "exchangeFilters": [],
             "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
             "symbols": [market_info(s, spec) for s, spec in MARKETS.items()],
-        })
+        }
 
-    async def klines(self, request: web.Request) -> web.Response:
-        q = request.query
+    def _klines(self, q: dict[str, str]) -> list:
         symbol, interval = q.get("symbol", ""), q.get("interval", "")
         if symbol not in MARKETS:
-            return _error(400, -1121, "Invalid symbol.")
+            raise _reject(-1121, "Invalid symbol.")
         if interval not in TIMEFRAME_MS:
-            return _error(400, -1120, "Invalid interval.")
+            raise _reject(-1120, "Invalid interval.")
         limit = min(int(q.get("limit", 500)), 1500)
         tf = TIMEFRAME_MS[interval]
         now = self.now_ms()
@@ -112,31 +538,674 @@ class FakeBinance:
         else:
             end = int(q.get("endTime", now))
             rows = self.candles(symbol, interval, end - limit * tf, end)[-limit:]
-        body = [[int(r[0]), f"{r[1]:.8f}", f"{r[2]:.8f}", f"{r[3]:.8f}", f"{r[4]:.8f}", f"{r[5]:.3f}",
+        return [[int(r[0]), f"{r[1]:.8f}", f"{r[2]:.8f}", f"{r[3]:.8f}", f"{r[4]:.8f}", f"{r[5]:.3f}",
                  int(r[0]) + tf - 1, f"{r[4] * r[5]:.4f}", 100, f"{r[5] / 2:.3f}", f"{r[4] * r[5] / 2:.4f}", "0"]
                 for r in rows]
-        return web.json_response(body)
 
-    # --- lifecycle -----------------------------------------------------------------------------
+    def _ticker_24hr(self, q: dict[str, str]) -> dict | list:
+        if "symbol" in q:
+            return self._ticker(self._symbol(q))
+        return [self._ticker(s) for s in MARKETS]
 
-    @web.middleware
-    async def _record(self, request: web.Request, handler):
-        self.requests.append((request.path, dict(request.query)))
-        return await handler(request)
+    def _ticker(self, symbol: str) -> dict:
+        now = self.now_ms()
+        rows = self.candles(symbol, "1m", now - 86_400_000, now)
+        last = self.price(symbol)
+        open_ = rows[0][1] if rows else last
+        high = max([r[2] for r in rows] + [last])
+        low = min([r[3] for r in rows] + [last])
+        volume = sum(r[5] for r in rows)
+        quote_volume = sum(r[4] * r[5] for r in rows)
+        return {
+            "symbol": symbol, "priceChange": self._fmt_price(symbol, last - open_),
+            "priceChangePercent": f"{(last / open_ - 1) * 100:.3f}",
+            "weightedAvgPrice": self._fmt_price(symbol, quote_volume / volume if volume else last),
+            "lastPrice": self._fmt_price(symbol, last), "lastQty": self._fmt_qty(symbol, 0),
+            "openPrice": self._fmt_price(symbol, open_), "highPrice": self._fmt_price(symbol, high),
+            "lowPrice": self._fmt_price(symbol, low), "volume": f"{volume:.3f}", "quoteVolume": f"{quote_volume:.2f}",
+            "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": len(rows), "count": len(rows),
+        }
 
-    async def start(self) -> FakeBinance:
-        app = web.Application(middlewares=[self._record])
-        app.router.add_get("/fapi/v1/time", self.time)
-        app.router.add_get("/fapi/v1/exchangeInfo", self.exchange_info)
-        app.router.add_get("/fapi/v1/klines", self.klines)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
+    # --- account configuration -------------------------------------------------------------------
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    def _leverage_bracket(self, q: dict[str, str]) -> dict | list:
+        if "symbol" in q:
+            symbol = self._symbol(q)
+            return {"symbol": symbol, "notionalCoef": 1.0, "brackets": brackets(symbol)}
+        return [{"symbol": s, "notionalCoef": 1.0, "brackets": brackets(s)} for s in MARKETS]
+
+    def _set_leverage(self, q: dict[str, str]) -> dict:
+        symbol = self._symbol(q)
+        try:
+            leverage = int(q.get("leverage", ""))
+        except ValueError:
+            raise _reject(-1102, "Mandatory parameter 'leverage' was not sent, was empty/null, or malformed.") from None
+        if not 1 <= leverage <= BRACKETS[symbol][0][1]:
+            raise _reject(-4028, f"Leverage {leverage} is not valid")
+        cap = self._max_notional(symbol, leverage)
+        if abs(self.positions[symbol]["amount"]) * self.price(symbol) > cap:
+            raise _reject(-2027, "Exceeded the maximum allowable position at current leverage.")
+        self.positions[symbol]["leverage"] = leverage
+        return {"leverage": leverage, "maxNotionalValue": str(cap), "symbol": symbol}
+
+    def _set_margin_type(self, q: dict[str, str]) -> dict:
+        symbol = self._symbol(q)
+        margin_type = q.get("marginType", "").upper()
+        if margin_type not in ("ISOLATED", "CROSSED"):
+            raise _reject(-1102, "Mandatory parameter 'marginType' was not sent, was empty/null, or malformed.")
+        position = self.positions[symbol]
+        if position["margin_type"] == margin_type:
+            raise _reject(-4046, "No need to change margin type.")
+        if position["amount"]:
+            raise _reject(-4048, "Margin type cannot be changed if there exists position.")
+        if any(o["symbol"] == symbol and o["status"] in ("NEW", "PARTIALLY_FILLED") for o in self.orders.values()):
+            raise _reject(-4047, "Margin type cannot be changed if there exists open orders.")
+        position["margin_type"] = margin_type
+        return {"code": 200, "msg": "success"}
+
+    # --- regular orders --------------------------------------------------------------------------
+
+    def _new_order(self, q: dict[str, str]) -> dict:
+        symbol = self._symbol(q)
+        side = self._side(q)
+        order_type = q.get("type", "").upper()
+        if order_type in CONDITIONAL_TYPES:
+            raise _reject(-4120, "Order type not supported for this endpoint. Please use the Algo Order API "
+                          "endpoints instead.")
+        if order_type not in ("MARKET", "LIMIT"):
+            raise _reject(-1116, "Invalid orderType.")
+        self._check_position_side(q)
+        if _truthy(q.get("closePosition")):
+            raise _reject(-1106, "Parameter 'closePosition' sent when not required.")
+        client_id = q.get("newClientOrderId") or self._generated_client_id("web_")
+        self._check_client_id(client_id, algo=False)
+        reduce_only = _truthy(q.get("reduceOnly"))
+        quantity = self._quantity(symbol, q, MARKET_MAX_QTY if order_type == "MARKET" else LIMIT_MAX_QTY)
+        now = self.now_ms()
+        if order_type == "MARKET":
+            market = self.price(symbol)
+            qty = self._reduce_only_qty(symbol, side, quantity) if reduce_only else quantity
+            if not reduce_only:
+                self._check_notional(symbol, qty * market)
+                self._check_margin(symbol, side, qty, market)
+            order = self._order_record(symbol, side, "MARKET", "MARKET", qty, 0.0, client_id, reduce_only, "GTC", now)
+            self._fill(order, qty, market, maker=False)
+            return _without(order, "time")
+        time_in_force = q.get("timeInForce", "").upper()
+        if time_in_force not in ("GTC", "IOC", "FOK", "GTX", "GTD"):
+            raise _reject(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
+        limit_price = self._price_param(symbol, q, "price")
+        if reduce_only:
+            quantity = self._reduce_only_qty(symbol, side, quantity)
+        else:
+            self._check_notional(symbol, quantity * limit_price)
+        order = self._order_record(symbol, side, "LIMIT", "LIMIT", quantity, limit_price, client_id, reduce_only,
+                                   time_in_force, now)
+        market = self.price(symbol)
+        marketable = market <= limit_price if side == "BUY" else market >= limit_price
+        if marketable and time_in_force == "GTX":
+            raise _reject(-5022, "Due to the order could not be executed as maker, the Post Only order will be "
+                          "rejected.")
+        if not reduce_only:
+            self._check_margin(symbol, side, quantity, limit_price)
+        if marketable:
+            self._fill(order, quantity, market, maker=False)
+        elif time_in_force in ("IOC", "FOK"):
+            order["status"] = "EXPIRED"
+            self.orders[order["orderId"]] = order
+        else:
+            self.orders[order["orderId"]] = order
+        return _without(order, "time")
+
+    def _query_order(self, q: dict[str, str]) -> dict:
+        order = self._find_order(q)
+        if order is None:
+            raise _reject(-2013, "Order does not exist.")
+        return dict(order)
+
+    def _cancel_order(self, q: dict[str, str]) -> dict:
+        order = self._find_order(q)
+        if order is None or order["status"] not in ("NEW", "PARTIALLY_FILLED"):
+            raise _reject(-2011, "Unknown order sent.")
+        order["status"] = "CANCELED"
+        order["updateTime"] = self.now_ms()
+        return dict(order)
+
+    def _open_orders(self, q: dict[str, str]) -> list:
+        symbol = self._symbol(q) if "symbol" in q else None
+        return [dict(o) for o in self.orders.values()
+                if o["status"] in ("NEW", "PARTIALLY_FILLED") and symbol in (None, o["symbol"])]
+
+    def _all_orders(self, q: dict[str, str]) -> list:
+        symbol = self._symbol(q)
+        rows = [o for o in self.orders.values() if o["symbol"] == symbol]
+        if "orderId" in q:
+            rows = [o for o in rows if o["orderId"] >= int(q["orderId"])]
+        rows = _time_filter(rows, q, "time")
+        return [dict(o) for o in rows[: min(int(q.get("limit", 500)), 1000)]]
+
+    def _cancel_all_orders(self, q: dict[str, str]) -> dict:
+        symbol = self._symbol(q)
+        for order in self.orders.values():
+            if order["symbol"] == symbol and order["status"] in ("NEW", "PARTIALLY_FILLED"):
+                order["status"], order["updateTime"] = "CANCELED", self.now_ms()
+        return dict(ALL_DONE)
+
+    # --- conditional (algo) orders ---------------------------------------------------------------
+
+    def _new_algo_order(self, q: dict[str, str]) -> dict:
+        if q.get("algoType", "") != "CONDITIONAL":
+            raise _reject(-1102, "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed.")
+        symbol = self._symbol(q)
+        side = self._side(q)
+        order_type = q.get("type", "").upper()
+        if order_type not in ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"):
+            raise _reject(-1116, "Invalid orderType.")  # TRAILING_STOP_MARKET is not simulated
+        self._check_position_side(q)
+        client_id = q.get("clientAlgoId") or self._generated_client_id("algo_")
+        self._check_client_id(client_id, algo=True)
+        close_position = _truthy(q.get("closePosition"))
+        reduce_only = _truthy(q.get("reduceOnly"))
+        trigger = self._price_param(symbol, q, "triggerPrice")
+        limit_price = self._price_param(symbol, q, "price") if order_type in ("STOP", "TAKE_PROFIT") else 0.0
+        if close_position:
+            if order_type not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+                raise _reject(-1106, "Parameter 'closePosition' sent when not required.")
+            if "quantity" in q:
+                raise _reject(-1106, "Parameter 'quantity' sent when not required.")
+            if "reduceOnly" in q:
+                raise _reject(-1106, "Parameter 'reduceOnly' sent when not required.")
+            quantity = 0.0
+        else:
+            quantity = self._quantity(symbol, q, MARKET_MAX_QTY if order_type.endswith("MARKET") else LIMIT_MAX_QTY)
+        if self._triggered(order_type, side, trigger, self.price(symbol)):
+            raise _reject(-2021, "Order would immediately trigger.")
+        if not (close_position or reduce_only):
+            self._check_notional(symbol, quantity * (limit_price or trigger))
+        open_algos = [a for a in self.algo_orders.values() if a["symbol"] == symbol and a["algoStatus"] == "NEW"]
+        if len(open_algos) >= MAX_ALGO_ORDERS:
+            raise _reject(-4045, "Reach max stop order limit.")
+        now = self.now_ms()
+        algo_id = self._next_algo_id
+        self._next_algo_id += 1
+        algo = {
+            "algoId": algo_id, "clientAlgoId": client_id, "algoType": "CONDITIONAL", "orderType": order_type,
+            "symbol": symbol, "side": side, "positionSide": "BOTH", "timeInForce": q.get("timeInForce", "GTC"),
+            "quantity": self._fmt_qty(symbol, quantity), "algoStatus": "NEW", "actualOrderId": "",
+            "actualPrice": self._fmt_price(symbol, 0), "triggerPrice": self._fmt_price(symbol, trigger),
+            "price": self._fmt_price(symbol, limit_price), "icebergQuantity": None,
+            "tpTriggerPrice": self._fmt_price(symbol, 0), "tpPrice": self._fmt_price(symbol, 0),
+            "slTriggerPrice": self._fmt_price(symbol, 0), "slPrice": self._fmt_price(symbol, 0), "tpOrderType": "",
+            "selfTradePreventionMode": q.get("selfTradePreventionMode", "EXPIRE_MAKER"),
+            "workingType": q.get("workingType", "CONTRACT_PRICE"), "priceMatch": q.get("priceMatch", "NONE"),
+            "closePosition": close_position, "priceProtect": _truthy(q.get("priceProtect")),
+            "reduceOnly": reduce_only, "createTime": now, "updateTime": now, "triggerTime": 0,
+            "goodTillDate": int(q.get("goodTillDate", 0)),
+        }
+        self.algo_orders[algo_id] = algo
+        return _without(algo, "actualOrderId", "actualPrice", "tpTriggerPrice", "tpPrice", "slTriggerPrice", "slPrice",
+                        "tpOrderType")
+
+    def _query_algo_order(self, q: dict[str, str]) -> dict:
+        algo = self._find_algo(q)
+        if algo is None:
+            raise _reject(-2013, "Order does not exist.")
+        return dict(algo)
+
+    def _cancel_algo_order(self, q: dict[str, str]) -> dict:
+        algo = self._find_algo(q)
+        if algo is None or algo["algoStatus"] != "NEW":
+            raise _reject(-2011, "Unknown order sent.")
+        algo["algoStatus"], algo["updateTime"] = "CANCELED", self.now_ms()
+        return {"algoId": algo["algoId"], "clientAlgoId": algo["clientAlgoId"], "code": "200", "msg": "success"}
+
+    def _open_algo_orders(self, q: dict[str, str]) -> list:
+        symbol = self._symbol(q) if "symbol" in q else None
+        return [dict(a) for a in self.algo_orders.values()
+                if a["algoStatus"] in ("NEW", "TRIGGERING") and symbol in (None, a["symbol"])]
+
+    def _all_algo_orders(self, q: dict[str, str]) -> list:
+        symbol = self._symbol(q)
+        rows = _time_filter([a for a in self.algo_orders.values() if a["symbol"] == symbol], q, "createTime")
+        return [dict(a) for a in rows[: min(int(q.get("limit", 500)), 1000)]]
+
+    def _cancel_all_algo_orders(self, q: dict[str, str]) -> dict:
+        symbol = self._symbol(q)
+        for algo in self.algo_orders.values():
+            if algo["symbol"] == symbol and algo["algoStatus"] == "NEW":
+                algo["algoStatus"], algo["updateTime"] = "CANCELED", self.now_ms()
+        return dict(ALL_DONE)
+
+    @staticmethod
+    def _triggered(order_type: str, side: str, trigger: float, price: float) -> bool:
+        stop = order_type in ("STOP", "STOP_MARKET")
+        if side == "SELL":
+            return price <= trigger if stop else price >= trigger
+        return price >= trigger if stop else price <= trigger
+
+    def _match(self, symbol: str) -> None:
+        """Trigger the algo orders and fill the resting limit orders the current price reaches."""
+        price = self.price(symbol)
+        for algo in sorted(self.algo_orders.values(), key=lambda a: a["algoId"]):
+            if (algo["symbol"] == symbol and algo["algoStatus"] == "NEW"
+                    and self._triggered(algo["orderType"], algo["side"], float(algo["triggerPrice"]), price)):
+                self._trigger(algo, price)
+        for order in sorted(self.orders.values(), key=lambda o: o["orderId"]):
+            if order["symbol"] != symbol or order["status"] != "NEW" or order["type"] != "LIMIT":
+                continue
+            limit = float(order["price"])
+            if not (price <= limit if order["side"] == "BUY" else price >= limit):
+                continue
+            qty = float(order["origQty"])
+            if order["reduceOnly"]:
+                try:
+                    qty = self._reduce_only_qty(symbol, order["side"], qty)
+                except BinanceError:
+                    order["status"], order["updateTime"] = "EXPIRED", self.now_ms()
+                    self._finish_algo_of(order)
+                    continue
+            self._fill(order, qty, limit, maker=True)
+            self._finish_algo_of(order)
+
+    def _trigger(self, algo: dict, price: float) -> None:
+        """The algo service sends the order to the matching engine: a market order filled at the current
+        price (STOP_MARKET / TAKE_PROFIT_MARKET) or a GTC limit order (STOP / TAKE_PROFIT)."""
+        symbol, side, now = algo["symbol"], algo["side"], self.now_ms()
+        algo["triggerTime"] = algo["updateTime"] = now
+        position = self.positions[symbol]["amount"]
+        closing = position < 0 if side == "BUY" else position > 0
+        qty = float(algo["quantity"])
+        try:
+            if algo["closePosition"]:
+                if not closing:
+                    algo["algoStatus"] = "EXPIRED"
+                    return
+                qty = abs(position)
+            elif algo["reduceOnly"]:
+                qty = self._reduce_only_qty(symbol, side, qty)
+            else:
+                self._check_margin(symbol, side, qty, price)
+        except BinanceError:
+            algo["algoStatus"] = "REJECTED"
+            return
+        market = algo["orderType"].endswith("MARKET")
+        order = self._order_record(symbol, side, "MARKET" if market else "LIMIT", algo["orderType"], qty,
+                                   0.0 if market else float(algo["price"]), algo["clientAlgoId"],
+                                   algo["reduceOnly"] or algo["closePosition"], algo["timeInForce"], now)
+        order["stopPrice"] = algo["triggerPrice"]
+        order["closePosition"] = algo["closePosition"]
+        algo["actualOrderId"] = str(order["orderId"])
+        algo["algoStatus"] = "TRIGGERED"
+        limit = float(order["price"])
+        if market or (price <= limit if side == "BUY" else price >= limit):
+            self._fill(order, qty, price, maker=False)
+            algo["algoStatus"] = "FINISHED"
+            algo["actualPrice"] = order["avgPrice"]
+        else:
+            self.orders[order["orderId"]] = order
+
+    def _finish_algo_of(self, order: dict) -> None:
+        for algo in self.algo_orders.values():
+            if algo["actualOrderId"] == str(order["orderId"]):
+                algo["algoStatus"], algo["updateTime"] = "FINISHED", self.now_ms()
+                algo["actualPrice"] = order["avgPrice"]
+
+    # --- fills, positions, balance ---------------------------------------------------------------
+
+    def _order_record(self, symbol: str, side: str, order_type: str, orig_type: str, qty: float, price: float,
+                      client_id: str, reduce_only: bool, time_in_force: str, now: int) -> dict:
+        order_id = self._next_order_id
+        self._next_order_id += 1
+        return {
+            "orderId": order_id, "symbol": symbol, "status": "NEW", "clientOrderId": client_id,
+            "price": self._fmt_price(symbol, price), "avgPrice": self._fmt_price(symbol, 0),
+            "origQty": self._fmt_qty(symbol, qty), "executedQty": self._fmt_qty(symbol, 0),
+            "cumQty": self._fmt_qty(symbol, 0), "cumQuote": "0.00000", "timeInForce": time_in_force,
+            "type": order_type, "reduceOnly": reduce_only, "closePosition": False, "side": side,
+            "positionSide": "BOTH", "stopPrice": self._fmt_price(symbol, 0), "workingType": "CONTRACT_PRICE",
+            "priceProtect": False, "origType": orig_type, "priceMatch": "NONE",
+            "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0, "time": now, "updateTime": now,
+        }
+
+    def _fill(self, order: dict, qty: float, price: float, maker: bool) -> None:
+        """Execute `qty` of `order` at `price`: position, realized PnL, fee, balance, one userTrades row."""
+        symbol, side, now = order["symbol"], order["side"], self.now_ms()
+        position = self.positions[symbol]
+        amount, entry = position["amount"], position["entry_price"]
+        delta = qty if side == "BUY" else -qty
+        decimals = _decimals(MARKETS[symbol][3])
+        new_amount = round(amount + delta, decimals)
+        realized = 0.0
+        if amount == 0 or (amount > 0) == (delta > 0):
+            entry = (abs(amount) * entry + qty * price) / abs(new_amount)
+        else:
+            realized = min(qty, abs(amount)) * (price - entry) * (1 if amount > 0 else -1)
+            if new_amount == 0:
+                entry = 0.0
+            elif (new_amount > 0) != (amount > 0):
+                entry = price  # flipped: the rest opens at the fill price
+        position["amount"], position["entry_price"] = new_amount, entry
+        realized = round(realized, 8)
+        commission = round(qty * price * (self.maker_fee_rate if maker else self.fee_rate), 8)
+        self.balance = round(self.balance + realized - commission, 8)
+        self._position_update_ms[symbol] = self._balance_update_ms = now
+        trade = {
+            "symbol": symbol, "id": self._next_trade_id, "orderId": order["orderId"], "side": side,
+            "price": self._fmt_price(symbol, price), "qty": self._fmt_qty(symbol, qty),
+            "realizedPnl": f"{realized:.8f}", "marginAsset": "USDT", "quoteQty": f"{qty * price:.8f}",
+            "commission": f"{commission:.8f}", "commissionAsset": "USDT", "time": now, "positionSide": "BOTH",
+            "maker": maker, "buyer": side == "BUY",
+        }
+        self._next_trade_id += 1
+        self.trades.append(trade)
+        executed = float(order["executedQty"]) + qty
+        cum_quote = float(order["cumQuote"]) + qty * price
+        order.update({
+            "executedQty": self._fmt_qty(symbol, executed), "cumQty": self._fmt_qty(symbol, executed),
+            "cumQuote": f"{cum_quote:.5f}", "avgPrice": self._fmt_price(symbol, cum_quote / executed),
+            "status": "FILLED" if executed >= float(order["origQty"]) - 1e-12 else "PARTIALLY_FILLED",
+            "updateTime": now,
+        })
+        self.orders[order["orderId"]] = order
+
+    def _reduce_only_qty(self, symbol: str, side: str, qty: float) -> float:
+        amount = self.positions[symbol]["amount"]
+        if amount == 0 or (amount > 0) == (side == "BUY"):
+            raise _reject(-2022, "ReduceOnly Order is rejected.")
+        return min(qty, abs(amount))
+
+    def _check_notional(self, symbol: str, notional: float) -> None:
+        minimum = MARKETS[symbol][5]
+        if notional < float(minimum) - 1e-9:
+            raise _reject(-4164, f"Order's notional must be no smaller than {minimum} (unless you choose reduce "
+                          "only).")
+
+    def _check_margin(self, symbol: str, side: str, qty: float, price: float) -> None:
+        position = self.positions[symbol]
+        amount = position["amount"]
+        delta = qty if side == "BUY" else -qty
+        increase = qty if amount == 0 or (amount > 0) == (delta > 0) else max(0.0, qty - abs(amount))
+        if increase <= 0:
+            return
+        if abs(amount + delta) * price > self._max_notional(symbol, position["leverage"]) + 1e-9:
+            raise _reject(-2027, "Exceeded the maximum allowable position at current leverage.")
+        if increase * price / position["leverage"] > self._available_balance() + 1e-9:
+            raise _reject(-2019, "Margin is insufficient.")
+
+    def _max_notional(self, symbol: str, leverage: int) -> int:
+        return max(cap for cap, max_leverage, _ in BRACKETS[symbol] if max_leverage >= leverage)
+
+    def _maintenance(self, symbol: str, notional: float) -> tuple[float, float, float]:
+        """(maintenance margin, ratio, cum) for a position notional."""
+        for entry in brackets(symbol):
+            if notional <= entry["notionalCap"]:
+                break
+        return notional * entry["maintMarginRatio"] - entry["cum"], entry["maintMarginRatio"], entry["cum"]
+
+    def _position_figures(self, symbol: str) -> dict[str, float]:
+        position = self.positions[symbol]
+        amount, entry, leverage = position["amount"], position["entry_price"], position["leverage"]
+        mark = self.price(symbol)
+        notional = amount * mark
+        upnl = amount * (mark - entry) if amount else 0.0
+        initial = abs(notional) / leverage
+        maint, mmr, cum = self._maintenance(symbol, abs(notional))
+        isolated = position["margin_type"] == "ISOLATED"
+        isolated_wallet = abs(amount) * entry / leverage if isolated else 0.0
+        wallet = isolated_wallet if isolated else self.balance
+        liquidation = 0.0
+        if amount:
+            denominator = abs(amount) * mmr - amount
+            value = (wallet + cum - amount * entry) / denominator if denominator else 0.0
+            liquidation = max(0.0, value)
+        fee = self.fee_rate
+        break_even = entry * (1 + fee) if amount > 0 else entry * (1 - fee) if amount < 0 else 0.0
+        return {"amount": amount, "entry": entry, "mark": mark, "notional": notional, "upnl": upnl,
+                "initial": initial, "maint": max(0.0, maint) if amount else 0.0, "isolated_wallet": isolated_wallet,
+                "isolated_margin": isolated_wallet + upnl if isolated else 0.0, "liquidation": liquidation,
+                "break_even": break_even, "leverage": leverage}
+
+    def _open_order_margin(self) -> float:
+        return sum(float(o["origQty"]) * float(o["price"]) / self.positions[o["symbol"]]["leverage"]
+                   for o in self.orders.values() if o["status"] == "NEW" and o["type"] == "LIMIT" and not o["reduceOnly"])
+
+    def _available_balance(self) -> float:
+        available = self.balance - self._open_order_margin()
+        for symbol, position in self.positions.items():
+            if not position["amount"]:
+                continue
+            f = self._position_figures(symbol)
+            if position["margin_type"] == "ISOLATED":
+                available -= f["isolated_wallet"]
+            else:
+                available += f["upnl"] - f["initial"]
+        return available
+
+    # --- account, balance, positions, trades -----------------------------------------------------
+
+    def _account(self, q: dict[str, str], version: str) -> dict:
+        figures = {s: self._position_figures(s) for s in MARKETS}
+        cross = [s for s in MARKETS if self.positions[s]["margin_type"] == "CROSSED"]
+        upnl = sum(f["upnl"] for f in figures.values())
+        cross_upnl = sum(figures[s]["upnl"] for s in cross)
+        position_im = sum(f["initial"] for f in figures.values())
+        order_im = self._open_order_margin()
+        maint = sum(f["maint"] for f in figures.values())
+        available = self._available_balance()
+        isolated_wallets = sum(f["isolated_wallet"] for f in figures.values())
+        money = "{:.8f}".format
+        asset = {
+            "asset": "USDT", "walletBalance": money(self.balance), "unrealizedProfit": money(upnl),
+            "marginBalance": money(self.balance + upnl), "maintMargin": money(maint),
+            "initialMargin": money(position_im + order_im), "positionInitialMargin": money(position_im),
+            "openOrderInitialMargin": money(order_im), "crossWalletBalance": money(self.balance - isolated_wallets),
+            "crossUnPnl": money(cross_upnl), "availableBalance": money(available),
+            "maxWithdrawAmount": money(max(0.0, min(available, self.balance))), "marginAvailable": True,
+            "updateTime": self._balance_update_ms or max(1, self.now_ms()),
+        }
+        open_symbols = [s for s in MARKETS if figures[s]["amount"]]
+        body = {
+            "totalInitialMargin": money(position_im + order_im), "totalMaintMargin": money(maint),
+            "totalWalletBalance": money(self.balance), "totalUnrealizedProfit": money(upnl),
+            "totalMarginBalance": money(self.balance + upnl), "totalPositionInitialMargin": money(position_im),
+            "totalOpenOrderInitialMargin": money(order_im), "totalCrossWalletBalance": asset["crossWalletBalance"],
+            "totalCrossUnPnl": money(cross_upnl), "availableBalance": money(available),
+            "maxWithdrawAmount": asset["maxWithdrawAmount"], "assets": [asset],
+        }
+        if version == "v2":
+            body = {"feeTier": 0, "feeBurn": True, "canTrade": True, "canDeposit": True, "canWithdraw": True,
+                    "updateTime": 0, "multiAssetsMargin": False, "tradeGroupId": -1, **body}
+        positions = []
+        for s in (MARKETS if version == "v2" else open_symbols):
+            f = figures[s]
+            row = {"symbol": s, "positionSide": "BOTH", "positionAmt": self._fmt_qty(s, f["amount"]),
+                   "unrealizedProfit": money(f["upnl"]), "isolatedMargin": money(f["isolated_margin"]),
+                   "notional": money(f["notional"]), "isolatedWallet": money(f["isolated_wallet"]),
+                   "initialMargin": money(f["initial"]), "maintMargin": money(f["maint"]),
+                   "updateTime": self._position_update_ms[s]}
+            if version == "v2":
+                row.update({"leverage": str(f["leverage"]), "isolated": self.positions[s]["margin_type"] == "ISOLATED",
+                            "entryPrice": self._fmt_price(s, f["entry"]),
+                            "maxNotional": str(self._max_notional(s, f["leverage"])),
+                            "positionInitialMargin": money(f["initial"]), "openOrderInitialMargin": "0",
+                            "bidNotional": "0", "askNotional": "0"})
+            positions.append(row)
+        body["positions"] = positions
+        return body
+
+    def _balance(self, q: dict[str, str]) -> list:
+        account = self._account(q, "v3")
+        asset = account["assets"][0]
+        return [{"accountAlias": "SgsR", "asset": "USDT", "balance": asset["walletBalance"],
+                 "crossWalletBalance": asset["crossWalletBalance"], "crossUnPnl": asset["crossUnPnl"],
+                 "availableBalance": asset["availableBalance"], "maxWithdrawAmount": asset["maxWithdrawAmount"],
+                 "marginAvailable": True, "updateTime": asset["updateTime"]}]
+
+    def _position_risk(self, q: dict[str, str], version: str) -> list:
+        symbols = [self._symbol(q)] if "symbol" in q else list(MARKETS)
+        money = "{:.8f}".format
+        rows = []
+        for s in symbols:
+            f = self._position_figures(s)
+            if version == "v3" and not f["amount"]:
+                continue  # v3 lists only symbols with a position
+            row = {
+                "symbol": s, "positionSide": "BOTH", "positionAmt": self._fmt_qty(s, f["amount"]),
+                "entryPrice": self._fmt_price(s, f["entry"]), "breakEvenPrice": money(f["break_even"]),
+                "markPrice": money(f["mark"]), "unRealizedProfit": money(f["upnl"]),
+                "liquidationPrice": money(f["liquidation"]), "isolatedMargin": money(f["isolated_margin"]),
+                "notional": money(f["notional"]), "marginAsset": "USDT", "isolatedWallet": money(f["isolated_wallet"]),
+                "initialMargin": money(f["initial"]), "maintMargin": money(f["maint"]),
+                "positionInitialMargin": money(f["initial"]), "openOrderInitialMargin": "0", "adl": 1,
+                "bidNotional": "0", "askNotional": "0", "updateTime": self._position_update_ms[s],
+            }
+            if version == "v2":
+                for key in ("marginAsset", "initialMargin", "maintMargin", "positionInitialMargin",
+                            "openOrderInitialMargin", "adl", "bidNotional", "askNotional"):
+                    del row[key]
+                row.update({"leverage": str(f["leverage"]), "maxNotionalValue": str(self._max_notional(s, f["leverage"])),
+                            "marginType": "isolated" if self.positions[s]["margin_type"] == "ISOLATED" else "cross",
+                            "isAutoAddMargin": "false", "adlQuantile": 1})
+            rows.append(row)
+        return rows
+
+    def _user_trades(self, q: dict[str, str]) -> list:
+        symbol = self._symbol(q)
+        rows = [t for t in self.trades if t["symbol"] == symbol]
+        if "orderId" in q:
+            rows = [t for t in rows if t["orderId"] == int(q["orderId"])]
+        limit = min(int(q.get("limit", 500)), 1000)
+        if "fromId" in q:
+            return [dict(t) for t in rows if t["id"] >= int(q["fromId"])][:limit]
+        if "startTime" in q or "endTime" in q:
+            return [dict(t) for t in _time_filter(rows, q, "time")][:limit]
+        return [dict(t) for t in rows[-limit:]]
+
+    # --- parameter checks ------------------------------------------------------------------------
+
+    def _symbol(self, q: dict[str, str]) -> str:
+        symbol = q.get("symbol", "")
+        if not symbol:
+            raise _reject(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        if symbol not in MARKETS:
+            raise _reject(-1121, "Invalid symbol.")
+        return symbol
+
+    @staticmethod
+    def _side(q: dict[str, str]) -> str:
+        side = q.get("side", "").upper()
+        if side not in ("BUY", "SELL"):
+            raise _reject(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+        return side
+
+    @staticmethod
+    def _check_position_side(q: dict[str, str]) -> None:
+        if q.get("positionSide", "BOTH").upper() != "BOTH":
+            raise _reject(-4061, "Order's position side does not match user's setting.")
+
+    def _check_client_id(self, client_id: str, algo: bool) -> None:
+        if not CLIENT_ID_RE.match(client_id):
+            raise _reject(-4015, "Client order id is not valid.")
+        if algo:
+            used = [a for a in self.algo_orders.values() if a["clientAlgoId"] == client_id]
+            live = [a for a in used if a["algoStatus"] == "NEW"]
+        else:
+            used = [o for o in self.orders.values() if o["clientOrderId"] == client_id]
+            live = [o for o in used if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+        if used:
+            self.duplicate_client_ids.append(client_id)
+            if self.strict_client_ids or live:
+                raise _reject(-4116, "ClientOrderId is duplicated.")
+
+    def _generated_client_id(self, prefix: str) -> str:
+        return f"{prefix}{self._next_order_id:x}{self._next_algo_id:x}"
+
+    def _quantity(self, symbol: str, q: dict[str, str], max_qty: str) -> float:
+        raw = q.get("quantity")
+        if raw is None or raw == "":
+            raise _reject(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+        try:
+            qty = Decimal(raw)
+        except InvalidOperation:
+            raise _reject(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.") from None
+        _, _, _, step, min_qty, _ = MARKETS[symbol]
+        if qty <= 0:
+            raise _reject(-4003, "Quantity less than or equal to zero.")
+        if qty % Decimal(step) != 0:
+            raise _reject(-1111, "Precision is over the maximum defined for this asset.")
+        if qty < Decimal(min_qty):
+            raise _reject(-4003, "Quantity less than or equal to zero.")
+        if qty > Decimal(max_qty):
+            raise _reject(-4005, "Quantity greater than max quantity.")
+        return float(qty)
+
+    def _price_param(self, symbol: str, q: dict[str, str], name: str) -> float:
+        raw = q.get(name)
+        if raw is None or raw == "":
+            raise _reject(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise _reject(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.") from None
+        if value <= 0:
+            raise _reject(-4006, "Stop price less than zero." if name == "triggerPrice" else "Price less than zero.")
+        if value % Decimal(MARKETS[symbol][2]) != 0:
+            raise _reject(-4014, "Price not increased by tick size.")
+        return float(value)
+
+    # --- formatting ------------------------------------------------------------------------------
+
+    def _round_price(self, symbol: str, price: float) -> float:
+        tick = float(MARKETS[symbol][2])
+        return round(round(price / tick) * tick, _decimals(MARKETS[symbol][2]))
+
+    def _fmt_price(self, symbol: str, price: float) -> str:
+        return f"{price:.{_decimals(MARKETS[symbol][2])}f}"
+
+    def _fmt_qty(self, symbol: str, qty: float) -> str:
+        return f"{qty:.{_decimals(MARKETS[symbol][3])}f}"
+
+    def _find_order(self, q: dict[str, str]) -> dict | None:
+        symbol = self._symbol(q)
+        if "orderId" in q:
+            try:
+                order = self.orders.get(int(q["orderId"]))
+            except ValueError:
+                return None
+        elif "origClientOrderId" in q:
+            matches = [o for o in self.orders.values() if o["clientOrderId"] == q["origClientOrderId"]]
+            order = matches[-1] if matches else None
+        else:
+            raise _reject(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+        return order if order is not None and order["symbol"] == symbol else None
+
+    def _find_algo(self, q: dict[str, str]) -> dict | None:
+        if "algoId" in q:
+            try:
+                return self.algo_orders.get(int(q["algoId"]))
+            except ValueError:
+                return None
+        if "clientAlgoId" in q:
+            matches = [a for a in self.algo_orders.values() if a["clientAlgoId"] == q["clientAlgoId"]]
+            return matches[-1] if matches else None
+        raise _reject(-1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!")
+
+
+def _truthy(value: str | None) -> bool:
+    return str(value).lower() == "true"
+
+
+def _without(record: dict, *keys: str) -> dict:
+    return {k: v for k, v in record.items() if k not in keys}
+
+
+def _without_signature(raw: str) -> str:
+    return "&".join(part for part in raw.split("&") if part and not part.startswith("signature="))
+
+
+def _time_filter(rows: list[dict], q: dict[str, str], key: str) -> list[dict]:
+    if "startTime" in q:
+        rows = [r for r in rows if r[key] >= int(q["startTime"])]
+    if "endTime" in q:
+        rows = [r for r in rows if r[key] <= int(q["endTime"])]
+    return rows
