@@ -183,13 +183,13 @@ class LiveBroker(Books):
         try:
             qty = float(self.client.amount_to_precision(symbol, raw))
         except Exception:  # ccxt raises when the amount rounds to zero
-            return 0.0
+            qty = 0.0
         limits = self.markets[symbol].get("limits", {})
         min_qty = (limits.get("amount") or {}).get("min") or 0.0
         min_cost = (limits.get("cost") or {}).get("min") or 0.0
-        if qty < min_qty or qty * price < min_cost:
-            log.info("%s: order of %.8g (≈%.2f USDT) is below the exchange minimum (qty %s, notional %s): skipped",
-                     symbol, qty, qty * price, min_qty, min_cost)
+        if qty <= 0 or qty < min_qty or qty * price < min_cost:
+            log.info("%s: order of %.8g (≈%.2f USDT, %.8g before rounding) is below the exchange minimum "
+                     "(qty %s, notional %s): skipped", symbol, qty, qty * price, raw, min_qty, min_cost)
             return 0.0
         return qty
 
