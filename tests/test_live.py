@@ -52,3 +52,16 @@ async def test_take_profit_closes_it_and_the_stop_is_cancelled(tmp_path, market)
         assert bot.broker.wallet.balance == pytest.approx(fake.balance)
     finally:
         await bot.shutdown()
+
+
+async def test_status_shows_the_entry_latency(tmp_path, market):
+    from trading_bot.status import collect_status, render_status
+
+    clock, fake = market
+    bot, settings = await open_a_position(tmp_path, clock, fake)
+    try:
+        await bot.store.write_status(bot.status())
+        text = render_status(collect_status(settings.state_dir()))
+        assert "mode live" in text and "entry latency over 1 order(s): p50 " in text
+    finally:
+        await bot.shutdown()

@@ -95,3 +95,15 @@ def test_env_example_documents_every_setting():
     assert not missing, f".env.example does not document {missing}"
     # and it loads as valid settings as shipped
     load_settings(Path(__file__).resolve().parents[1] / ".env.example", environ={})
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"DRY_RUN": "false"}, "DRY_RUN=false needs API_KEY and API_SECRET"),
+    ({"DRY_RUN": "false", "API_KEY": "abcd1234", "API_SECRET": "efgh5678"}, "needs LIVE_TRADING_CONFIRMED=yes"),
+])
+def test_live_mode_needs_keys_and_confirmation(tmp_path, env, message):
+    result = subprocess.run([sys.executable, "-m", "trading_bot", "run", "--cycles", "1"], cwd=tmp_path,
+                            env=subprocess_env(tmp_path, **env), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "abcd1234" not in result.stderr + result.stdout and "efgh5678" not in result.stderr + result.stdout
