@@ -95,3 +95,56 @@ async def test_broken_config_at_startup_is_an_error(tmp_path):
     settings.strategy_config.write_text("{")
     with pytest.raises(StrategyConfigError, match="not valid JSON"):
         await Bot(settings, replay=True, install_signals=False).run()
+
+
+async def test_reload_survives_an_analyzer_rewriting_the_file_repeatedly(tmp_path, caplog):
+    import threading
+
+    settings = settings_for(tmp_path)
+    stop = threading.Event()
+    writes = [0]
+
+    def analyzer_like_writer() -> None:
+        while not stop.is_set():
+            writes[0] += 1
+            write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.1 + (writes[0] % 7) / 100}})
+
+    bot = Bot(settings, replay=True, install_signals=False)
+    thread = threading.Thread(target=analyzer_like_writer)
+    thread.start()
+    try:
+        await bot.run()
+    finally:
+        stop.set()
+        thread.join()
+    assert writes[0] > 20 and bot.watch.reloads > 5
+    assert "rejected" not in caplog.text  # atomic replace: the daemon never sees a half-written file
+
+
+async def test_the_analyzer_writes_and_the_running_daemon_trades_with_it(tmp_path):
+    from trading_bot.analyzer import AnalysisOptions, Grid, jobs_for, run_jobs, updated_document, write_results
+
+    settings = settings_for(tmp_path)
+    bot = Bot(settings, replay=True, install_signals=False)
+    seen: dict[int, float] = {}
+    chosen: dict[str, float] = {}
+    original_tick = bot.tick
+
+    async def tick() -> None:
+        await original_tick()
+        seen[bot.figures.number] = bot.strategies[(SYMBOL, TF)].params.threshold
+        if bot.figures.number == 50:
+            options = AnalysisOptions(grid=Grid(sl=(0.004,), rr=(1.5,), thresholds=(0.12,)), min_trades=1)
+            config = bot.watch.config
+            results = run_jobs(jobs_for([(SYMBOL, TF)], settings.candles_dir, config), options, None)
+            write_results(settings.strategy_config, updated_document(config.document, results, options, config))
+            chosen.update(results[0].chosen or {})
+            bump_mtime(settings.strategy_config, 5)
+        if bot.figures.number == 60:
+            bot.stop_event.set()
+
+    bot.tick = tick  # type: ignore[method-assign]
+    await bot.run()
+    assert chosen == {"threshold": 0.12, "sl_pct": 0.004, "rr_ratio": 1.5}
+    assert seen[50] == 0.15 and seen[51] == 0.12  # in force from the next heartbeat
+    assert bot.strategies[(SYMBOL, TF)].params.sl_pct == 0.004

@@ -12,7 +12,7 @@ from trading_bot import __version__
 from trading_bot.settings import Settings, SettingsError, load_settings, parse_symbols, parse_timeframes
 
 EXIT_USAGE = 2
-COMMANDS = ("run", "status", "check-config")
+COMMANDS = ("run", "status", "check-config", "analyze", "fetch")
 
 
 class CliError(Exception):
@@ -60,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--replay", action="store_true", help="the replay run's state instead of the live/paper one")
 
     sub.add_parser("check-config", help="validate .env and the strategy config (exit 0 or 2)")
+
+    from trading_bot.analyze_command import add_arguments as add_analyze_arguments
+
+    add_analyze_arguments(sub.add_parser("analyze", help="grid-search sl/rr/threshold per bot and rewrite the strategy config"))
+
+    fetch = sub.add_parser("fetch", help="download candle history into the CSV cache (resumable)")
+    fetch.add_argument("--symbols", help="comma-separated symbols (default: TRADING_SYMBOLS)")
+    fetch.add_argument("--timeframes", help="comma-separated timeframes (default: TRADING_TIMEFRAMES)")
+    fetch.add_argument("--since", help="YYYY-MM-DD, ISO datetime (UTC unless it has an offset) or ms since the epoch; "
+                                       "default: 90 days ago")
+    fetch.add_argument("--until", help="only candles opening before this time (same formats; default: now)")
     return parser
 
 
@@ -126,6 +137,43 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from trading_bot.analyze_command import run
+
+    return run(args, _settings(args))
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from trading_bot.history_fetch import FetchUnavailable, FetchUsageError, parse_time_ms, render_summary, run_fetch
+
+    settings = _settings(args)
+    bounds: dict[str, int | None] = {}
+    for name in ("since", "until"):
+        raw = getattr(args, name)
+        try:
+            bounds[name] = parse_time_ms(raw) if raw is not None else None
+        except ValueError as exc:
+            raise CliError(f"--{name}: {exc}") from None
+    try:
+        report = asyncio.run(run_fetch(settings, bounds["since"], bounds["until"]))
+    except FetchUsageError as exc:
+        raise CliError(str(exc)) from None
+    except FetchUnavailable as exc:
+        print(f"trading-bot: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("trading-bot: fetch interrupted; the candles downloaded so far are kept, run it again to resume",
+              file=sys.stderr)
+        return 130
+    print(render_summary(report))
+    if not report.ok:
+        print(f"trading-bot: error: {len(report.failed)} series incomplete; run it again to resume", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     # `trading-bot` and `trading-bot --cycles 3` mean `run`.
@@ -133,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         insert_at = 2 if args_list[:1] == ["--env-file"] else 0
         args_list.insert(insert_at, "run")
     args = build_parser().parse_args(args_list)
-    handlers = {"run": cmd_run, "status": cmd_status, "check-config": cmd_check_config}
+    handlers = {"run": cmd_run, "status": cmd_status, "check-config": cmd_check_config, "analyze": cmd_analyze,
+                "fetch": cmd_fetch}
     try:
         return handlers[args.command](args)
     except (SettingsError, CliError) as exc:

@@ -1,0 +1,75 @@
+"""The compiled kernel ≡ the reference rules (backtest.py → trading_rules), trade for trade, on every
+combination of the default grid, on several seeded series including gaps and flat stretches."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from trading_bot.backtest import backtest_series, series_scores
+from trading_bot.backtest_kernel import simulate
+from trading_bot.risk import RiskLimits
+from trading_bot.strategy import signal_sides
+from trading_bot.strategy_config import default_config
+from trading_bot.synthetic import synthetic_candles
+from trading_bot.trading_rules import Costs
+
+SL = [0.005, 0.01, 0.015, 0.02, 0.025, 0.03]
+RR = [1.0, 1.5, 2.0, 2.5, 3.0]
+COSTS = Costs(fee_rate=0.0004, slippage=0.0002)
+LIMITS = RiskLimits(risk_per_trade=0.02, leverage=5.0, max_open_positions=3)
+
+
+def with_gaps_and_flats(candles: np.ndarray, seed: int) -> np.ndarray:
+    """Opens that jump away from the previous close, and stretches where nothing moves."""
+    out = candles.copy()
+    rng = np.random.default_rng(seed)
+    for i in rng.choice(np.arange(50, len(out) - 1), size=40, replace=False):
+        jump = 1 + rng.choice([-1, 1]) * rng.uniform(0.01, 0.05)
+        out[i:, 1:5] *= jump  # the whole future shifts: candle i opens with a gap
+        out[i, 1] = out[i - 1, 4] * jump
+        out[i, 2] = max(out[i, 1:5].max(), out[i, 2])
+        out[i, 3] = min(out[i, 1:5].min(), out[i, 3])
+    for start in rng.choice(np.arange(100, len(out) - 60), size=5, replace=False):
+        price = out[start - 1, 4]
+        out[start:start + 30, 1:5] = price
+        out[start:start + 30, 5] = 0.0
+    return out
+
+
+SERIES = {
+    "btc-5m": synthetic_candles("BTC/USDT:USDT", 300_000, 1_700_000_000_000, 1500, None, 1),
+    "eth-1m": synthetic_candles("ETH/USDT:USDT", 60_000, 1_700_000_000_000, 1500, None, 2),
+    "gaps-and-flats": with_gaps_and_flats(synthetic_candles("SOL/USDT:USDT", 900_000, 1_700_000_000_000, 1500, None, 3), 4),
+}
+
+
+@pytest.mark.parametrize("name", list(SERIES))
+def test_kernel_equals_reference_on_the_whole_grid(name):
+    candles = SERIES[name]
+    params0 = default_config().params_for("X/Y", "1m")
+    scores = series_scores(candles, params0)
+    finite = np.abs(scores[np.isfinite(scores)])
+    thresholds = np.quantile(finite, [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99])
+    start = 300
+    compared = 0
+    for threshold, sl, rr in itertools.product(thresholds, SL, RR):
+        params = type(params0)(params0.weights, float(threshold), sl, rr)
+        reference = backtest_series("X/Y", "1m", candles, params, COSTS, LIMITS, 10_000.0, start_index=start,
+                                    scores=scores)
+        kernel = simulate(candles[:, 1], candles[:, 2], candles[:, 3], signal_sides(scores, float(threshold)), start,
+                          len(candles), sl, rr, COSTS.fee_rate, COSTS.slippage, LIMITS.risk_per_trade, LIMITS.leverage,
+                          LIMITS.max_open_positions, 10_000.0)
+        ts = candles[:, 0].astype(np.int64)
+        ref = [(t.entry_ts, t.exit_ts, t.side, t.entry_price, t.exit_price, t.exit_reason, t.qty, t.pnl)
+               for t in reference.trades]
+        ker = [(int(ts[a]), int(ts[b]), int(s), float(ep), float(xp), "stop" if r == 1 else "target", float(q), float(p))
+               for a, b, s, ep, xp, r, q, p in zip(kernel.entry_index, kernel.exit_index, kernel.side,
+                                                   kernel.entry_price, kernel.exit_price, kernel.reason, kernel.qty,
+                                                   kernel.pnl)]
+        assert ker == ref, (name, threshold, sl, rr)  # exact: same floats, same order of operations
+        assert kernel.final_balance == reference.final_balance
+        compared += len(ref)
+    assert compared > 1000, "the grid produced trades to compare"
