@@ -1,4 +1,4 @@
-"""Command line: `trading-bot run|status|check-config`. Errors a user can cause end in one line on
+"""Command line: `trading-bot run|status|check-config|fetch|analyze`. Errors a user can cause end in one line on
 stderr and exit code 2, never a traceback. Heavy modules are imported inside the commands."""
 
 from __future__ import annotations
