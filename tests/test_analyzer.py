@@ -123,3 +123,28 @@ def test_cli_dry_run_writes_nothing_and_bad_arguments_exit_2(tmp_path):
                            env={**env, "TRADING_SYMBOLS": "XRP/USDT:USDT"}, capture_output=True, text=True, timeout=60)
     assert empty.returncode == 2 and "trading-bot fetch" in empty.stderr
     assert np.isfinite(1.0)
+
+
+def test_the_same_jobs_run_on_a_dask_cluster(tmp_path):
+    from distributed import Client, LocalCluster
+
+    jobs = []
+    for i, symbol in enumerate(("BTC/USDT:USDT", "ETH/USDT:USDT")):
+        path, _ = write_series(tmp_path, symbol, "5m", 3000, seed=i)
+        jobs.append(SeriesJob(symbol, "5m", str(path), (0.25, 0.25, 0.2, 0.15, 0.15)))
+    serial = run_jobs(jobs, SMALL, None)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        on_dask = run_jobs(jobs, SMALL, client.get_executor())
+    strip = [{k: v for k, v in r.as_json().items() if k != "seconds"} for r in serial]
+    assert strip == [{k: v for k, v in r.as_json().items() if k != "seconds"} for r in on_dask]
+
+
+def test_cli_dask_address_that_does_not_answer_is_one_line(tmp_path):
+    env = subprocess_env(tmp_path, TRADING_SYMBOLS="BTC/USDT:USDT", TRADING_TIMEFRAMES="5m")
+    write_series(tmp_path / "data" / "candles", "BTC/USDT:USDT", "5m", 3000)
+    result = subprocess.run([sys.executable, "-m", "trading_bot", "analyze", "--dask", "tcp://127.0.0.1:9",
+                             "--dask-timeout", "1"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "cannot reach the Dask scheduler" in result.stderr
+    assert "Traceback" not in result.stderr

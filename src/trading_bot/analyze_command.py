@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", default="sharpe", help="sharpe, sortino, total_return, profit_factor, expectancy")
     parser.add_argument("--min-trades", type=int, default=30, help="fewest training trades a choice may rest on")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
+    parser.add_argument("--dask", metavar="ADDRESS", help="run the series on an existing Dask cluster (tcp://host:8786); "
+                        "needs the optional extra: pip install 'trading-bot[dask]'")
+    parser.add_argument("--dask-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to try reaching the Dask scheduler (default 10)")
     parser.add_argument("--json", action="store_true", help="print the full result table as JSON")
     parser.add_argument("--dry-run", action="store_true", help="write nothing")
 
@@ -51,6 +55,21 @@ def render_table(results: list[Any]) -> str:
         lines.append(f"{bot:<22} {r.candles:>8}  {c['threshold']:7.4f} {100 * c['sl_pct']:5.2f} {c['rr_ratio']:4.1f} | "
                      f"{_fmt(r.train):<45} | {_fmt(r.test)}")
     return "\n".join(lines)
+
+
+def _dask_client(address: str, timeout: float) -> Any:
+    """A client of the user's cluster: the same per-series jobs go to its workers instead of our
+    process pool (they need the same package version and the same paths to the candle files)."""
+    from trading_bot.cli import CliError
+
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CliError("--dask needs the optional extra: pip install 'trading-bot[dask]'") from None
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise CliError(f"--dask: cannot reach the Dask scheduler at {address} ({exc})") from None
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,7 +116,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     jobs = jobs_for(keys, settings.candles_dir, config)
     started = time.perf_counter()
     progress = Progress(len(jobs), "analyzing", items=len(jobs), unit="series")
-    executor = make_executor(min(args.workers or cpu_workers(), len(jobs)))
+    dask_client = _dask_client(args.dask, args.dask_timeout) if args.dask else None
+    executor = dask_client.get_executor() if dask_client else make_executor(min(args.workers or cpu_workers(), len(jobs)))
     try:
         def done(r: Any) -> None:
             progress.advance(1)
@@ -107,7 +127,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         results = run_jobs(jobs, options, executor, done)
     finally:
         progress.close()
-        if executor is not None:
+        if dask_client is not None:
+            dask_client.close()
+        elif executor is not None:
             executor.shutdown()
     elapsed = time.perf_counter() - started
     if args.json:
