@@ -187,9 +187,27 @@ class Bot:
         stamp = config_stamp(path)
         return ConfigWatch(load_config(path, self.keys), stamp)
 
+    def _load_state(self) -> Any:
+        """Saved positions; an unreadable file is set aside (never deleted). Paper mode then starts
+        afresh; live mode refuses, because starting from nothing while the exchange may hold
+        positions is how stops get lost."""
+        from trading_bot.state import StateError
+
+        try:
+            saved = self.store.load()
+        except StateError as exc:
+            backup = self.store.set_aside_corrupt()
+            if self.live:
+                raise StartupError(f"{exc}; kept it as {backup}. Live mode will not start without its state: "
+                                   "restore the file, or move the backup away to start from the exchange's positions") from None
+            log.error("%s; kept it as %s and started with an empty paper wallet", exc, backup)
+            saved = None
+        self.store.repair_journal()
+        return saved
+
     async def start(self) -> None:
         s = self.settings
-        saved = self.store.load()
+        saved = self._load_state()
         self.watch = self._load_config()
         self.mdm = await self._open_market_data()
         self.strategies = {key: WeightedScoringStrategy(key[0], key[1], lambda: self.watch.config) for key in self.keys}

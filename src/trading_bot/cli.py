@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trading_bot import __version__
-from trading_bot.settings import Settings, SettingsError, load_settings, parse_symbols, parse_timeframes
+from trading_bot.settings import (
+    Settings,
+    SettingsError,
+    env_file_warnings,
+    load_settings,
+    parse_symbols,
+    parse_timeframes,
+)
 
 EXIT_USAGE = 2
 COMMANDS = ("run", "status", "check-config", "analyze", "fetch")
@@ -76,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.env_file)
+    for warning in env_file_warnings(args.env_file):
+        print(f"trading-bot: warning: {warning}", file=sys.stderr)
     overrides: dict[str, object] = {}
     try:
         if getattr(args, "symbols", None):

@@ -229,6 +229,25 @@ def unknown_env_file_keys(file_values: Mapping[str, str | None]) -> list[str]:
     return sorted(key for key in file_values if key not in FIELDS)
 
 
+def env_file_warnings(env_file: Path) -> list[str]:
+    """What a user should hear about their `.env`: unknown keys (a typo silently does nothing
+    otherwise) and a file other users can read (it may hold the API secret)."""
+    from dotenv import dotenv_values
+
+    if not env_file.is_file():
+        return []
+    warnings = []
+    try:
+        unknown = unknown_env_file_keys(dotenv_values(env_file))
+    except (OSError, UnicodeDecodeError):
+        return []
+    if unknown:
+        warnings.append(f"{env_file}: unknown setting(s) ignored: {', '.join(unknown)}")
+    if env_file.stat().st_mode & 0o044:
+        warnings.append(f"{env_file} is readable by other users; it may hold your API secret: chmod 600 {env_file}")
+    return warnings
+
+
 def load_settings(env_file: Path | None = Path(".env"), environ: Mapping[str, str] | None = None) -> Settings:
     """Merge `.env` (if present) under the process environment and validate."""
     from dotenv import dotenv_values  # imported here: settings must not read files at import time

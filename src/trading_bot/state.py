@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,27 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"{self.positions_path}: cannot read ({exc.strerror or exc})") from None
         return decode_state(data, str(self.positions_path))
+
+    def set_aside_corrupt(self) -> Path:
+        """Keep an unreadable positions.json as a dated backup (nothing is ever deleted)."""
+        backup = self.positions_path.with_name(f"{POSITIONS_FILE}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(self.positions_path, backup)
+        return backup
+
+    def repair_journal(self) -> int:
+        """Cut a torn last line (a crash mid-append) so the next record starts on its own line.
+        Returns the bytes cut."""
+        try:
+            with open(self.trades_path, "rb+") as handle:
+                data = handle.read()
+                if not data or data.endswith(b"\n"):
+                    return 0
+                keep = data.rfind(b"\n") + 1
+                handle.truncate(keep)
+                log.warning("%s: cut a torn last line (%d bytes) left by a crash", self.trades_path, len(data) - keep)
+                return len(data) - keep
+        except FileNotFoundError:
+            return 0
 
     async def save(self, state: SavedState, saved_at: int, data_source: str) -> None:
         await atomic_write_bytes_async(self.positions_path, encode_state(state, saved_at, data_source))
