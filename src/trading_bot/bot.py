@@ -35,6 +35,7 @@ from trading_bot.trading_rules import SIDE_NAMES, ClosedTrade, Costs
 log = logging.getLogger("trading_bot")
 
 REPLAY_WARMUP_CANDLES = 200
+RECONCILE_EVERY_S = 600.0
 
 
 class StartupError(RuntimeError):
@@ -94,6 +95,7 @@ class Bot:
         self.last_progress = time.monotonic()
         self._background: set[asyncio.Task[None]] = set()
         self.pool: Any = None  # the ExchangePool, once anything needs the exchange
+        self._reconciled_at = 0.0
 
     # --- startup -------------------------------------------------------------------------------
 
@@ -250,6 +252,18 @@ class Bot:
         log.warning("LIVE trading on %s (%s): real orders, balance %.2f USDT", self.pool.exchange_id,
                     "demo endpoints" if self.settings.exchange_demo else self.settings.exchange_url or "production",
                     broker.wallet.balance)
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Live: put the books right against the exchange (startup, periodically, after outages)."""
+        from trading_bot.reconcile import reconcile
+
+        self._reconciled_at = time.monotonic()
+        self.pool.outage_recovered = False
+        report = await reconcile(self.broker, self.watch.config, self.settings.adopt_unknown_positions)  # type: ignore[arg-type]
+        for trade in report.exits_booked:
+            await self.store.append_trade(trade)
+            self._log_trade(trade)
 
     async def _catch_up(self) -> BrokerEvents:
         """Candles that closed while the bot was down: exits are applied, only the newest candle may
@@ -300,6 +314,8 @@ class Bot:
                     self._merge(events, await self.broker.fill_at_open(key[0], key[1], series.forming_open,
                                                                        series.forming_ts, params))
         self._merge(events, await self.broker.sync())
+        if self.live and (self.pool.outage_recovered or time.monotonic() - self._reconciled_at >= RECONCILE_EVERY_S):
+            await self.reconcile()
         compute_ms = (time.perf_counter() - t0) * 1000
         self.figures.number += 1
         self.figures.new_candles = sum(r.shape[0] for r in new.values())
@@ -391,6 +407,7 @@ class Bot:
             "fees_paid": wallet.fees_paid, "trades": wallet.trades, "wins": wallet.wins,
             "cache": self.mdm.stats.as_json(),
             "entry_latency": self.broker.latency.as_json() if hasattr(self.broker, "latency") else None,
+            "halted": getattr(self.broker, "halted", None),
             "config": {"source": self.watch.config.source, "reloads": self.watch.reloads,
                        "last_reload_ms": self.watch.last_reload_ms, "last_error": self.watch.last_error},
             "positions": positions,
@@ -437,7 +454,9 @@ class Bot:
 
     def status_line(self) -> str:
         """The short STATUS= line for `systemctl status` (ASCII)."""
-        return (f"{self.broker.mode} | {len(self.keys)} bots | {len(self.broker.open_positions())} open | "
+        halted = getattr(self.broker, "halted", None)
+        return (f"{'HALTED (' + halted[:60] + ') | ' if halted else ''}"
+                f"{self.broker.mode} | {len(self.keys)} bots | {len(self.broker.open_positions())} open | "
                 f"equity {self.equity():.2f} | pnl {self.broker.wallet.realised_pnl:+.2f} | "
                 f"tick {self.figures.cycle_ms:.1f} ms | data {self.mdm.source.name}")
 

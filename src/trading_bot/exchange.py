@@ -39,6 +39,7 @@ KNOWN_HOSTS = {
 }
 MAX_KLINES_PER_REQUEST = 1000  # ccxt's cap for binance klines
 MARKETS_TTL_S = 3600.0
+OUTAGE_S = 60.0  # failing this long counts as an outage: reconcile when it ends
 DEFAULT_PAUSE_S = {429: 10.0, 418: 120.0}
 
 # Binance USDⓈ-M request weights: exchange quirks as data, not branches.
@@ -136,6 +137,8 @@ class ExchangePool:
         self.on_activity = on_activity or (lambda: None)
         self.now_ms = now_ms  # the bot's clock (request timestamps follow it); None = the system clock
         self._client: Any = None
+        self._failing_since: float | None = None
+        self.outage_recovered = False  # set when requests work again after failing for OUTAGE_S
         self._markets_loaded_at = 0.0
         self._markets_lock: asyncio.Lock | None = None
         self.calls: dict[str, int] = {}
@@ -184,13 +187,22 @@ class ExchangePool:
         async with self.budget.take(weight):
             self.calls[method] = self.calls.get(method, 0) + 1
             try:
-                return await getattr(client, method)(*args, **kwargs)
+                result = await getattr(client, method)(*args, **kwargs)
             except ccxt.DDoSProtection as exc:
                 self._pause_for(exc, client)
+                raise
+            except ccxt.NetworkError:
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
                 raise
             finally:
                 self._observe(client)
                 self.on_activity()
+            if self._failing_since is not None:
+                if time.monotonic() - self._failing_since >= OUTAGE_S:
+                    self.outage_recovered = True
+                self._failing_since = None
+            return result
 
     def _observe(self, client: Any) -> None:
         headers = getattr(client, "last_response_headers", None) or {}

@@ -88,7 +88,9 @@ class LiveBroker(Books):
         self.costs = costs
         self.now_ms = now_ms
         self.margin_mode = margin_mode
+        self.keys = list(keys)
         self.symbols = sorted({symbol for symbol, _ in keys})
+        self.halted: str | None = None  # why new entries are refused (set by reconciliation)
         self.claimed: set[str] = set()  # symbols with an entry in flight
         self.latency = LatencyStats()
         self.markets: dict[str, Any] = {}
@@ -123,7 +125,9 @@ class LiveBroker(Books):
         try:
             await self.pool.call("set_margin_mode", self.margin_mode, symbol)
         except ccxt.ExchangeError as exc:
-            if "-4046" not in str(exc) and "No need to change" not in str(exc):  # already set: fine
+            if "-4048" in str(exc):  # cannot change while a position is open: keep what the exchange has
+                log.warning("%s: margin mode left as it is (a position is open)", symbol)
+            elif "-4046" not in str(exc) and "No need to change" not in str(exc):  # already set: fine
                 raise
         await self.pool.call("set_leverage", int(self.limits.leverage), symbol)
 
@@ -157,6 +161,10 @@ class LiveBroker(Books):
         if closed_ms_ago > STALE_SIGNAL_MS:  # e.g. a candle that closed while the bot was down
             log.info("%s %s: %s signal from a candle that closed %.0fs ago: too old to act on", symbol, timeframe,
                      SIDE_NAMES[side], closed_ms_ago / 1000)
+            return events
+        if self.halted:
+            log.warning("%s %s: %s signal skipped: new entries are halted (%s)", symbol, timeframe, SIDE_NAMES[side],
+                        self.halted)
             return events
         if symbol in self.claimed or any(p.symbol == symbol for p in self.open_positions()):
             log.info("%s %s: %s signal skipped, %s already has a position", symbol, timeframe, SIDE_NAMES[side], symbol)
@@ -238,33 +246,37 @@ class LiveBroker(Books):
 
     async def _protect(self, book: BotBook, position: Position) -> None:
         """Stop first (a position must never be without one), then the target."""
+        if not await self.place_protection(position, "stop"):
+            log.critical("%s %s: COULD NOT PLACE THE STOP: closing the position at market now", position.symbol,
+                         position.timeframe)
+            await self._close_at_market(book, position)
+            return
+        if not await self.place_protection(position, "target"):
+            log.error("%s %s: could not place the take-profit; the stop is in place", position.symbol, position.timeframe)
+
+    async def place_protection(self, position: Position, kind: str) -> bool:
+        """One reduce-only trigger order (kind "stop" or "target") for the position; False if refused."""
         import ccxt
 
-        close_side = ORDER_SIDE[-position.side]
-        legs = (("stop", "STOP_MARKET", position.stop), ("target", "TAKE_PROFIT_MARKET", position.target))
-        for kind, order_type, price in legs:
-            client_id = new_client_id("s" if kind == "stop" else "t")
-            self.intents[client_id] = {"kind": kind, "symbol": position.symbol, "timeframe": position.timeframe,
-                                       "created_ms": self.now_ms()}
-            await self.persist()
-            params = {"triggerPrice": price, "reduceOnly": True, "clientOrderId": client_id, "workingType": "MARK_PRICE"}
-            try:
-                order = await self._submit(position.symbol, order_type, close_side, position.qty, params, client_id,
-                                           trigger=True)
-            except ccxt.BaseError as exc:
-                self.intents.pop(client_id, None)
-                if kind == "stop":
-                    log.critical("%s %s: COULD NOT PLACE THE STOP (%s): closing the position at market now",
-                                 position.symbol, position.timeframe, exc)
-                    await self._close_at_market(book, position)
-                    return
-                log.error("%s %s: could not place the take-profit (%s); the stop is in place", position.symbol,
-                          position.timeframe, exc)
-                continue
-            position.orders[kind] = str(order.get("id"))
-            position.orders[f"{kind}_client"] = client_id
+        order_type, price = ("STOP_MARKET", position.stop) if kind == "stop" else ("TAKE_PROFIT_MARKET", position.target)
+        client_id = new_client_id("s" if kind == "stop" else "t")
+        self.intents[client_id] = {"kind": kind, "symbol": position.symbol, "timeframe": position.timeframe,
+                                   "created_ms": self.now_ms()}
+        await self.persist()
+        params = {"triggerPrice": price, "reduceOnly": True, "clientOrderId": client_id, "workingType": "MARK_PRICE"}
+        try:
+            order = await self._submit(position.symbol, order_type, ORDER_SIDE[-position.side], position.qty, params,
+                                       client_id, trigger=True)
+        except ccxt.BaseError as exc:
+            log.error("%s %s: the exchange refused the %s order (%s)", position.symbol, position.timeframe, kind,
+                      str(exc)[:200])
+            return False
+        finally:
             self.intents.pop(client_id, None)
-            await self.persist()
+        position.orders[kind] = str(order.get("id"))
+        position.orders[f"{kind}_client"] = client_id
+        await self.persist()
+        return True
 
     async def _close_at_market(self, book: BotBook, position: Position) -> None:
         import ccxt

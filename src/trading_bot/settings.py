@@ -64,6 +64,7 @@ class Settings:
     live_confirmed: bool = False  # DRY_RUN=false also needs LIVE_TRADING_CONFIRMED=yes
     exchange_timeout_ms: int = 10_000
     exchange_recv_window_ms: int = 5_000
+    adopt_unknown_positions: bool = True  # live: protect exchange positions the bot did not open
 
     @property
     def candles_dir(self) -> Path:
@@ -208,6 +209,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "LIVE_TRADING_CONFIRMED": ("live_confirmed", _bool),
     "EXCHANGE_TIMEOUT_MS": ("exchange_timeout_ms", _in_range(_integer, 500, 120_000)),
     "EXCHANGE_RECV_WINDOW_MS": ("exchange_recv_window_ms", _in_range(_integer, 500, 60_000)),
+    "ADOPT_UNKNOWN_POSITIONS": ("adopt_unknown_positions", _bool),
 }
 
 

@@ -69,7 +69,7 @@ def collect_status(state_dir: Path) -> dict[str, Any]:
     result["equity"] = result.get("balance", 0.0) + upnl
     result["last_heartbeat"] = {k: heartbeat.get(k) for k in (
         "heartbeat", "time_ms", "cycle_ms", "compute_ms", "bots", "new_candles", "pending_entries",
-        "data_source", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency")}
+        "data_source", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted")}
     return result
 
 
@@ -94,6 +94,8 @@ def render_status(status: dict[str, Any]) -> str:
             f"cache hit {100 * cache.get('hit_rate', 0):.1f}% (data {100 * cache.get('data_hit_rate', 0):.1f}%; "
             f"features computed {cache.get('feature_misses', 0)}×, reused {cache.get('feature_hits', 0)}×)"
         )
+        if hb.get("halted"):
+            lines.append(f"NEW ENTRIES HALTED: {hb['halted']}")
         latency = hb.get("entry_latency") or {}
         if latency.get("orders"):
             lines.append(f"entry latency over {latency['orders']} order(s): p50 {latency['p50_ms']:.0f} ms, "

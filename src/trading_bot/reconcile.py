@@ -1,0 +1,177 @@
+"""Reconciliation of the live books with the exchange, which is the truth.
+
+Run at startup (after loading local state), every 10 minutes, and after a network outage of a
+minute or more (bot.py decides when).
+
+- an intent with no known outcome → its client order id is looked up: an entry that reached the
+  exchange becomes the bot's position; one that did not is dropped;
+- a local position the exchange no longer has → its exit is booked from the exchange's fills;
+- an exchange position the bot does not know → adopted by the symbol's first bot and protected with
+  the current config's stop and target (or, with ADOPT_UNKNOWN_POSITIONS=false, left alone and logged);
+- a position missing its stop or target on the exchange → the order is placed;
+- protective orders of ours for a symbol with no position → cancelled.
+
+Whatever cannot be put right (the exchange refuses a stop) halts new entries: the reason shows in
+the log and in STATUS, and existing positions stay protected as far as the exchange allows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trading_bot.trading_rules import LONG, SHORT, ClosedTrade, Position, protective_levels
+
+if TYPE_CHECKING:
+    from trading_bot.live_broker import LiveBroker
+    from trading_bot.strategy_config import StrategyConfig
+
+log = logging.getLogger(__name__)
+
+OUR_PREFIX = "tb-"
+
+
+@dataclass
+class ReconcileReport:
+    intents_resolved: list[str] = field(default_factory=list)
+    exits_booked: list[ClosedTrade] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    left_alone: list[str] = field(default_factory=list)
+    protection_placed: list[str] = field(default_factory=list)
+    orphans_cancelled: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = []
+        for label, items in (("intents resolved", self.intents_resolved),
+                             ("exits booked", [f"{t.symbol} {t.timeframe} {t.exit_reason} pnl={t.pnl:+.2f}"
+                                               for t in self.exits_booked]),
+                             ("positions adopted", self.adopted), ("positions left alone", self.left_alone),
+                             ("protective orders placed", self.protection_placed),
+                             ("orphan orders cancelled", self.orphans_cancelled), ("PROBLEMS", self.problems)):
+            if items:
+                out.append(f"  {label}: {'; '.join(items)}")
+        return out
+
+
+def _client_id(order: dict[str, Any]) -> str:
+    info = order.get("info") or {}
+    return str(order.get("clientOrderId") or info.get("clientAlgoId") or info.get("clientOrderId") or "")
+
+
+async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: bool = True) -> ReconcileReport:
+    import ccxt
+
+    report = ReconcileReport()
+    pool = broker.pool
+    exchange_positions: dict[str, dict[str, Any]] = {}
+    for p in await pool.call("fetch_positions", broker.symbols):
+        if float(p.get("contracts") or 0.0):
+            exchange_positions[p["symbol"]] = p
+    open_triggers: dict[str, list[dict[str, Any]]] = {}
+    for symbol in broker.symbols:
+        open_triggers[symbol] = await pool.call("fetch_open_orders", symbol, None, None, {"trigger": True})
+
+    # 1. Intents whose outcome we never heard.
+    for client_id, intent in list(broker.intents.items()):
+        symbol, kind = intent.get("symbol", ""), intent.get("kind", "")
+        found = await broker.lookup(symbol, client_id, trigger=kind in ("stop", "target")) if symbol else None
+        broker.intents.pop(client_id, None)
+        outcome = "not on the exchange: dropped"
+        if found is not None and kind == "entry":
+            book = broker.book(symbol, intent["timeframe"])
+            if book.position is None and symbol in exchange_positions:
+                book.position = _position_from_exchange(broker, config, symbol, intent["timeframe"],
+                                                        exchange_positions[symbol], found)
+                outcome = "its entry had filled: position taken over"
+            else:
+                outcome = "found on the exchange"
+        elif found is not None:
+            outcome = f"found ({found.get('status')})"
+        report.intents_resolved.append(f"{client_id} {kind} {symbol}: {outcome}")
+
+    # 2. Local positions against the exchange's.
+    for book in list(broker.books.values()):
+        position = book.position
+        if position is None:
+            continue
+        held = exchange_positions.get(position.symbol)
+        side = LONG if held is not None and held.get("side") == "long" else SHORT
+        if held is None or side != position.side:
+            trade = await broker._book_exit(position)
+            book.position = None
+            broker.wallet.apply(trade)
+            report.exits_booked.append(trade)
+            continue
+        open_ids = {str(o.get("id")) for o in open_triggers.get(position.symbol, [])}
+        for kind in ("stop", "target"):
+            if position.orders.get(kind) not in open_ids:
+                if await broker.place_protection(position, kind):
+                    report.protection_placed.append(f"{position.symbol} {position.timeframe} {kind}")
+                else:
+                    report.problems.append(f"{position.symbol}: the exchange refused the {kind} order")
+
+    # 3. Exchange positions nobody here knows.
+    known = {p.symbol for p in broker.open_positions()}
+    for symbol, held in exchange_positions.items():
+        if symbol in known:
+            continue
+        timeframe = next((tf for s, tf in broker.keys if s == symbol), None)
+        if timeframe is None:
+            continue
+        if not adopt_unknown:
+            report.left_alone.append(f"{symbol} {held.get('side')} {held.get('contracts')}")
+            continue
+        position = _position_from_exchange(broker, config, symbol, timeframe, held, None)
+        broker.book(symbol, timeframe).position = position
+        report.adopted.append(f"{symbol} {held.get('side')} {position.qty} @ {position.entry_price} by the {timeframe} bot")
+        for kind in ("stop", "target"):
+            if await broker.place_protection(position, kind):
+                report.protection_placed.append(f"{symbol} {timeframe} {kind}")
+            else:
+                report.problems.append(f"{symbol}: the exchange refused the {kind} order for the adopted position")
+
+    # 4. Protective orders of ours for flat symbols (or not referenced by any position).
+    referenced = {position.orders.get(k) for position in broker.open_positions() for k in ("stop", "target")}
+    for symbol, orders in open_triggers.items():
+        for order in orders:
+            order_id = str(order.get("id"))
+            if order_id in referenced or not _client_id(order).startswith(OUR_PREFIX):
+                continue
+            try:
+                await pool.call("cancel_order", order_id, symbol, {"trigger": True})
+                report.orphans_cancelled.append(f"{symbol} {order_id}")
+            except ccxt.OrderNotFound:
+                pass
+
+    if report.exits_booked:
+        await broker.refresh_balance()
+    broker.halted = "; ".join(report.problems) or None
+    await broker.persist()
+    summary = report.lines()
+    if summary:
+        log.warning("reconciled with the exchange:\n%s", "\n".join(summary))
+    else:
+        log.info("reconciled with the exchange: local state matches (%d open position(s))", len(broker.open_positions()))
+    if broker.halted:
+        log.critical("new entries halted until this is resolved: %s", broker.halted)
+    return report
+
+
+def _position_from_exchange(broker: LiveBroker, config: StrategyConfig, symbol: str, timeframe: str,
+                            held: dict[str, Any], order: dict[str, Any] | None) -> Position:
+    side = LONG if held.get("side") == "long" else SHORT
+    entry = float(held.get("entryPrice") or (order or {}).get("average") or 0.0)
+    params = config.params_for(symbol, timeframe)
+    stop, target = protective_levels(side, entry, params.sl_pct, params.rr_ratio)
+    client = broker.client
+    now = broker.now_ms()
+    orders = {"opened_ms": str(now)}
+    if order is not None:
+        orders.update(entry=str(order.get("id")), entry_client=_client_id(order),
+                      opened_ms=str(order.get("timestamp") or now))
+    return Position(symbol=symbol, timeframe=timeframe, side=side, qty=float(held.get("contracts") or 0.0),
+                    entry_price=entry, entry_ts=now, signal_ts=now, stop=float(client.price_to_precision(symbol, stop)),
+                    target=float(client.price_to_precision(symbol, target)), entry_fee=0.0, sl_pct=params.sl_pct,
+                    rr_ratio=params.rr_ratio, orders=orders)

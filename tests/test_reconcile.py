@@ -1,0 +1,212 @@
+"""Startup reconciliation with the exchange (the truth), each case set up on the fake first."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from fakes.ccxt_client import ccxt_client
+from fakes.live_bot import SYMBOL, SYMBOL_ID, live_settings, open_a_position
+from trading_bot.bot import Bot
+from trading_bot.state import StateStore, read_journal
+
+
+def open_algos(fake) -> list[dict]:
+    return [o for o in fake.algo_orders.values() if o.get("algoStatus") == "NEW"]
+
+
+async def restart(tmp_path, clock, fake, **changes) -> Bot:
+    bot = Bot(live_settings(tmp_path, fake, **changes), clock=clock, install_signals=False)
+    await bot.start()
+    return bot
+
+
+async def test_a_stop_that_filled_while_the_bot_was_down_is_booked(tmp_path, market):
+    clock, fake = market
+    bot, settings = await open_a_position(tmp_path, clock, fake)
+    [position] = bot.broker.open_positions()
+    await bot.shutdown()
+    fake.set_price(SYMBOL_ID, position.stop * (1 - 0.002 * position.side))  # while nobody watches
+    realised_by_the_stop = fake.realized_pnl()
+    assert realised_by_the_stop < 0
+    clock.advance(120_000)
+    algos_before = {o["algoId"] for o in open_algos(fake)}
+    again = await restart(tmp_path, clock, fake)
+    try:
+        # (A fresh signal on the newest candle may open a new position at start: not the old one.)
+        assert all(p.orders.get("entry") != position.orders["entry"] for p in again.broker.open_positions())
+        [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
+        assert trade["exit_reason"] == "stop" and trade["entry_price"] == position.entry_price
+        assert trade["gross_pnl"] == pytest.approx(realised_by_the_stop)
+        assert not algos_before & {o["algoId"] for o in open_algos(fake)}, "the orphaned take-profit was cancelled"
+    finally:
+        await again.shutdown()
+
+
+async def test_an_unknown_exchange_position_is_adopted_and_protected(tmp_path, market, caplog):
+    caplog.set_level(logging.INFO)
+    clock, fake = market
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.create_order(SYMBOL, "market", "buy", 0.01, None, {"clientOrderId": "manual-1"})
+    finally:
+        await client.close()
+    bot = await restart(tmp_path, clock, fake)
+    try:
+        [position] = bot.broker.open_positions()
+        assert position.side == 1 and position.qty == 0.01 and position.timeframe == "1m"
+        assert {o["orderType"] for o in open_algos(fake)} == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
+        assert position.stop < position.entry_price < position.target
+        assert "positions adopted" in caplog.text
+    finally:
+        await bot.shutdown()
+
+
+async def test_with_adoption_off_an_unknown_position_is_left_alone(tmp_path, market, caplog):
+    clock, fake = market
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.create_order(SYMBOL, "market", "sell", 0.01, None, {"clientOrderId": "manual-2"})
+    finally:
+        await client.close()
+    bot = await restart(tmp_path, clock, fake, adopt_unknown_positions=False)
+    try:
+        assert bot.broker.open_positions() == [] and open_algos(fake) == []
+        assert "positions left alone" in caplog.text
+    finally:
+        await bot.shutdown()
+
+
+async def test_a_missing_stop_is_placed_again(tmp_path, market):
+    clock, fake = market
+    bot, _ = await open_a_position(tmp_path, clock, fake)
+    [position] = bot.broker.open_positions()
+    await bot.shutdown()
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.cancel_order(position.orders["stop"], SYMBOL, {"trigger": True})
+    finally:
+        await client.close()
+    assert {o["orderType"] for o in open_algos(fake)} == {"TAKE_PROFIT_MARKET"}
+    again = await restart(tmp_path, clock, fake)
+    try:
+        assert {o["orderType"] for o in open_algos(fake)} == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
+        [kept] = again.broker.open_positions()
+        assert kept.orders["stop"] != position.orders["stop"] and kept.orders["target"] == position.orders["target"]
+    finally:
+        await again.shutdown()
+
+
+async def test_an_entry_intent_with_no_known_outcome_is_resolved(tmp_path, market):
+    clock, fake = market
+    settings = live_settings(tmp_path, fake)
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "tb-e-crashedbeforeanswer"})
+    finally:
+        await client.close()
+    store = StateStore(settings.state_dir())
+    store.directory.mkdir(parents=True)
+    store.positions_path.write_text(json.dumps({
+        "version": 1, "mode": "live", "clock_ms": None, "saved_at": 0, "data_source": "exchange",
+        "wallet": {"initial_balance": 10000.0, "balance": 10000.0, "fees_paid": 0.0, "trades": 0, "wins": 0},
+        "bots": {}, "intents": {"tb-e-crashedbeforeanswer": {"kind": "entry", "symbol": SYMBOL, "timeframe": "1m",
+                                                              "side": 1, "qty": 0.02, "created_ms": 0}},
+    }))
+    bot = await restart(tmp_path, clock, fake)
+    try:
+        [position] = bot.broker.open_positions()
+        assert position.qty == 0.02 and position.orders["entry_client"] == "tb-e-crashedbeforeanswer"
+        assert bot.broker.intents == {}
+        assert len(open_algos(fake)) == 2
+        assert fake.duplicate_client_ids == []
+    finally:
+        await bot.shutdown()
+
+
+async def test_orphan_protective_orders_of_ours_are_cancelled_others_kept(tmp_path, market):
+    clock, fake = market
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        price = fake.price(SYMBOL_ID)
+        await client.create_order(SYMBOL, "STOP_MARKET", "sell", 0.01, None,
+                                  {"triggerPrice": round(price * 0.9, 1), "reduceOnly": True, "clientOrderId": "tb-s-orphan"})
+        await client.create_order(SYMBOL, "STOP_MARKET", "sell", 0.01, None,
+                                  {"triggerPrice": round(price * 0.8, 1), "reduceOnly": True, "clientOrderId": "manual-stop"})
+    finally:
+        await client.close()
+    bot = await restart(tmp_path, clock, fake)
+    try:
+        assert [o["clientAlgoId"] for o in open_algos(fake)] == ["manual-stop"]
+    finally:
+        await bot.shutdown()
+
+
+async def test_a_refused_stop_halts_new_entries_and_says_why(tmp_path, market):
+    clock, fake = market
+    bot, _ = await open_a_position(tmp_path, clock, fake)
+    [position] = bot.broker.open_positions()
+    await bot.shutdown()
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.cancel_order(position.orders["stop"], SYMBOL, {"trigger": True})
+    finally:
+        await client.close()
+    fake.inject("-2019", "/fapi/v1/algoOrder", method="POST", times=20)
+    again = await restart(tmp_path, clock, fake)
+    try:
+        assert again.broker.halted and "stop" in again.broker.halted
+        assert again.status_line().startswith("HALTED (")
+        assert again.status()["halted"] == again.broker.halted
+    finally:
+        await again.shutdown()
+
+
+async def test_reconciliation_reruns_after_an_outage_and_periodically(tmp_path, market, caplog, monkeypatch):
+    caplog.set_level(logging.INFO)
+    clock, fake = market
+    bot = await restart(tmp_path, clock, fake)
+    try:
+        runs = caplog.text.count("reconciled with the exchange")
+        bot.pool.outage_recovered = True  # requests work again after failing for a minute
+        clock.advance(5_000)
+        await bot.tick()
+        assert caplog.text.count("reconciled with the exchange") == runs + 1
+        await bot.tick()
+        assert caplog.text.count("reconciled with the exchange") == runs + 1  # not every tick
+        monkeypatch.setattr("trading_bot.bot.RECONCILE_EVERY_S", 0.0)
+        await bot.tick()
+        assert caplog.text.count("reconciled with the exchange") == runs + 2
+    finally:
+        await bot.shutdown()
+
+
+async def test_the_pool_notices_an_outage_of_a_minute(monkeypatch):
+    import ccxt
+
+    from trading_bot.exchange import ExchangePool
+
+    now = [1000.0]
+    monkeypatch.setattr("trading_bot.exchange.time.monotonic", lambda: now[0])
+    pool = ExchangePool("binanceusdm")
+
+    class Client:
+        def __init__(self) -> None:
+            self.last_response_headers: dict = {}
+            self.markets = {"X": {}}
+            self.fail = True
+
+        async def fetch_time(self):
+            if self.fail:
+                raise ccxt.NetworkError("down")
+            return 1
+
+    pool._client = Client()
+    with pytest.raises(ccxt.NetworkError):
+        await pool._once("fetch_time", (), {}, 1)
+    now[0] += 61
+    pool._client.fail = False
+    await pool._once("fetch_time", (), {}, 1)
+    assert pool.outage_recovered
