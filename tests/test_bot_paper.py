@@ -114,3 +114,51 @@ def test_ready_line_and_status_command(tmp_path):
     doc = json.loads(as_json.stdout)
     assert doc["last_heartbeat"]["bots"] == 21 and doc["equity"] == pytest.approx(10_000.0)
     assert PROJECT_ROOT.exists()
+
+
+async def test_a_stuck_tick_is_cut_short_on_stop_and_state_is_saved(tmp_path, monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr("trading_bot.bot.SHUTDOWN_GRACE_S", 0.5)
+    settings = paper_settings(tmp_path)
+    bot = Bot(settings, clock=MinuteClock(START_MS), source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    original_tick = bot.tick
+
+    async def tick() -> None:
+        await original_tick()
+        if bot.figures.number == 3:
+            await asyncio.sleep(3600)  # an order call that never comes back
+
+    bot.tick = tick  # type: ignore[method-assign]
+    task = asyncio.create_task(bot.run())
+    while bot.figures.number < 3:
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    bot.request_stop("SIGTERM")
+    await asyncio.wait_for(task, 5)
+    assert 0.4 < time.monotonic() - started < 2.0  # the grace period, then out
+    decode_state(StateStore(settings.state_dir()).positions_path.read_bytes(), "positions.json")
+
+
+async def test_a_second_signal_exits_at_once(tmp_path):
+    import asyncio
+
+    settings = paper_settings(tmp_path)
+    bot = Bot(settings, clock=MinuteClock(START_MS), source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    original_tick = bot.tick
+
+    async def tick() -> None:
+        await original_tick()
+        if bot.figures.number == 2:
+            await asyncio.sleep(3600)
+
+    bot.tick = tick  # type: ignore[method-assign]
+    task = asyncio.create_task(bot.run())
+    while bot.figures.number < 2:
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    bot.request_stop("SIGINT")
+    bot.request_stop("SIGINT")
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - started < 0.5
+    decode_state(StateStore(settings.state_dir()).positions_path.read_bytes(), "positions.json")

@@ -36,6 +36,7 @@ log = logging.getLogger("trading_bot")
 
 REPLAY_WARMUP_CANDLES = 200
 RECONCILE_EVERY_S = 600.0
+SHUTDOWN_GRACE_S = 4.0  # systemd's TimeoutStopSec is 20 s; users expect an exit within 5 s
 
 
 class StartupError(RuntimeError):
@@ -96,6 +97,7 @@ class Bot:
         self._background: set[asyncio.Task[None]] = set()
         self.pool: Any = None  # the ExchangePool, once anything needs the exchange
         self._reconciled_at = 0.0
+        self._tick_task: asyncio.Future[None] | None = None
 
     # --- startup -------------------------------------------------------------------------------
 
@@ -195,6 +197,8 @@ class Bot:
         positions is how stops get lost."""
         from trading_bot.state import StateError
 
+        if self.store.directory.exists() and self.store.remove_stale_temp_files():
+            log.info("removed the temp file of a write a crash interrupted (the state file itself is intact)")
         try:
             saved = self.store.load()
         except StateError as exc:
@@ -341,8 +345,8 @@ class Bot:
                      position.timeframe, position.qty, _fmt_price(position.entry_price),
                      _fmt_price(position.stop), _fmt_price(position.target))
         for trade in events.closed:
-            await self.store.append_trade(trade)
-            self._log_trade(trade)
+            if await self.store.append_trade(trade):
+                self._log_trade(trade)
         if events.rejected:
             log.info("%d entr%s skipped by the risk limits", events.rejected, "y" if events.rejected == 1 else "ies")
         if events or self.figures.number <= 1:
@@ -424,12 +428,24 @@ class Bot:
     # --- running -------------------------------------------------------------------------------
 
     def request_stop(self, signame: str = "stop") -> None:
+        """First signal: no new entries, let the tick (and its in-flight orders) finish for up to
+        SHUTDOWN_GRACE_S, then save and exit 0. A second signal cuts the tick short at once; every
+        file write is atomic, so nothing is left half-written either way."""
         self._signals_seen += 1
+        if hasattr(self, "broker") and self.live:
+            self.broker.halted = "shutting down"  # type: ignore[attr-defined]
         if self._signals_seen > 1:
             log.warning("%s again: stopping now", signame)
+            self._abort_tick()
         else:
             log.info("%s received: finishing the tick, saving state", signame)
+            asyncio.get_running_loop().call_later(SHUTDOWN_GRACE_S, self._abort_tick)
         self.stop_event.set()
+
+    def _abort_tick(self) -> None:
+        if self._tick_task is not None and not self._tick_task.done():
+            log.warning("the heartbeat did not finish in time: cutting it short to exit")
+            self._tick_task.cancel()
 
     def request_reload(self) -> None:
         log.info("SIGHUP received: reopening log files and reloading the strategy config")
@@ -481,7 +497,13 @@ class Bot:
             self._start_watchdog()
             heartbeat_ms = int(self.settings.heartbeat_seconds * 1000)
             while not self.stop_event.is_set():
-                await self.tick()
+                self._tick_task = asyncio.ensure_future(self.tick())
+                try:
+                    await self._tick_task
+                except asyncio.CancelledError:
+                    if not self.stop_event.is_set():
+                        raise
+                    break  # cut short by a stop request: shut down below
                 if self._finished():
                     break
                 now = self.clock.now_ms()

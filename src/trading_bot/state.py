@@ -123,6 +123,7 @@ class StateStore:
         self.positions_path = directory / POSITIONS_FILE
         self.trades_path = directory / TRADES_FILE
         self.status_path = directory / STATUS_FILE
+        self._journaled: set[tuple[Any, ...]] | None = None
 
     def load(self) -> SavedState | None:
         try:
@@ -132,6 +133,15 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"{self.positions_path}: cannot read ({exc.strerror or exc})") from None
         return decode_state(data, str(self.positions_path))
+
+    def remove_stale_temp_files(self) -> int:
+        """Temp files of a write that a crash interrupted (the real file is intact: it is only ever
+        replaced by a rename). We are the one writer, so any left over is stale."""
+        removed = 0
+        for stale in self.directory.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def set_aside_corrupt(self) -> Path:
         """Keep an unreadable positions.json as a dated backup (nothing is ever deleted)."""
@@ -157,11 +167,27 @@ class StateStore:
     async def save(self, state: SavedState, saved_at: int, data_source: str) -> None:
         await atomic_write_bytes_async(self.positions_path, encode_state(state, saved_at, data_source))
 
-    async def append_trade(self, trade: ClosedTrade) -> None:
+    async def append_trade(self, trade: ClosedTrade) -> bool:
+        """Append a closed trade once. A crash between this append and the next positions.json save
+        makes the restarted bot close the same position again; the journal then already has it.
+        Returns False for such a repeat."""
+        if self._journaled is None:
+            self._journaled = {trade_key(r) for r in read_journal(self.trades_path)}
+        key = trade_key(trade.to_json())
+        if key in self._journaled:
+            return False
         await append_durable_async(self.trades_path, _dumps(trade.to_json()) + b"\n")
+        self._journaled.add(key)
+        return True
 
     async def write_status(self, status: dict[str, Any]) -> None:
         await atomic_write_bytes_async(self.status_path, _dumps(status))
+
+
+def trade_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies one trade: its bot, side and entry."""
+    return (record.get("symbol"), record.get("timeframe"), record.get("side"), record.get("entry_ts"),
+            record.get("signal_ts"))
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,57 @@
+"""Crash test: SIGKILL the daemon at random moments and restart it, many times. Nothing may be lost
+or duplicated: after all the kills the journal is exactly the uninterrupted backtest's trades.
+
+CRASH_ITERATIONS sets how many kills (default: a seeded sample of 8 for CI; the full run is 50)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import subprocess_env, write_synthetic_cache
+from test_bot_replay import FAST_EXITS, expected_trades, replay_settings
+from trading_bot.state import StateStore, decode_state, read_journal
+
+ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "8"))
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
+    settings = replay_settings(tmp_path)
+    candles = write_synthetic_cache(settings.candles_dir, "BTC/USDT:USDT", "1m", 2500)
+    env = subprocess_env(tmp_path, TRADING_SYMBOLS="BTC/USDT:USDT", TRADING_TIMEFRAMES="1m", HISTORY_CANDLES="5000",
+                         DATA_DIR=str(settings.data_dir), STRATEGY_CONFIG=str(settings.strategy_config))
+    store = StateStore(settings.state_dir(replay=True))
+    expected = expected_trades(settings, candles)
+    rng = random.Random(20261124)
+    kills = rounds = 0
+    deadline = time.monotonic() + 600
+    while kills < ITERATIONS and time.monotonic() < deadline:  # rounds: a replay from scratch to its end
+        shutil.rmtree(store.directory, ignore_errors=True)
+        rounds += 1
+        finished = False
+        while not finished:
+            proc = subprocess.Popen([sys.executable, "-m", "trading_bot", "run", "--replay"], cwd=tmp_path, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if kills < ITERATIONS:
+                time.sleep(rng.uniform(0.2, 1.2))  # during startup, mid-tick, mid-write: anywhere
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    kills += 1
+            _, errors = proc.communicate(timeout=60)
+            finished = proc.returncode == 0
+            assert finished or proc.returncode == -signal.SIGKILL, errors.decode()
+            if store.positions_path.exists():  # after every stop the state is readable and consistent
+                saved = decode_state(store.positions_path.read_bytes(), "positions.json")
+                journal = read_journal(store.trades_path)
+                assert saved.wallet.trades <= len(journal) <= saved.wallet.trades + 1
+        journal = read_journal(store.trades_path)
+        assert journal == expected, f"round {rounds}"  # nothing lost, nothing twice, the same numbers
+        saved = decode_state(store.positions_path.read_bytes(), "positions.json")
+        assert saved.wallet.trades == len(journal)
+    assert kills == ITERATIONS
+    assert FAST_EXITS["defaults"]["sl_pct"] == 0.004
