@@ -11,6 +11,7 @@ from fakes.ccxt_client import ccxt_client
 from fakes.live_bot import SYMBOL, SYMBOL_ID, live_settings, open_a_position
 from trading_bot.bot import Bot
 from trading_bot.state import StateStore, read_journal
+from trading_bot.trading_rules import Position
 
 
 def open_algos(fake) -> list[dict]:
@@ -21,6 +22,19 @@ async def restart(tmp_path, clock, fake, **changes) -> Bot:
     bot = Bot(live_settings(tmp_path, fake, **changes), clock=clock, install_signals=False)
     await bot.start()
     return bot
+
+
+async def a_stopped_bot_whose_stop_was_cancelled(tmp_path, clock, fake) -> Position:
+    """A bot opened a position and stopped; then its stop disappeared from the exchange."""
+    bot, _ = await open_a_position(tmp_path, clock, fake)
+    [position] = bot.broker.open_positions()
+    await bot.shutdown()
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.cancel_order(position.orders["stop"], SYMBOL, {"trigger": True})
+    finally:
+        await client.close()
+    return position
 
 
 async def test_a_stop_that_filled_while_the_bot_was_down_is_booked(tmp_path, market):
@@ -81,14 +95,7 @@ async def test_with_adoption_off_an_unknown_position_is_left_alone(tmp_path, mar
 
 async def test_a_missing_stop_is_placed_again(tmp_path, market):
     clock, fake = market
-    bot, _ = await open_a_position(tmp_path, clock, fake)
-    [position] = bot.broker.open_positions()
-    await bot.shutdown()
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
-        await client.cancel_order(position.orders["stop"], SYMBOL, {"trigger": True})
-    finally:
-        await client.close()
+    position = await a_stopped_bot_whose_stop_was_cancelled(tmp_path, clock, fake)
     assert {o["orderType"] for o in open_algos(fake)} == {"TAKE_PROFIT_MARKET"}
     again = await restart(tmp_path, clock, fake)
     try:
@@ -146,14 +153,7 @@ async def test_orphan_protective_orders_of_ours_are_cancelled_others_kept(tmp_pa
 
 async def test_a_refused_stop_halts_new_entries_and_says_why(tmp_path, market):
     clock, fake = market
-    bot, _ = await open_a_position(tmp_path, clock, fake)
-    [position] = bot.broker.open_positions()
-    await bot.shutdown()
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
-        await client.cancel_order(position.orders["stop"], SYMBOL, {"trigger": True})
-    finally:
-        await client.close()
+    await a_stopped_bot_whose_stop_was_cancelled(tmp_path, clock, fake)
     fake.inject("-2019", "/fapi/v1/algoOrder", method="POST", times=20)
     again = await restart(tmp_path, clock, fake)
     try:
