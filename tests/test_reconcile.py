@@ -210,3 +210,31 @@ async def test_the_pool_notices_an_outage_of_a_minute(monkeypatch):
     pool._client.fail = False
     await pool._once("fetch_time", (), {}, 1)
     assert pool.outage_recovered
+
+
+async def test_an_entry_opened_and_closed_while_the_bot_was_down_is_booked(tmp_path, market):
+    clock, fake = market
+    settings = live_settings(tmp_path, fake)
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "tb-e-openedwhiledown"})
+        fake.set_price(SYMBOL_ID, fake.price(SYMBOL_ID) * 0.99)
+        await client.create_order(SYMBOL, "market", "sell", 0.02, None, {"clientOrderId": "manual-close",
+                                                                           "reduceOnly": True})
+    finally:
+        await client.close()
+    store = StateStore(settings.state_dir())
+    store.directory.mkdir(parents=True)
+    store.positions_path.write_text(json.dumps({
+        "version": 1, "mode": "live", "clock_ms": None, "saved_at": 0, "data_source": "exchange",
+        "wallet": {"initial_balance": 10000.0, "balance": 10000.0, "fees_paid": 0.0, "trades": 0, "wins": 0},
+        "bots": {}, "intents": {"tb-e-openedwhiledown": {"kind": "entry", "symbol": SYMBOL, "timeframe": "1m",
+                                                          "side": 1, "qty": 0.02, "created_ms": 0}},
+    }))
+    bot = await restart(tmp_path, clock, fake)
+    try:
+        [trade] = read_journal(store.trades_path)
+        assert trade["qty"] == 0.02 and trade["gross_pnl"] == pytest.approx(fake.realized_pnl())
+        assert trade["gross_pnl"] < 0
+    finally:
+        await bot.shutdown()

@@ -388,8 +388,18 @@ class LiveBroker(Books):
         since = int(position.orders.get("opened_ms") or 0) - 60_000
         trades = await self.pool.call("fetch_my_trades", symbol, since if since > 0 else None)
         exit_side = ORDER_SIDE[-position.side]
-        exits = [t for t in trades if t.get("side") == exit_side and str(t.get("order")) != position.orders.get("entry")]
         entry_fills = [t for t in trades if str(t.get("order")) == position.orders.get("entry")]
+        # The exit is the first closing fills after the entry, up to the position's size (earlier or
+        # later trades on the same symbol are not this position's).
+        entered_at = min((int(t.get("timestamp") or 0) for t in entry_fills), default=since)
+        exits, closed_qty = [], 0.0
+        for t in sorted(trades, key=lambda t: int(t.get("timestamp") or 0)):
+            if closed_qty >= position.qty * (1 - 1e-9):
+                break
+            if (t.get("side") == exit_side and str(t.get("order")) != position.orders.get("entry")
+                    and int(t.get("timestamp") or 0) >= entered_at):
+                exits.append(t)
+                closed_qty += float(t["amount"])
         qty = sum(float(t["amount"]) for t in exits)
         exit_price = sum(float(t["amount"]) * float(t["price"]) for t in exits) / qty if qty else position.entry_price
         exit_fee = sum(float((t.get("fee") or {}).get("cost") or 0.0) for t in exits)

@@ -85,8 +85,25 @@ async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: b
                 book.position = _position_from_exchange(broker, config, symbol, intent["timeframe"],
                                                         exchange_positions[symbol], found)
                 outcome = "its entry had filled: position taken over"
+            elif book.position is None and float(found.get("filled") or 0.0):
+                # Opened and closed (by its stop or target) while the bot was down: book the trade.
+                held = {"side": "long" if intent.get("side") == LONG else "short", "contracts": found.get("filled"),
+                        "entryPrice": found.get("average")}
+                trade = await broker._book_exit(_position_from_exchange(broker, config, symbol, intent["timeframe"],
+                                                                        held, found))
+                broker.wallet.apply(trade)
+                report.exits_booked.append(trade)
+                outcome = "opened and closed while the bot was down: trade booked"
             else:
                 outcome = "found on the exchange"
+        elif found is not None and kind in ("stop", "target"):
+            # Placed before a crash, never recorded: attach it to the position it protects.
+            book = broker.book(symbol, intent["timeframe"]) if intent.get("timeframe") else None
+            if book is not None and book.position is not None and found.get("status") == "open":
+                book.position.orders[kind] = str(found.get("id"))
+                outcome = "placed before a crash: attached to the position"
+            else:
+                outcome = f"found ({found.get('status')})"
         elif found is not None:
             outcome = f"found ({found.get('status')})"
         report.intents_resolved.append(f"{client_id} {kind} {symbol}: {outcome}")

@@ -185,9 +185,9 @@ class StateStore:
 
 
 def trade_key(record: dict[str, Any]) -> tuple[Any, ...]:
-    """What identifies one trade: its bot, side and entry."""
+    """What identifies one trade: its bot, side and entry (time, price, size)."""
     return (record.get("symbol"), record.get("timeframe"), record.get("side"), record.get("entry_ts"),
-            record.get("signal_ts"))
+            record.get("signal_ts"), record.get("entry_price"), record.get("qty"))
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
