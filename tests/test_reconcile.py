@@ -24,6 +24,19 @@ async def restart(tmp_path, clock, fake, **changes) -> Bot:
     return bot
 
 
+def state_with_an_entry_intent(settings, client_id: str, qty: float) -> StateStore:
+    """positions.json as a crash leaves it after an entry was sent and before its answer came."""
+    store = StateStore(settings.state_dir())
+    store.directory.mkdir(parents=True)
+    store.positions_path.write_text(json.dumps({
+        "version": 1, "mode": "live", "clock_ms": None, "saved_at": 0, "data_source": "exchange",
+        "wallet": {"initial_balance": 10000.0, "balance": 10000.0, "fees_paid": 0.0, "trades": 0, "wins": 0},
+        "bots": {}, "intents": {client_id: {"kind": "entry", "symbol": SYMBOL, "timeframe": "1m", "side": 1,
+                                            "qty": qty, "created_ms": 0}},
+    }))
+    return store
+
+
 async def a_stopped_bot_whose_stop_was_cancelled(tmp_path, clock, fake) -> Position:
     """A bot opened a position and stopped; then its stop disappeared from the exchange."""
     bot, _ = await open_a_position(tmp_path, clock, fake)
@@ -114,14 +127,7 @@ async def test_an_entry_intent_with_no_known_outcome_is_resolved(tmp_path, marke
         await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "tb-e-crashedbeforeanswer"})
     finally:
         await client.close()
-    store = StateStore(settings.state_dir())
-    store.directory.mkdir(parents=True)
-    store.positions_path.write_text(json.dumps({
-        "version": 1, "mode": "live", "clock_ms": None, "saved_at": 0, "data_source": "exchange",
-        "wallet": {"initial_balance": 10000.0, "balance": 10000.0, "fees_paid": 0.0, "trades": 0, "wins": 0},
-        "bots": {}, "intents": {"tb-e-crashedbeforeanswer": {"kind": "entry", "symbol": SYMBOL, "timeframe": "1m",
-                                                              "side": 1, "qty": 0.02, "created_ms": 0}},
-    }))
+    state_with_an_entry_intent(settings, "tb-e-crashedbeforeanswer", qty=0.02)
     bot = await restart(tmp_path, clock, fake)
     try:
         [position] = bot.broker.open_positions()
@@ -223,14 +229,7 @@ async def test_an_entry_opened_and_closed_while_the_bot_was_down_is_booked(tmp_p
                                                                            "reduceOnly": True})
     finally:
         await client.close()
-    store = StateStore(settings.state_dir())
-    store.directory.mkdir(parents=True)
-    store.positions_path.write_text(json.dumps({
-        "version": 1, "mode": "live", "clock_ms": None, "saved_at": 0, "data_source": "exchange",
-        "wallet": {"initial_balance": 10000.0, "balance": 10000.0, "fees_paid": 0.0, "trades": 0, "wins": 0},
-        "bots": {}, "intents": {"tb-e-openedwhiledown": {"kind": "entry", "symbol": SYMBOL, "timeframe": "1m",
-                                                          "side": 1, "qty": 0.02, "created_ms": 0}},
-    }))
+    store = state_with_an_entry_intent(settings, "tb-e-openedwhiledown", qty=0.02)
     bot = await restart(tmp_path, clock, fake)
     try:
         [trade] = read_journal(store.trades_path)
