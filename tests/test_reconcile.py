@@ -24,14 +24,14 @@ async def restart(tmp_path, clock, fake, **changes) -> Bot:
     return bot
 
 
-def state_with_an_entry_intent(settings, client_id: str, qty: float) -> StateStore:
+def state_with_an_entry_intent(settings, client_id: str, qty: float, side: int = 1) -> StateStore:
     """positions.json as a crash leaves it after an entry was sent and before its answer came."""
     store = StateStore(settings.state_dir())
-    store.directory.mkdir(parents=True)
+    store.directory.mkdir(parents=True, exist_ok=True)
     store.positions_path.write_text(json.dumps({
         "version": 1, "mode": "live", "clock_ms": None, "saved_at": 0, "data_source": "exchange",
         "wallet": {"initial_balance": 10000.0, "balance": 10000.0, "fees_paid": 0.0, "trades": 0, "wins": 0},
-        "bots": {}, "intents": {client_id: {"kind": "entry", "symbol": SYMBOL, "timeframe": "1m", "side": 1,
+        "bots": {}, "intents": {client_id: {"kind": "entry", "symbol": SYMBOL, "timeframe": "1m", "side": side,
                                             "qty": qty, "created_ms": 0}},
     }))
     return store
@@ -237,3 +237,41 @@ async def test_an_entry_opened_and_closed_while_the_bot_was_down_is_booked(tmp_p
         assert trade["gross_pnl"] < 0
     finally:
         await bot.shutdown()
+
+
+async def test_booking_a_trade_again_after_a_crash_keeps_one_journal_record(tmp_path, market):
+    """A crash after the journal got the trade and before positions.json lost the intent: the next
+    start books the same trade again, and the journal must still hold it once."""
+    clock, fake = market
+    settings = live_settings(tmp_path, fake)
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.create_order(SYMBOL, "market", "sell", 0.02, None, {"clientOrderId": "tb-e-bookedtwice"})
+        fake.set_price(SYMBOL_ID, fake.price(SYMBOL_ID) * 0.995)
+        await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "manual-cover",
+                                                                         "reduceOnly": True})
+    finally:
+        await client.close()
+    for _ in range(2):
+        store = state_with_an_entry_intent(settings, "tb-e-bookedtwice", qty=0.02, side=-1)
+        bot = await restart(tmp_path, clock, fake)
+        await bot.shutdown()
+        clock.advance(60_000)  # a later start: a key that used the clock would differ
+    [trade] = read_journal(store.trades_path)
+    assert trade["gross_pnl"] == pytest.approx(fake.realized_pnl()) and trade["gross_pnl"] > 0
+
+
+async def test_a_missing_stop_the_price_has_passed_closes_the_position_and_books_it(tmp_path, market):
+    clock, fake = market
+    position = await a_stopped_bot_whose_stop_was_cancelled(tmp_path, clock, fake)
+    fake.set_price(SYMBOL_ID, position.stop * (1 - 0.003 * position.side))  # beyond the stop, short of the target
+    again = await restart(tmp_path, clock, fake)
+    try:
+        assert fake.positions[SYMBOL_ID]["amount"] == 0.0
+        assert all(p.orders.get("entry") != position.orders["entry"] for p in again.broker.open_positions())
+        assert not again.broker.halted
+        [trade] = read_journal(StateStore(again.settings.state_dir()).trades_path)
+        assert trade["gross_pnl"] == pytest.approx(fake.realized_pnl()) and trade["gross_pnl"] < 0
+        assert open_algos(fake) == [], "the take-profit of the closed position was cancelled"
+    finally:
+        await again.shutdown()

@@ -29,6 +29,8 @@ BAD_VALUES = [
     ("HISTORY_CANDLES", "10", "must be in [100, 100000]"),
     ("DATA_DIR", "  ", "expected a path"),
     ("MARKET_DATA", "carrier-pigeon", "expected one of auto"),
+    ("CLOCK_SPEED", "0", "must be in (0, 10000]"),
+    ("CLOCK_ORIGIN_MS", "-1", "milliseconds since the epoch"),
 ]
 
 
@@ -107,3 +109,33 @@ def test_live_mode_needs_keys_and_confirmation(tmp_path, env, message):
     assert result.returncode == 2 and message in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "abcd1234" not in result.stderr + result.stdout and "efgh5678" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("extra", "allowed"), [
+    ({}, False),
+    ({"EXCHANGE_URL": "https://fapi.binance.com"}, False),
+    ({"EXCHANGE_URL": "http://127.0.0.1:8080"}, True),
+    ({"EXCHANGE_URL": "http://localhost:8080/"}, True),
+    ({"MARKET_DATA": "synthetic"}, True),
+])
+def test_a_time_lapse_clock_only_runs_against_a_local_or_synthetic_market(extra, allowed):
+    values = {"CLOCK_SPEED": "60", **extra}
+    if allowed:
+        assert settings_from_mapping(values).clock_speed == 60
+    else:
+        with pytest.raises(SettingsError, match=r"^CLOCK_SPEED: a time-lapse clock needs"):
+            settings_from_mapping(values)
+
+
+def test_two_time_lapse_clocks_with_one_origin_agree():
+    import time
+
+    from trading_bot.clock import FastClock, wall_clock
+
+    origin = int(time.time() * 1000) - 10_000
+    a, b = FastClock(60, origin), wall_clock(60, origin)
+    before = int(time.time() * 1000)
+    first, second = a.now_ms(), b.now_ms()
+    assert abs(first - second) < 60 * 20  # a few ms of wall time apart, times 60
+    assert first >= origin + (before - origin) * 60
+    assert isinstance(wall_clock(1.0, origin), type(wall_clock()))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from trading_bot.candle_cache import CLOSE, TS, cache_file_name, read_candles
-from trading_bot.clock import Clock, LiveClock, ReplayClock
+from trading_bot.clock import Clock, ReplayClock, wall_clock
 from trading_bot.execution import Broker, BrokerEvents, PaperBroker
 from trading_bot.market_data import MarketDataManager, SeriesKey
 from trading_bot.risk import RiskLimits
@@ -76,7 +76,7 @@ class Bot:
         self.speed = speed
         self.cycles = cycles
         self.keys: list[SeriesKey] = settings.bot_keys
-        self.clock: Clock = clock or LiveClock()
+        self.clock: Clock = clock or wall_clock(settings.clock_speed, settings.clock_origin_ms)
         self._source_override = source
         self.install_signals = install_signals
         self.stop_event = asyncio.Event()
@@ -248,6 +248,7 @@ class Bot:
             saved = None  # a paper wallet is no account: live state starts from the exchange
         broker = LiveBroker(self.pool, self.keys, costs, limits, saved, self.clock.now_ms)
         broker.persist_hook = self.save_state
+        broker.journal_hook = self.store.append_trade
         self.broker = broker
         try:
             await broker.prepare()
@@ -265,8 +266,7 @@ class Bot:
         self._reconciled_at = time.monotonic()
         self.pool.outage_recovered = False
         report = await reconcile(self.broker, self.watch.config, self.settings.adopt_unknown_positions)  # type: ignore[arg-type]
-        for trade in report.exits_booked:
-            await self.store.append_trade(trade)
+        for trade in report.exits_booked:  # already in the journal (the broker writes it first)
             self._log_trade(trade)
 
     async def _catch_up(self) -> BrokerEvents:
@@ -345,8 +345,10 @@ class Bot:
                      position.timeframe, position.qty, _fmt_price(position.entry_price),
                      _fmt_price(position.stop), _fmt_price(position.target))
         for trade in events.closed:
-            if await self.store.append_trade(trade):
-                self._log_trade(trade)
+            # The live broker journals a trade itself before it drops the position; a resumed replay
+            # may close a trade the journal already has. Either way the journal keeps one copy.
+            await self.store.append_trade(trade)
+            self._log_trade(trade)
         if events.rejected:
             log.info("%d entr%s skipped by the risk limits", events.rejected, "y" if events.rejected == 1 else "ies")
         if events or self.figures.number <= 1:

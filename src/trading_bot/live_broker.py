@@ -9,7 +9,11 @@ protected even while the bot is down. Rules of thumb kept here:
   timeout or lost answer is resolved by looking that id up, never by sending blindly again; a
   resend reuses the same id, which the exchange refuses to execute twice.
 - A position is never left without a stop: if the stop cannot be placed, the position is closed at
-  market and the log says so loudly.
+  market and the log says so loudly. A stop or target the price has already passed (Binance -2021,
+  "would immediately trigger") is done at market for the same reason.
+- A closed trade is written to the journal before the position leaves the books, so no state file
+  on disk ever lacks both the position and its trade (a crash between the two books it again, and
+  the journal keeps one copy).
 - One position per symbol on the exchange (positions are netted per symbol): while one bot holds
   BTC, the other BTC timeframes skip their signals.
 - InsufficientFunds / InvalidOrder: that bot logs and skips; the daemon keeps running.
@@ -22,8 +26,8 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 ORDER_SIDE = {LONG: "buy", -LONG: "sell"}
 SUBMIT_ATTEMPTS = 3
 STALE_SIGNAL_MS = 30_000
+
+Placement = Literal["placed", "refused", "crossed"]
 
 
 class LiveError(RuntimeError):
@@ -96,6 +102,8 @@ class LiveBroker(Books):
         self.markets: dict[str, Any] = {}
         self.client: Any = None
         self.persist_hook: Callable[[], Any] | None = None
+        self.journal_hook: Callable[[ClosedTrade], Awaitable[Any]] | None = None
+        self.closed_elsewhere: list[ClosedTrade] = []  # booked outside sync(); reported by the next sync()
 
     # --- startup -------------------------------------------------------------------------------
 
@@ -140,6 +148,13 @@ class LiveBroker(Books):
     async def persist(self) -> None:
         if self.persist_hook is not None:
             await self.persist_hook()
+
+    async def close_book(self, book: BotBook, trade: ClosedTrade) -> None:
+        """Journal first, then drop the position: see the module docstring."""
+        if self.journal_hook is not None:
+            await self.journal_hook(trade)
+        book.position = None
+        self.wallet.apply(trade)
 
     # --- entries -------------------------------------------------------------------------------
 
@@ -246,16 +261,25 @@ class LiveBroker(Books):
 
     async def _protect(self, book: BotBook, position: Position) -> None:
         """Stop first (a position must never be without one), then the target."""
-        if not await self.place_protection(position, "stop"):
-            log.critical("%s %s: COULD NOT PLACE THE STOP: closing the position at market now", position.symbol,
-                         position.timeframe)
-            await self._close_at_market(book, position)
+        for kind in ("stop", "target"):
+            placed = await self.place_protection(position, kind)
+            if placed == "placed":
+                continue
+            if kind == "target" and placed == "refused":
+                log.error("%s %s: could not place the take-profit; the stop is in place", position.symbol,
+                          position.timeframe)
+                return
+            if kind == "stop" and placed == "refused":
+                log.critical("%s %s: COULD NOT PLACE THE STOP: closing the position at market now", position.symbol,
+                             position.timeframe)
+            trade = await self.close_at_market(book, position)
+            if trade is not None:
+                self.closed_elsewhere.append(trade)
             return
-        if not await self.place_protection(position, "target"):
-            log.error("%s %s: could not place the take-profit; the stop is in place", position.symbol, position.timeframe)
 
-    async def place_protection(self, position: Position, kind: str) -> bool:
-        """One reduce-only trigger order (kind "stop" or "target") for the position; False if refused."""
+    async def place_protection(self, position: Position, kind: str) -> Placement:
+        """One reduce-only trigger order (kind "stop" or "target") for the position: "placed", "refused",
+        or "crossed" (the price is already beyond it: the order would trigger at once)."""
         import ccxt
 
         order_type, price = ("STOP_MARKET", position.stop) if kind == "stop" else ("TAKE_PROFIT_MARKET", position.target)
@@ -267,18 +291,23 @@ class LiveBroker(Books):
         try:
             order = await self._submit(position.symbol, order_type, ORDER_SIDE[-position.side], position.qty, params,
                                        client_id, trigger=True)
+        except ccxt.OrderImmediatelyFillable:
+            log.warning("%s %s: the price is already beyond the %s (%s): closing at market", position.symbol,
+                        position.timeframe, kind, price)
+            return "crossed"
         except ccxt.BaseError as exc:
             log.error("%s %s: the exchange refused the %s order (%s)", position.symbol, position.timeframe, kind,
                       str(exc)[:200])
-            return False
+            return "refused"
         finally:
             self.intents.pop(client_id, None)
         position.orders[kind] = str(order.get("id"))
         position.orders[f"{kind}_client"] = client_id
         await self.persist()
-        return True
+        return "placed"
 
-    async def _close_at_market(self, book: BotBook, position: Position) -> None:
+    async def close_at_market(self, book: BotBook, position: Position) -> ClosedTrade | None:
+        """Close the position with a reduce-only market order and book the trade; None if that failed."""
         import ccxt
 
         client_id = new_client_id("x")
@@ -290,10 +319,13 @@ class LiveBroker(Books):
                                {"reduceOnly": True, "clientOrderId": client_id}, client_id, trigger=False)
         except ccxt.BaseError as exc:
             log.critical("%s: closing the unprotected position FAILED (%s): act by hand", position.symbol, exc)
-            return
+            return None
         finally:
             self.intents.pop(client_id, None)
-        # sync() books the exit from the exchange's fills, like any other.
+        trade = await self._book_exit(position)
+        await self.close_book(book, trade)
+        await self.persist()
+        return trade
 
     async def _submit(self, symbol: str, order_type: str, side: str, qty: float, params: dict[str, Any],
                       client_id: str, trigger: bool) -> dict[str, Any]:
@@ -341,9 +373,12 @@ class LiveBroker(Books):
     async def sync(self) -> BrokerEvents:
         """One positions request per heartbeat while anything is open: a position the exchange no
         longer has was closed by its stop or target; book the exit and cancel the sibling."""
-        events = BrokerEvents()
+        events = BrokerEvents(closed=self.closed_elsewhere)
+        self.closed_elsewhere = []
         held = [b for b in self.books.values() if b.position is not None]
         if not held:
+            if events.closed:
+                await self.refresh_balance()
             return events
         symbols = sorted({b.symbol for b in held})
         positions = await self.pool.call("fetch_positions", symbols)
@@ -358,8 +393,7 @@ class LiveBroker(Books):
             if open_amounts.get(position.symbol, 0.0) * position.side > 0:
                 continue
             trade = await self._book_exit(position)
-            book.position = None
-            self.wallet.apply(trade)
+            await self.close_book(book, trade)
             events.closed.append(trade)
         if events.closed:
             await self.refresh_balance()

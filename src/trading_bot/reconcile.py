@@ -8,7 +8,8 @@ minute or more (bot.py decides when).
 - a local position the exchange no longer has → its exit is booked from the exchange's fills;
 - an exchange position the bot does not know → adopted by the symbol's first bot and protected with
   the current config's stop and target (or, with ADOPT_UNKNOWN_POSITIONS=false, left alone and logged);
-- a position missing its stop or target on the exchange → the order is placed;
+- a position missing its stop or target on the exchange → the order is placed (if the price is
+  already past it, the position is closed at market and the trade booked);
 - protective orders of ours for a symbol with no position → cancelled.
 
 Whatever cannot be put right (the exchange refuses a stop) halts new entries: the reason shows in
@@ -21,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from trading_bot.trading_rules import LONG, SHORT, ClosedTrade, Position, protective_levels
+from trading_bot.trading_rules import LONG, SHORT, BotBook, ClosedTrade, Position, protective_levels
 
 if TYPE_CHECKING:
     from trading_bot.live_broker import LiveBroker
@@ -83,15 +84,17 @@ async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: b
             book = broker.book(symbol, intent["timeframe"])
             if book.position is None and symbol in exchange_positions:
                 book.position = _position_from_exchange(broker, config, symbol, intent["timeframe"],
-                                                        exchange_positions[symbol], found)
+                                                        exchange_positions[symbol], found, intent.get("signal_ts"))
                 outcome = "its entry had filled: position taken over"
             elif book.position is None and float(found.get("filled") or 0.0):
                 # Opened and closed (by its stop or target) while the bot was down: book the trade.
                 held = {"side": "long" if intent.get("side") == LONG else "short", "contracts": found.get("filled"),
                         "entryPrice": found.get("average")}
-                trade = await broker._book_exit(_position_from_exchange(broker, config, symbol, intent["timeframe"],
-                                                                        held, found))
-                broker.wallet.apply(trade)
+                position = _position_from_exchange(broker, config, symbol, intent["timeframe"], held, found,
+                                                   intent.get("signal_ts"))
+                book.position = position
+                trade = await broker._book_exit(position)
+                await broker.close_book(book, trade)
                 report.exits_booked.append(trade)
                 outcome = "opened and closed while the bot was down: trade booked"
             else:
@@ -117,17 +120,13 @@ async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: b
         side = LONG if held is not None and held.get("side") == "long" else SHORT
         if held is None or side != position.side:
             trade = await broker._book_exit(position)
-            book.position = None
-            broker.wallet.apply(trade)
+            await broker.close_book(book, trade)
             report.exits_booked.append(trade)
             continue
         open_ids = {str(o.get("id")) for o in open_triggers.get(position.symbol, [])}
-        for kind in ("stop", "target"):
-            if position.orders.get(kind) not in open_ids:
-                if await broker.place_protection(position, kind):
-                    report.protection_placed.append(f"{position.symbol} {position.timeframe} {kind}")
-                else:
-                    report.problems.append(f"{position.symbol}: the exchange refused the {kind} order")
+        missing = [kind for kind in ("stop", "target") if position.orders.get(kind) not in open_ids]
+        if await _protect(broker, book, missing, report, ""):
+            exchange_positions.pop(position.symbol)  # closed just now: nothing left to adopt
 
     # 3. Exchange positions nobody here knows.
     known = {p.symbol for p in broker.open_positions()}
@@ -141,13 +140,10 @@ async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: b
             report.left_alone.append(f"{symbol} {held.get('side')} {held.get('contracts')}")
             continue
         position = _position_from_exchange(broker, config, symbol, timeframe, held, None)
-        broker.book(symbol, timeframe).position = position
+        book = broker.book(symbol, timeframe)
+        book.position = position
         report.adopted.append(f"{symbol} {held.get('side')} {position.qty} @ {position.entry_price} by the {timeframe} bot")
-        for kind in ("stop", "target"):
-            if await broker.place_protection(position, kind):
-                report.protection_placed.append(f"{symbol} {timeframe} {kind}")
-            else:
-                report.problems.append(f"{symbol}: the exchange refused the {kind} order for the adopted position")
+        await _protect(broker, book, ["stop", "target"], report, " for the adopted position")
 
     # 4. Protective orders of ours for flat symbols (or not referenced by any position).
     referenced = {position.orders.get(k) for position in broker.open_positions() for k in ("stop", "target")}
@@ -176,19 +172,44 @@ async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: b
     return report
 
 
+async def _protect(broker: LiveBroker, book: BotBook, kinds: list[str], report: ReconcileReport, whose: str) -> bool:
+    """Place the missing protective orders; one the price has already passed means the trade is over:
+    it is closed at market and booked. True if the position was closed."""
+    position = book.position
+    assert position is not None
+    for kind in kinds:
+        placed = await broker.place_protection(position, kind)
+        if placed == "placed":
+            report.protection_placed.append(f"{position.symbol} {position.timeframe} {kind}")
+            continue
+        if placed == "refused":
+            report.problems.append(f"{position.symbol}: the exchange refused the {kind} order{whose}")
+            continue
+        trade = await broker.close_at_market(book, position)
+        if trade is None:
+            report.problems.append(f"{position.symbol}: past its {kind}, and closing it at market failed")
+            return False
+        report.exits_booked.append(trade)
+        return True
+    return False
+
+
 def _position_from_exchange(broker: LiveBroker, config: StrategyConfig, symbol: str, timeframe: str,
-                            held: dict[str, Any], order: dict[str, Any] | None) -> Position:
+                            held: dict[str, Any], order: dict[str, Any] | None, signal_ts: int | None = None) -> Position:
+    """A position built from the exchange's account of it. Its entry time comes from the entry order
+    when there is one, so booking the same trade twice (a crash in between) gives the same journal key."""
     side = LONG if held.get("side") == "long" else SHORT
     entry = float(held.get("entryPrice") or (order or {}).get("average") or 0.0)
     params = config.params_for(symbol, timeframe)
     stop, target = protective_levels(side, entry, params.sl_pct, params.rr_ratio)
     client = broker.client
-    now = broker.now_ms()
-    orders = {"opened_ms": str(now)}
+    opened = broker.now_ms()
+    orders = {"opened_ms": str(opened)}
     if order is not None:
-        orders.update(entry=str(order.get("id")), entry_client=_client_id(order),
-                      opened_ms=str(order.get("timestamp") or now))
+        opened = int(order.get("timestamp") or opened)
+        orders.update(entry=str(order.get("id")), entry_client=_client_id(order), opened_ms=str(opened))
     return Position(symbol=symbol, timeframe=timeframe, side=side, qty=float(held.get("contracts") or 0.0),
-                    entry_price=entry, entry_ts=now, signal_ts=now, stop=float(client.price_to_precision(symbol, stop)),
+                    entry_price=entry, entry_ts=opened, signal_ts=int(signal_ts or opened),
+                    stop=float(client.price_to_precision(symbol, stop)),
                     target=float(client.price_to_precision(symbol, target)), entry_fee=0.0, sl_pct=params.sl_pct,
                     rr_ratio=params.rr_ratio, orders=orders)

@@ -65,6 +65,8 @@ class Settings:
     exchange_timeout_ms: int = 10_000
     exchange_recv_window_ms: int = 5_000
     adopt_unknown_positions: bool = True  # live: protect exchange positions the bot did not open
+    clock_speed: float = 1.0  # >1: time-lapse (synthetic market or a local fake exchange only)
+    clock_origin_ms: int | None = None  # the epoch ms at which the time-lapse clock equals the wall clock
 
     @property
     def candles_dir(self) -> Path:
@@ -181,6 +183,34 @@ def _market_data(raw: str) -> str:
     return value
 
 
+def _optional_epoch_ms(raw: str) -> int | None:
+    if not raw.strip():
+        return None
+    value = _integer(raw)
+    if value < 0:
+        raise ValueError(f"expected milliseconds since the epoch, got {raw!r}")
+    return value
+
+
+def is_loopback_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_consistency(settings: Settings) -> None:
+    """Rules that involve more than one setting."""
+    if settings.clock_speed != 1.0 and settings.market_data != "synthetic" and not is_loopback_url(settings.exchange_url):
+        # A fast clock against a real exchange would ask for candles that do not exist yet and sign
+        # requests with timestamps the exchange refuses.
+        raise SettingsError("CLOCK_SPEED: a time-lapse clock needs MARKET_DATA=synthetic or an EXCHANGE_URL on this "
+                            f"machine (127.0.0.1 or localhost), got {settings.exchange_url or 'the real exchange'}")
+
+
 # env name -> (field name, parser)
 FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "DRY_RUN": ("dry_run", _bool),
@@ -210,6 +240,8 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "EXCHANGE_TIMEOUT_MS": ("exchange_timeout_ms", _in_range(_integer, 500, 120_000)),
     "EXCHANGE_RECV_WINDOW_MS": ("exchange_recv_window_ms", _in_range(_integer, 500, 60_000)),
     "ADOPT_UNKNOWN_POSITIONS": ("adopt_unknown_positions", _bool),
+    "CLOCK_SPEED": ("clock_speed", _in_range(_number, 0.0, 10_000.0, low_open=True)),
+    "CLOCK_ORIGIN_MS": ("clock_origin_ms", _optional_epoch_ms),
 }
 
 
@@ -224,7 +256,9 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
             kwargs[field_name] = parse(raw)
         except ValueError as exc:
             raise SettingsError(f"{env_name}: {exc}") from None
-    return Settings(**kwargs)  # type: ignore[arg-type]
+    settings = Settings(**kwargs)  # type: ignore[arg-type]
+    check_consistency(settings)
+    return settings
 
 
 def unknown_env_file_keys(file_values: Mapping[str, str | None]) -> list[str]:
