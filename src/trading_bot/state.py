@@ -7,6 +7,7 @@ positions.json: {"version": 1, "mode", "clock_ms", "saved_at", "data_source",
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -124,6 +125,11 @@ class StateStore:
         self.trades_path = directory / TRADES_FILE
         self.status_path = directory / STATUS_FILE
         self._journaled: set[tuple[Any, ...]] | None = None
+        # One writer per file: parallel bots save at the same moment, and two writes through the one
+        # temp file would lose a rename (and reorder states).
+        self._positions_lock = asyncio.Lock()
+        self._journal_lock = asyncio.Lock()
+        self._status_lock = asyncio.Lock()
 
     def load(self) -> SavedState | None:
         try:
@@ -165,23 +171,26 @@ class StateStore:
             return 0
 
     async def save(self, state: SavedState, saved_at: int, data_source: str) -> None:
-        await atomic_write_bytes_async(self.positions_path, encode_state(state, saved_at, data_source))
+        async with self._positions_lock:  # encoded inside: the books as they are when the write starts
+            await atomic_write_bytes_async(self.positions_path, encode_state(state, saved_at, data_source))
 
     async def append_trade(self, trade: ClosedTrade) -> bool:
         """Append a closed trade once. A crash between this append and the next positions.json save
         makes the restarted bot close the same position again; the journal then already has it.
         Returns False for such a repeat."""
-        if self._journaled is None:
-            self._journaled = {trade_key(r) for r in read_journal(self.trades_path)}
-        key = trade_key(trade.to_json())
-        if key in self._journaled:
-            return False
-        await append_durable_async(self.trades_path, _dumps(trade.to_json()) + b"\n")
-        self._journaled.add(key)
-        return True
+        async with self._journal_lock:
+            if self._journaled is None:
+                self._journaled = {trade_key(r) for r in read_journal(self.trades_path)}
+            key = trade_key(trade.to_json())
+            if key in self._journaled:
+                return False
+            await append_durable_async(self.trades_path, _dumps(trade.to_json()) + b"\n")
+            self._journaled.add(key)
+            return True
 
     async def write_status(self, status: dict[str, Any]) -> None:
-        await atomic_write_bytes_async(self.status_path, _dumps(status))
+        async with self._status_lock:
+            await atomic_write_bytes_async(self.status_path, _dumps(status))
 
 
 def trade_key(record: dict[str, Any]) -> tuple[Any, ...]:

@@ -187,7 +187,11 @@ class FakeBinance:
         self.ban_after_429s = 3  # 429 answers in one window before the next over-limit request is banned
         self.ban_seconds = 120
         self.strict_client_ids = True  # False: like Binance, ids only need to be unique among open orders
-        self.requests: list[RecordedRequest] = []
+        self.refuse_entries = False  # True: anything that would open or grow a position gets -2019
+        # Called with (method, path, params) after a request was executed, before it is answered.
+        self.on_executed: Callable[[str, str, dict[str, str]], None] | None = None
+        self.requests: list[RecordedRequest] = []  # answered ones, as they complete
+        self.arrivals: list[tuple[str, str]] = []  # (method, path) of every request, as it arrives
         self.orders: dict[int, dict] = {}
         self.algo_orders: dict[int, dict] = {}
         self.trades: list[dict] = []
@@ -221,10 +225,13 @@ class FakeBinance:
         return f"http://127.0.0.1:{self.port}"
 
     def price(self, symbol_id: str) -> float:
-        """The current trade/mark price: the last set_price(), else the close of the last closed
-        synthetic 1m candle at now, on the tick grid."""
+        """The current trade/mark price: the last set_price(), else synthetic_price()."""
         if symbol_id in self._prices:
             return self._prices[symbol_id]
+        return self.synthetic_price(symbol_id)
+
+    def synthetic_price(self, symbol_id: str) -> float:
+        """The close of the last closed synthetic 1m candle at now, on the tick grid."""
         last = last_closed_open_ms(self.now_ms(), 60_000)
         key = (symbol_id, last)
         if key not in self._price_cache:
@@ -310,6 +317,7 @@ class FakeBinance:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
         method, path = request.method, request.path
+        self.arrivals.append((method, path))
         raw_query = request.raw_path.partition("?")[2]
         raw_body = await request.text() if request.can_read_body else ""
         params = dict(parse_qsl(raw_query, keep_blank_values=True))
@@ -358,6 +366,8 @@ class FakeBinance:
                 self._authenticate(request, params, raw_query, raw_body)
             body = endpoint.handler(params)
             response = web.json_response(body)
+            if self.on_executed is not None:
+                self.on_executed(method, path, params)
         except BinanceError as e:
             response = web.json_response({"code": e.code, "msg": e.msg}, status=e.status, headers=e.headers)
             if e.code == -1003:
@@ -927,6 +937,8 @@ class FakeBinance:
         increase = qty if amount == 0 or (amount > 0) == (delta > 0) else max(0.0, qty - abs(amount))
         if increase <= 0:
             return
+        if self.refuse_entries:
+            raise _reject(-2019, "Margin is insufficient.")
         if abs(amount + delta) * price > self._max_notional(symbol, position["leverage"]) + 1e-9:
             raise _reject(-2027, "Exceeded the maximum allowable position at current leverage.")
         if increase * price / position["leverage"] > self._available_balance() + 1e-9:

@@ -1,0 +1,79 @@
+"""SIGTERM while a live order is on its way: the daemon still exits 0 within 5 s, and what it leaves
+on disk agrees with the exchange (or, if the order outlasted the grace period, records the intent
+so the next start resolves it)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from fakes.live_daemon import Daemon, assert_state_agrees_with_the_exchange, start_fast_market
+from trading_bot.state import StateStore, decode_state
+
+ENTRY = ("POST", "/fapi/v1/order")
+
+
+async def sigterm_during_the_first_entry(daemon: Daemon, fake, order_delay: float) -> float:
+    """Start the daemon, hold its first entry order `order_delay` s at the exchange, SIGTERM it while
+    the order is there, and return the seconds from SIGTERM to exit."""
+    fake.inject("timeout", ENTRY[1], method=ENTRY[0], delay=order_delay)  # executed after the delay
+    daemon.start()
+    await daemon.ready()
+    deadline = time.monotonic() + 20
+    while ENTRY not in fake.arrivals:
+        assert time.monotonic() < deadline, daemon.log()[-3000:]
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    sent = time.monotonic()
+    daemon.kill(signal.SIGTERM)
+    await daemon.reap(expect=0)
+    return time.monotonic() - sent
+
+
+async def test_sigterm_mid_order_lets_the_order_finish_protects_it_and_exits_zero(tmp_path):
+    fake, clock = await start_fast_market(tmp_path)
+    daemon = Daemon(tmp_path, fake, clock)
+    try:
+        took = await sigterm_during_the_first_entry(daemon, fake, order_delay=1.0)
+        assert took < 5.0
+        assert "SIGTERM received" in daemon.log()
+        store = StateStore(tmp_path / "data" / "state")
+        assert_state_agrees_with_the_exchange(fake, store)
+        entries = {o["clientOrderId"] for o in fake.orders.values() if o["type"] == "MARKET"}
+        saved = decode_state(store.positions_path.read_bytes(), "positions.json")
+        held = {b.position.orders["entry_client"] for b in saved.books.values() if b.position}
+        assert entries and entries == held, "every entry executed, the one SIGTERM caught included, is in the state"
+    finally:
+        daemon.kill_and_wait()
+        await fake.stop()
+
+
+async def test_sigterm_with_an_order_outlasting_the_grace_period_exits_in_time_and_the_restart_resolves_it(tmp_path):
+    # 10× (not 30×): the exchange refuses a request older than recvWindow (60 s of exchange time),
+    # and this order must still execute after 5 s of wall time.
+    fake, clock = await start_fast_market(tmp_path, speed=10)
+    daemon = Daemon(tmp_path, fake, clock)
+    try:
+        took = await sigterm_during_the_first_entry(daemon, fake, order_delay=5.0)
+        assert took < 5.0
+        store = StateStore(tmp_path / "data" / "state")
+        saved = decode_state(store.positions_path.read_bytes(), "positions.json")
+        [(client_id, intent)] = saved.intents.items()
+        assert intent["kind"] == "entry"
+        deadline = time.monotonic() + 10
+        while not any(o["clientOrderId"] == client_id for o in fake.orders.values()):
+            assert time.monotonic() < deadline, "the exchange executes it after all"
+            await asyncio.sleep(0.05)
+        fake.refuse_entries = True
+        daemon.start()
+        await daemon.ready()
+        assert "its entry had filled: position taken over" in daemon.log()
+        assert_state_agrees_with_the_exchange(fake, store)
+        saved = decode_state(store.positions_path.read_bytes(), "positions.json")
+        assert client_id in {b.position.orders["entry_client"] for b in saved.books.values() if b.position}
+        daemon.kill(signal.SIGTERM)
+        await daemon.reap(expect=0)
+    finally:
+        daemon.kill_and_wait()
+        await fake.stop()

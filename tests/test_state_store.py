@@ -1,0 +1,37 @@
+"""The state store under concurrency: parallel bots save and journal at the same moment."""
+
+from __future__ import annotations
+
+import asyncio
+
+from trading_bot.state import SavedState, StateStore, Wallet, decode_state, read_journal
+from trading_bot.trading_rules import BotBook, ClosedTrade
+
+
+def a_trade(entry_ts: int) -> ClosedTrade:
+    return ClosedTrade(symbol="BTC/USDT:USDT", timeframe="1m", side=1, qty=0.01, entry_price=60_000.0,
+                       entry_ts=entry_ts, signal_ts=entry_ts - 60_000, exit_price=60_300.0, exit_ts=entry_ts + 120_000,
+                       exit_reason="target", entry_fee=0.24, exit_fee=0.24, gross_pnl=3.0, pnl=2.52)
+
+
+async def test_parallel_saves_all_land_and_the_last_state_wins(tmp_path):
+    store = StateStore(tmp_path / "state")
+    wallet = Wallet(10_000.0, 10_000.0)
+    books = {"BTC/USDT:USDT|1m": BotBook("BTC/USDT:USDT", "1m")}
+    state = SavedState(wallet, books, mode="live")
+
+    async def save(balance: float) -> None:
+        wallet.balance = balance  # the live books change between saves, as they do in the bot
+        await store.save(state, 0, "exchange")
+
+    await asyncio.gather(*(save(10_000.0 + i) for i in range(20)))
+    assert decode_state(store.positions_path.read_bytes(), "positions.json").wallet.balance == 10_019.0
+    assert list(store.directory.glob(".*.tmp")) == []
+
+
+async def test_the_same_trade_journaled_twice_at_once_is_written_once(tmp_path):
+    store = StateStore(tmp_path / "state")
+    results = await asyncio.gather(*(store.append_trade(a_trade(1_767_225_600_000)) for _ in range(5)),
+                                   store.append_trade(a_trade(1_767_225_660_000)))
+    assert sorted(results) == [False] * 4 + [True] * 2
+    assert [t["entry_ts"] for t in read_journal(store.trades_path)] == [1_767_225_600_000, 1_767_225_660_000]
