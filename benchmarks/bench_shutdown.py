@@ -1,12 +1,15 @@
-"""Time from SIGTERM to exit of a running paper daemon (21 bots), and the crash test at full size.
+"""Time from SIGTERM to exit (a paper daemon with 21 bots; a live daemon holding positions against the
+fake exchange), and both crash tests at full size (50 SIGKILLs each).
 
     .venv/bin/python benchmarks/bench_shutdown.py      # prints a table, writes results/shutdown.json
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -17,39 +20,79 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+
+from fakes.live_daemon import Daemon, start_fast_market  # noqa: E402
+
+RUNS = 10
+TARGET_S = 5.0
 
 
-def sigterm_to_exit(runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory() as tmp:
-            env = {**os.environ, "DATA_DIR": str(Path(tmp) / "data"), "MARKET_DATA": "synthetic",
-                   "HEARTBEAT_SECONDS": "0.2", "STRATEGY_CONFIG": str(Path(tmp) / "none.json")}
-            proc = subprocess.Popen([sys.executable, "-m", "trading_bot", "run"], cwd=tmp, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if "heartbeat 3:" in line:
-                    break
+def paper_sigterm_to_exit() -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "DATA_DIR": str(Path(tmp) / "data"), "MARKET_DATA": "synthetic",
+               "HEARTBEAT_SECONDS": "0.2", "STRATEGY_CONFIG": str(Path(tmp) / "none.json")}
+        proc = subprocess.Popen([sys.executable, "-m", "trading_bot", "run"], cwd=tmp, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "heartbeat 3:" in line:
+                break
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        return time.perf_counter() - sent
+
+
+async def live_sigterm_to_exit() -> float:
+    """A live daemon (2 bots, time-lapse clock) with a protected position open, then SIGTERM."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fake, clock = await start_fast_market(Path(tmp))
+        daemon = Daemon(Path(tmp), fake, clock)
+        try:
+            daemon.start()
+            await daemon.ready()
+            while not any(a["algoStatus"] == "NEW" for a in fake.algo_orders.values()):
+                await asyncio.sleep(0.01)
             sent = time.perf_counter()
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=30)
-            times.append(time.perf_counter() - sent)
-            assert proc.returncode == 0
-    return times
+            daemon.kill(signal.SIGTERM)
+            await daemon.reap(expect=0)
+            return time.perf_counter() - sent
+        finally:
+            daemon.kill_and_wait()
+            await fake.stop()
+
+
+def crash_test(path: str) -> dict[str, object]:
+    started = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", path], cwd=ROOT,
+                         env={**os.environ, "CRASH_ITERATIONS": "50"}, capture_output=True, text=True)
+    summary = re.search(r"live crash test: .*", run.stdout)
+    return {"passed": run.returncode == 0, "seconds": time.perf_counter() - started,
+            "summary": summary.group(0) if summary else None}
 
 
 def main() -> None:
-    times = sigterm_to_exit(10)
-    started = time.perf_counter()
-    crash = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_crash.py"], cwd=ROOT,
-                           env={**os.environ, "CRASH_ITERATIONS": "50"}, capture_output=True, text=True)
-    results = {"sigterm_to_exit_s": {"median": statistics.median(times), "max": max(times), "runs": times},
-               "crash_test_50_kills": {"passed": crash.returncode == 0, "seconds": time.perf_counter() - started}}
-    print(f"SIGTERM → exit (21 paper bots): median {results['sigterm_to_exit_s']['median'] * 1000:.0f} ms, "
-          f"max {results['sigterm_to_exit_s']['max'] * 1000:.0f} ms  (target: within 5 s)")
-    print(f"crash test, 50 SIGKILLs: {'passed' if crash.returncode == 0 else 'FAILED'} "
-          f"in {results['crash_test_50_kills']['seconds']:.0f} s")
+    paper = [paper_sigterm_to_exit() for _ in range(RUNS)]
+    live = [asyncio.run(live_sigterm_to_exit()) for _ in range(RUNS)]
+    results = {
+        "sigterm_to_exit_s": {"median": statistics.median(paper), "max": max(paper), "runs": paper},
+        "live_sigterm_to_exit_s": {"median": statistics.median(live), "max": max(live), "runs": live},
+        "crash_test_50_kills": crash_test("tests/test_crash.py"),
+        "live_crash_test_50_kills": crash_test("tests/test_crash_live.py"),
+    }
+    print(f"{'measure':<52} {'median':>9} {'max':>9} {'target':>9}")
+    for label, key in (("SIGTERM → exit, paper, 21 bots", "sigterm_to_exit_s"),
+                       ("SIGTERM → exit, live, positions open on the fake", "live_sigterm_to_exit_s")):
+        figures = results[key]
+        print(f"{label:<52} {figures['median'] * 1000:>7.0f}ms {figures['max'] * 1000:>7.0f}ms {TARGET_S:>8.0f}s")
+    for label, key in (("crash test, paper replay, 50 SIGKILLs", "crash_test_50_kills"),
+                       ("crash test, live against the fake, 50 SIGKILLs", "live_crash_test_50_kills")):
+        outcome = results[key]
+        print(f"{label:<52} {'passed' if outcome['passed'] else 'FAILED':>9} in {outcome['seconds']:.0f} s")
+        if outcome.get("summary"):
+            print(f"    {outcome['summary']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "shutdown.json").write_text(json.dumps(results, indent=2) + "\n")
 
