@@ -193,8 +193,10 @@ async def fetch_series(pool: ExchangePool, plan: SeriesPlan, progress: Progress)
     tf_ms, cursor = plan.tf_ms, plan.start_ms
     try:
         while cursor <= plan.end_ms:
-            batch = await pool.call("fetch_ohlcv", plan.symbol, plan.timeframe, since=cursor, limit=PAGE,
-                                    weight=klines_weight(PAGE))
+            # No bigger than what is left: Binance charges by the limit asked (1 for < 100, 5 for 1000).
+            limit = min(PAGE, (plan.end_ms - cursor) // tf_ms + 1)
+            batch = await pool.call("fetch_ohlcv", plan.symbol, plan.timeframe, since=cursor, limit=limit,
+                                    weight=klines_weight(limit))
             result.requests += 1
             page = np.array(batch, dtype=np.float64).reshape(-1, 6) if batch else EMPTY
             wanted = page[(page[:, TS] >= cursor) & (page[:, TS] <= plan.end_ms)]  # drops the forming candle
@@ -208,7 +210,7 @@ async def fetch_series(pool: ExchangePool, plan: SeriesPlan, progress: Progress)
                 next_cursor = int(page[-1, TS]) + tf_ms
             else:
                 result.empty_pages += 1
-                next_cursor = cursor + PAGE * tf_ms
+                next_cursor = cursor + limit * tf_ms
             next_cursor = max(next_cursor, cursor + tf_ms)
             progress.advance((min(next_cursor, plan.end_ms + tf_ms) - cursor) // tf_ms)
             cursor = next_cursor
