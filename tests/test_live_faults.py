@@ -191,3 +191,62 @@ async def test_two_hundred_bots_refreshing_at_once_stay_inside_the_weight_budget
         fake, _ = await refresh_all(with_budget=False)
         assert 429 in [r.status for r in fake.requests]
     assert np.isfinite(mdm.series[keys[0]].candles).all()
+
+
+def open_algos_on(fake, symbol_id: str) -> list[dict]:
+    return [o for o in fake.algo_orders.values() if o["algoStatus"] == "NEW" and o["symbol"] == symbol_id]
+
+
+async def test_an_entry_whose_outcome_stays_unknown_keeps_the_daemon_running_and_is_resolved(tmp_path, market, caplog):
+    clock, fake = market
+    fake.inject("lost_response", "/fapi/v1/order", method="POST")  # executed, the answer never arrives …
+    fake.inject("503_html", "/fapi/v1/order", method="GET", times=20)  # … and every lookup fails
+    bot = Bot(live_settings(tmp_path, fake), clock=clock, install_signals=False)
+    await bot.start()
+    try:
+        clock.advance(60_000)
+        await bot.tick()  # survives: no exception out of the heartbeat
+        [(client_id, intent)] = bot.broker.intents.items()
+        assert intent["kind"] == "entry" and bot.broker.open_positions() == []
+        assert "outcome unknown" in caplog.text and fake.positions[SYMBOL_ID]["amount"] != 0
+        clock.advance(60_000)
+        fake._injections.clear()  # the exchange answers again
+        await bot.tick()  # the symbol waited; reconciliation (requested) takes the position over
+        [position] = bot.broker.open_positions()
+        assert position.orders["entry_client"] == client_id and bot.broker.intents == {}
+        assert len(entry_orders(fake)) == 1 and len(open_algos_on(fake, SYMBOL_ID)) == 2
+        assert fake.duplicate_client_ids == []
+    finally:
+        await bot.shutdown()
+
+
+async def test_a_stop_whose_answer_was_lost_does_not_outlive_the_position(tmp_path, market):
+    clock, fake = market
+    fake.inject("lost_response", "/fapi/v1/algoOrder", method="POST")  # the stop exists; the bot cannot tell
+    fake.inject("503_html", "/fapi/v1/algoOrder", method="GET", times=4)
+    bot, settings = await open_a_position(tmp_path, clock, fake)
+    try:
+        assert bot.broker.open_positions() == [] and fake.positions[SYMBOL_ID]["amount"] == 0  # closed at market
+        assert open_algos_on(fake, SYMBOL_ID) == [], "the stop sent blind was cancelled with the position"
+        [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
+        assert trade["gross_pnl"] == pytest.approx(fake.realized_pnl())
+    finally:
+        await bot.shutdown()
+
+
+async def test_an_exchange_outage_with_a_position_open_does_not_stop_the_daemon(tmp_path, market, caplog):
+    clock, fake = market
+    bot, _ = await open_a_position(tmp_path, clock, fake)
+    try:
+        bot.pool.retry = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
+        fake.inject("503_html", "*", times=50)
+        clock.advance(5_000)
+        await bot.tick()
+        assert "could not check positions" in caplog.text
+        [position] = bot.broker.open_positions()
+        fake._injections.clear()
+        clock.advance(5_000)
+        await bot.tick()
+        assert bot.broker.open_positions() == [position]
+    finally:
+        await bot.shutdown()

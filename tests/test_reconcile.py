@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from fakes.ccxt_client import ccxt_client
-from fakes.live_bot import SYMBOL, SYMBOL_ID, live_settings, open_a_position
+from fakes.live_bot import SYMBOL, SYMBOL_ID, SharedClock, live_settings, open_a_position
 from trading_bot.bot import Bot
 from trading_bot.state import StateStore, read_journal
 from trading_bot.trading_rules import Position
@@ -275,3 +275,58 @@ async def test_a_missing_stop_the_price_has_passed_closes_the_position_and_books
         assert open_algos(fake) == [], "the take-profit of the closed position was cancelled"
     finally:
         await again.shutdown()
+
+
+async def test_a_symbol_taken_out_of_the_settings_keeps_its_position_and_its_protection(tmp_path, market):
+    clock, fake = market
+    bot, settings = await open_a_position(tmp_path, clock, fake)
+    [position] = bot.broker.open_positions()
+    await bot.shutdown()
+    again = Bot(settings.with_overrides(symbols=("ETH/USDT:USDT",)), clock=clock, install_signals=False)
+    await again.start()
+    try:
+        assert again.broker.open_positions() == [position], "kept, though no bot trades BTC any more"
+        assert {str(o["algoId"]) for o in open_algos(fake)} == {position.orders["stop"], position.orders["target"]}
+        assert read_journal(StateStore(settings.state_dir()).trades_path) == []
+    finally:
+        await again.shutdown()
+
+
+class LateExecution(SharedClock):
+    """A restart right after an entry was sent: the order executes while reconciliation waits out
+    its recvWindow (here: during the clock's first wait)."""
+
+    def __init__(self, start_ms: int, execute) -> None:
+        super().__init__(start_ms)
+        self.execute = execute
+
+    async def sleep_until(self, wake_ms, stop) -> None:
+        if self.execute is not None:
+            execute, self.execute = self.execute, None
+            await execute()
+        await super().sleep_until(wake_ms, stop)
+
+
+async def test_an_entry_sent_just_before_a_restart_is_waited_for_not_dropped(tmp_path, market):
+    clock, fake = market
+    settings = live_settings(tmp_path, fake)
+    client_id = "tb-e-inflightatrestart"
+
+    async def the_exchange_executes_it_now():
+        client = ccxt_client(fake, adjustForTimeDifference=True)
+        try:
+            await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": client_id})
+        finally:
+            await client.close()
+
+    late = LateExecution(clock.now_ms(), the_exchange_executes_it_now)
+    store = state_with_an_entry_intent(settings, client_id, qty=0.02)
+    store.positions_path.write_text(store.positions_path.read_text().replace('"created_ms": 0', f'"created_ms": {late.now_ms()}'))
+    bot = Bot(settings, clock=late, install_signals=False)
+    await bot.start()
+    try:
+        [position] = bot.broker.open_positions()
+        assert position.orders["entry_client"] == client_id and position.qty == 0.02
+        assert len(open_algos(fake)) == 2 and bot.broker.intents == {}
+    finally:
+        await bot.shutdown()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ log = logging.getLogger("trading_bot")
 
 REPLAY_WARMUP_CANDLES = 200
 RECONCILE_EVERY_S = 600.0
+RECONCILE_RETRY_S = 30.0  # after a reconciliation the exchange could not complete
 SHUTDOWN_GRACE_S = 4.0  # systemd's TimeoutStopSec is 20 s; users expect an exit within 5 s
 
 
@@ -61,6 +63,12 @@ class TickFigures:
     cycle_ms: float = 0.0
     compute_ms: float = 0.0
     new_candles: int = 0
+
+
+def _is_exchange_error(exc: BaseException) -> bool:
+    """A ccxt error (without importing ccxt: paper mode never loads it)."""
+    ccxt = sys.modules.get("ccxt")
+    return ccxt is not None and isinstance(exc, ccxt.BaseError)
 
 
 def _fmt_price(value: float) -> str:
@@ -249,6 +257,8 @@ class Bot:
         broker = LiveBroker(self.pool, self.keys, costs, limits, saved, self.clock.now_ms)
         broker.persist_hook = self.save_state
         broker.journal_hook = self.store.append_trade
+        never = asyncio.Event()  # (a stop request must not cut a recvWindow wait short: it decides an order's fate)
+        broker.sleep_until_ms = lambda wake: self.clock.sleep_until(wake, never)
         self.broker = broker
         try:
             await broker.prepare()
@@ -308,7 +318,15 @@ class Bot:
         events = BrokerEvents()
         # Together, so live entries go out in parallel; the paper broker never awaits inside, so
         # paper bots still run one after another in a fixed order.
-        for result in await asyncio.gather(*(self._evaluate(key, rows) for key, rows in new.items())):
+        results = await asyncio.gather(*(self._evaluate(key, rows) for key, rows in new.items()), return_exceptions=True)
+        for key, result in zip(new, results):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # a cancellation (stop request) or an exit, not a bot's failure
+                # One bot's failure (an exchange that stays unreachable, a bug) never stops the others.
+                log.error("%s %s: this heartbeat failed: %s: %s", key[0], key[1], type(result).__name__,
+                          str(result)[:200], exc_info=not _is_exchange_error(result))
+                continue
             self._merge(events, result)
         for key, series in self.mdm.series.items():
             if series.forming_open is not None and series.forming_ts is not None:
@@ -318,8 +336,15 @@ class Bot:
                     self._merge(events, await self.broker.fill_at_open(key[0], key[1], series.forming_open,
                                                                        series.forming_ts, params))
         self._merge(events, await self.broker.sync())
-        if self.live and (self.pool.outage_recovered or time.monotonic() - self._reconciled_at >= RECONCILE_EVERY_S):
-            await self.reconcile()
+        if self.live and (self.pool.outage_recovered or self.broker.reconcile_requested  # type: ignore[attr-defined]
+                          or time.monotonic() - self._reconciled_at >= RECONCILE_EVERY_S):
+            try:
+                await self.reconcile()
+            except Exception as exc:
+                if not _is_exchange_error(exc):
+                    raise
+                log.error("reconciliation failed (%s): trying again in %.0f s", str(exc)[:200], RECONCILE_RETRY_S)
+                self._reconciled_at = time.monotonic() - RECONCILE_EVERY_S + RECONCILE_RETRY_S
         compute_ms = (time.perf_counter() - t0) * 1000
         self.figures.number += 1
         self.figures.new_candles = sum(r.shape[0] for r in new.values())
@@ -435,7 +460,7 @@ class Bot:
         file write is atomic, so nothing is left half-written either way."""
         self._signals_seen += 1
         if hasattr(self, "broker") and self.live:
-            self.broker.halted = "shutting down"  # type: ignore[attr-defined]
+            self.broker.stopping = True  # type: ignore[attr-defined]
         if self._signals_seen > 1:
             log.warning("%s again: stopping now", signame)
             self._abort_tick()

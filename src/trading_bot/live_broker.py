@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -52,6 +51,7 @@ from trading_bot.trading_rules import (
 log = logging.getLogger(__name__)
 
 ORDER_SIDE = {LONG: "buy", -LONG: "sell"}
+OUR_PREFIX = "tb-"  # every client order id this bot sends starts with it
 SUBMIT_ATTEMPTS = 3
 STALE_SIGNAL_MS = 30_000
 
@@ -64,7 +64,16 @@ class LiveError(RuntimeError):
 
 def new_client_id(kind: str) -> str:
     """Binance allows 36 characters of [.A-Z:/a-z0-9_-]."""
-    return f"tb-{kind}-{uuid.uuid4().hex[:24]}"
+    return f"{OUR_PREFIX}{kind}-{uuid.uuid4().hex[:24]}"
+
+
+def client_id_of(order: dict[str, Any]) -> str:
+    info = order.get("info") or {}
+    return str(order.get("clientOrderId") or info.get("clientAlgoId") or info.get("clientOrderId") or "")
+
+
+async def _sleep_until_ms(now_ms: Callable[[], int], wake_ms: int) -> None:
+    await asyncio.sleep(max(0.0, (wake_ms - now_ms()) / 1000))
 
 
 class LatencyStats:
@@ -97,6 +106,10 @@ class LiveBroker(Books):
         self.keys = list(keys)
         self.symbols = sorted({symbol for symbol, _ in keys})
         self.halted: str | None = None  # why new entries are refused (set by reconciliation)
+        self.stopping = False  # a stop was requested: no new entries
+        self.reconcile_requested = False  # an order's outcome is unknown: reconcile at the next heartbeat
+        # Waits until the bot's clock reads a time (the exchange's recvWindow is in the exchange's time).
+        self.sleep_until_ms: Callable[[int], Awaitable[None]] = lambda wake: _sleep_until_ms(self.now_ms, wake)
         self.claimed: set[str] = set()  # symbols with an entry in flight
         self.latency = LatencyStats()
         self.markets: dict[str, Any] = {}
@@ -177,9 +190,13 @@ class LiveBroker(Books):
             log.info("%s %s: %s signal from a candle that closed %.0fs ago: too old to act on", symbol, timeframe,
                      SIDE_NAMES[side], closed_ms_ago / 1000)
             return events
-        if self.halted:
+        if self.halted or self.stopping:
             log.warning("%s %s: %s signal skipped: new entries are halted (%s)", symbol, timeframe, SIDE_NAMES[side],
-                        self.halted)
+                        self.halted or "shutting down")
+            return events
+        if self.unresolved_entry(symbol):
+            log.warning("%s %s: %s signal skipped: an earlier entry's outcome is not known yet", symbol, timeframe,
+                        SIDE_NAMES[side])
             return events
         if symbol in self.claimed or any(p.symbol == symbol for p in self.open_positions()):
             log.info("%s %s: %s signal skipped, %s already has a position", symbol, timeframe, SIDE_NAMES[side], symbol)
@@ -195,6 +212,9 @@ class LiveBroker(Books):
         if position is not None:
             events.opened.append(position)
         return events
+
+    def unresolved_entry(self, symbol: str) -> bool:
+        return any(i.get("kind") == "entry" and i.get("symbol") == symbol for i in self.intents.values())
 
     async def fill_at_open(self, symbol: str, timeframe: str, open_price: float, candle_ts: int,
                            params: StrategyParams) -> BrokerEvents:
@@ -231,8 +251,15 @@ class LiveBroker(Books):
         try:
             order = await self._submit(symbol, "market", ORDER_SIDE[side], qty, {"clientOrderId": client_id},
                                        client_id, trigger=False)
-        except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as exc:
-            log.warning("%s %s: entry refused by the exchange (%s): skipped", symbol, book.timeframe, exc)
+        except ccxt.NetworkError as exc:
+            # Sent, and still not found after recvWindow: most likely never executed, but only the
+            # exchange can say. The intent stays; reconciliation looks it up; the symbol waits.
+            log.error("%s %s: entry %s outcome unknown (%s): kept for reconciliation", symbol, book.timeframe,
+                      client_id, str(exc)[:160])
+            self.reconcile_requested = True
+            return None
+        except ccxt.ExchangeError as exc:  # answered with an error: not executed
+            log.warning("%s %s: entry refused by the exchange (%s): skipped", symbol, book.timeframe, str(exc)[:200])
             self.intents.pop(client_id, None)
             await self.persist()
             return None
@@ -294,13 +321,16 @@ class LiveBroker(Books):
         except ccxt.OrderImmediatelyFillable:
             log.warning("%s %s: the price is already beyond the %s (%s): closing at market", position.symbol,
                         position.timeframe, kind, price)
+            self.intents.pop(client_id, None)
             return "crossed"
         except ccxt.BaseError as exc:
+            # (An order whose outcome stayed unknown may exist after all: the exit cancels every
+            # protective order of ours on the symbol, so it cannot outlive this position.)
             log.error("%s %s: the exchange refused the %s order (%s)", position.symbol, position.timeframe, kind,
                       str(exc)[:200])
-            return "refused"
-        finally:
             self.intents.pop(client_id, None)
+            return "refused"
+        self.intents.pop(client_id, None)
         position.orders[kind] = str(order.get("id"))
         position.orders[f"{kind}_client"] = client_id
         await self.persist()
@@ -319,9 +349,9 @@ class LiveBroker(Books):
                                {"reduceOnly": True, "clientOrderId": client_id}, client_id, trigger=False)
         except ccxt.BaseError as exc:
             log.critical("%s: closing the unprotected position FAILED (%s): act by hand", position.symbol, exc)
-            return None
-        finally:
             self.intents.pop(client_id, None)
+            return None
+        self.intents.pop(client_id, None)
         trade = await self._book_exit(position)
         await self.close_book(book, trade)
         await self.persist()
@@ -335,7 +365,7 @@ class LiveBroker(Books):
         import ccxt
 
         for attempt in range(SUBMIT_ATTEMPTS):
-            sent_at = time.monotonic()
+            sent_at = self.now_ms()
             try:
                 return await self.pool.call("create_order", symbol, order_type, side, qty, None, params, retry=False)
             except ccxt.NetworkError as exc:
@@ -343,7 +373,7 @@ class LiveBroker(Books):
                             type(exc).__name__, str(exc)[:160])
                 found = await self.lookup(symbol, client_id, trigger)
                 if found is None and not isinstance(exc, ccxt.DDoSProtection):  # a 429/418 never reached the engine
-                    await asyncio.sleep(max(0.0, sent_at + self.pool.recv_window_ms / 1000 + 0.5 - time.monotonic()))
+                    await self.sleep_until_ms(sent_at + self.pool.recv_window_ms + 500)
                     found = await self.lookup(symbol, client_id, trigger)
                 if found is not None:
                     log.info("%s order %s had reached the exchange (id %s)", symbol, client_id, found.get("id"))
@@ -373,6 +403,8 @@ class LiveBroker(Books):
     async def sync(self) -> BrokerEvents:
         """One positions request per heartbeat while anything is open: a position the exchange no
         longer has was closed by its stop or target; book the exit and cancel the sibling."""
+        import ccxt
+
         events = BrokerEvents(closed=self.closed_elsewhere)
         self.closed_elsewhere = []
         held = [b for b in self.books.values() if b.position is not None]
@@ -381,7 +413,11 @@ class LiveBroker(Books):
                 await self.refresh_balance()
             return events
         symbols = sorted({b.symbol for b in held})
-        positions = await self.pool.call("fetch_positions", symbols)
+        try:
+            positions = await self.pool.call("fetch_positions", symbols)
+        except ccxt.BaseError as exc:  # retries exhausted: the exchange-side stops protect meanwhile
+            log.warning("could not check positions (%s): trying again next heartbeat", str(exc)[:160])
+            return events
         open_amounts: dict[str, float] = {}
         for p in positions:
             contracts = float(p.get("contracts") or 0.0)
@@ -392,12 +428,35 @@ class LiveBroker(Books):
             assert position is not None
             if open_amounts.get(position.symbol, 0.0) * position.side > 0:
                 continue
-            trade = await self._book_exit(position)
+            try:
+                trade = await self._book_exit(position)
+            except ccxt.BaseError as exc:
+                log.warning("%s %s: closed on the exchange; booking it failed (%s): trying again next heartbeat",
+                            position.symbol, position.timeframe, str(exc)[:160])
+                continue
             await self.close_book(book, trade)
             events.closed.append(trade)
         if events.closed:
             await self.refresh_balance()
         return events
+
+    async def cancel_our_triggers(self, symbol: str, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Cancel every protective order of ours on the symbol except `keep` (ids); the ids cancelled.
+        All of them, not just the ones the position recorded: one sent before a crash or with a lost
+        answer would otherwise close part of the symbol's next position."""
+        import ccxt
+
+        cancelled = []
+        for order in await self.pool.call("fetch_open_orders", symbol, None, None, {"trigger": True}):
+            order_id = str(order.get("id"))
+            if order_id in keep or not client_id_of(order).startswith(OUR_PREFIX):
+                continue
+            try:
+                await self.pool.call("cancel_order", order_id, symbol, {"trigger": True})
+                cancelled.append(order_id)
+            except ccxt.OrderNotFound:
+                pass
+        return cancelled
 
     async def _book_exit(self, position: Position) -> ClosedTrade:
         import ccxt
@@ -412,13 +471,10 @@ class LiveBroker(Books):
                 order = await self.pool.call("fetch_order", order_id, symbol, {"trigger": True})
             except ccxt.OrderNotFound:
                 continue
-            if order.get("status") == "closed" and reason == "outside":
+            if order.get("status") == "closed":
                 reason = kind
-            elif order.get("status") == "open":
-                try:
-                    await self.pool.call("cancel_order", order_id, symbol, {"trigger": True})
-                except ccxt.OrderNotFound:
-                    pass
+                break
+        await self.cancel_our_triggers(symbol)
         since = int(position.orders.get("opened_ms") or 0) - 60_000
         trades = await self.pool.call("fetch_my_trades", symbol, since if since > 0 else None)
         exit_side = ORDER_SIDE[-position.side]

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from trading_bot.live_broker import OUR_PREFIX, client_id_of
 from trading_bot.trading_rules import LONG, SHORT, BotBook, ClosedTrade, Position, protective_levels
 
 if TYPE_CHECKING:
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
     from trading_bot.strategy_config import StrategyConfig
 
 log = logging.getLogger(__name__)
-
-OUR_PREFIX = "tb-"
-
 
 @dataclass
 class ReconcileReport:
@@ -56,23 +54,29 @@ class ReconcileReport:
         return out
 
 
-def _client_id(order: dict[str, Any]) -> str:
-    info = order.get("info") or {}
-    return str(order.get("clientOrderId") or info.get("clientAlgoId") or info.get("clientOrderId") or "")
-
-
 async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: bool = True) -> ReconcileReport:
-    import ccxt
 
     report = ReconcileReport()
     pool = broker.pool
+    # An order sent moments ago (a quick restart) may still be executed until its recvWindow has
+    # passed; only after that does "not found" mean "never". Wait before looking at anything.
+    settles_at = max((int(i.get("created_ms") or 0) for i in broker.intents.values()), default=0) + pool.recv_window_ms + 1000
+    if broker.intents and broker.now_ms() < settles_at:
+        log.info("waiting %.1f s for orders sent just before the restart to settle", (settles_at - broker.now_ms()) / 1000)
+        await broker.sleep_until_ms(settles_at)
+    # The traded symbols, and those of positions and intents kept from bots not running this time
+    # (a symbol taken out of TRADING_SYMBOLS keeps its position, its stop and its target).
+    symbols = sorted(set(broker.symbols) | {p.symbol for p in broker.open_positions()}
+                     | {str(i["symbol"]) for i in broker.intents.values() if i.get("symbol")})
+    # Orders before positions: a stop that fires in between then shows as a closed position (booked),
+    # never as a missing stop on a position that is already flat.
+    open_triggers: dict[str, list[dict[str, Any]]] = {}
+    for symbol in symbols:
+        open_triggers[symbol] = await pool.call("fetch_open_orders", symbol, None, None, {"trigger": True})
     exchange_positions: dict[str, dict[str, Any]] = {}
-    for p in await pool.call("fetch_positions", broker.symbols):
+    for p in await pool.call("fetch_positions", symbols):
         if float(p.get("contracts") or 0.0):
             exchange_positions[p["symbol"]] = p
-    open_triggers: dict[str, list[dict[str, Any]]] = {}
-    for symbol in broker.symbols:
-        open_triggers[symbol] = await pool.call("fetch_open_orders", symbol, None, None, {"trigger": True})
 
     # 1. Intents whose outcome we never heard.
     for client_id, intent in list(broker.intents.items()):
@@ -146,21 +150,15 @@ async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: b
         await _protect(broker, book, ["stop", "target"], report, " for the adopted position")
 
     # 4. Protective orders of ours for flat symbols (or not referenced by any position).
-    referenced = {position.orders.get(k) for position in broker.open_positions() for k in ("stop", "target")}
+    referenced = frozenset(str(position.orders.get(k)) for position in broker.open_positions() for k in ("stop", "target"))
     for symbol, orders in open_triggers.items():
-        for order in orders:
-            order_id = str(order.get("id"))
-            if order_id in referenced or not _client_id(order).startswith(OUR_PREFIX):
-                continue
-            try:
-                await pool.call("cancel_order", order_id, symbol, {"trigger": True})
-                report.orphans_cancelled.append(f"{symbol} {order_id}")
-            except ccxt.OrderNotFound:
-                pass
+        if any(str(o.get("id")) not in referenced and client_id_of(o).startswith(OUR_PREFIX) for o in orders):
+            report.orphans_cancelled += [f"{symbol} {i}" for i in await broker.cancel_our_triggers(symbol, referenced)]
 
     if report.exits_booked:
         await broker.refresh_balance()
     broker.halted = "; ".join(report.problems) or None
+    broker.reconcile_requested = False
     await broker.persist()
     summary = report.lines()
     if summary:
@@ -207,7 +205,7 @@ def _position_from_exchange(broker: LiveBroker, config: StrategyConfig, symbol: 
     orders = {"opened_ms": str(opened)}
     if order is not None:
         opened = int(order.get("timestamp") or opened)
-        orders.update(entry=str(order.get("id")), entry_client=_client_id(order), opened_ms=str(opened))
+        orders.update(entry=str(order.get("id")), entry_client=client_id_of(order), opened_ms=str(opened))
     return Position(symbol=symbol, timeframe=timeframe, side=side, qty=float(held.get("contracts") or 0.0),
                     entry_price=entry, entry_ts=opened, signal_ts=int(signal_ts or opened),
                     stop=float(client.price_to_precision(symbol, stop)),
