@@ -7,7 +7,9 @@ protected even while the bot is down. Rules of thumb kept here:
 
 - Every order carries our client order id, recorded (with its intent) before it is sent. A
   timeout or lost answer is resolved by looking that id up, never by sending blindly again; a
-  resend reuses the same id, which the exchange refuses to execute twice.
+  resend (only once the lookups and the recvWindow wait say the first never executed) reuses
+  the same id. Binance only refuses a duplicate id while the first order is open, so the lookups are
+  what prevents a double entry, not the id.
 - A position is never left without a stop: if the stop cannot be placed, the position is closed at
   market and the log says so loudly. A stop or target the price has already passed (Binance -2021,
   "would immediately trigger") is done at market for the same reason.
