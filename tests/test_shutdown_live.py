@@ -8,7 +8,10 @@ import asyncio
 import signal
 import time
 
+from fakes.live_bot import live_settings
 from fakes.live_daemon import Daemon, assert_state_agrees_with_the_exchange, start_fast_market
+from trading_bot.bot import Bot
+from trading_bot.live_broker import LiveBroker
 from trading_bot.state import StateStore, decode_state
 
 ENTRY = ("POST", "/fapi/v1/order")
@@ -77,3 +80,32 @@ async def test_sigterm_with_an_order_outlasting_the_grace_period_exits_in_time_a
     finally:
         daemon.kill_and_wait()
         await fake.stop()
+
+
+async def test_a_tick_cut_short_between_entry_and_stop_leaves_no_bare_position(tmp_path, market, monkeypatch):
+    """The grace period ends while the stop is on its way: before exiting, the bot places the stop
+    and target the position lacks (within the 5 s)."""
+    monkeypatch.setattr("trading_bot.bot.SHUTDOWN_GRACE_S", 0.3)
+    clock, fake = market
+    settings = live_settings(tmp_path, fake)
+    original = LiveBroker.place_protection
+    hung = asyncio.Event()
+
+    async def place_protection(self, position, kind):
+        if not hung.is_set():
+            hung.set()
+            await asyncio.sleep(3600)  # the first stop never gets an answer
+        return await original(self, position, kind)
+
+    monkeypatch.setattr(LiveBroker, "place_protection", place_protection)
+    bot = Bot(settings, clock=clock, install_signals=False)
+    run = asyncio.create_task(bot.run())
+    await asyncio.wait_for(hung.wait(), 30)
+    sent = time.monotonic()
+    bot.request_stop("SIGTERM")
+    await asyncio.wait_for(run, 5)
+    assert time.monotonic() - sent < 5.0
+    [position] = [b.position for b in decode_state(StateStore(settings.state_dir()).positions_path.read_bytes(),
+                                                   "positions.json").books.values() if b.position]
+    open_algos = {str(a["algoId"]): a["orderType"] for a in fake.algo_orders.values() if a["algoStatus"] == "NEW"}
+    assert open_algos == {position.orders["stop"]: "STOP_MARKET", position.orders["target"]: "TAKE_PROFIT_MARKET"}

@@ -38,7 +38,8 @@ log = logging.getLogger("trading_bot")
 REPLAY_WARMUP_CANDLES = 200
 RECONCILE_EVERY_S = 600.0
 RECONCILE_RETRY_S = 30.0  # after a reconciliation the exchange could not complete
-SHUTDOWN_GRACE_S = 4.0  # systemd's TimeoutStopSec is 20 s; users expect an exit within 5 s
+SHUTDOWN_GRACE_S = 3.5  # systemd's TimeoutStopSec is 20 s; users expect an exit within 5 s
+EXIT_DEADLINE_S = 4.4  # after the grace, live positions a cut-short tick left bare get until then (ccxt closes in 0.25 s)
 
 
 class StartupError(RuntimeError):
@@ -106,6 +107,7 @@ class Bot:
         self.pool: Any = None  # the ExchangePool, once anything needs the exchange
         self._reconciled_at = 0.0
         self._tick_task: asyncio.Future[None] | None = None
+        self._stop_requested_at: float | None = None
 
     # --- startup -------------------------------------------------------------------------------
 
@@ -459,6 +461,8 @@ class Bot:
         SHUTDOWN_GRACE_S, then save and exit 0. A second signal cuts the tick short at once; every
         file write is atomic, so nothing is left half-written either way."""
         self._signals_seen += 1
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
         if hasattr(self, "broker") and self.live:
             self.broker.stopping = True  # type: ignore[attr-defined]
         if self._signals_seen > 1:
@@ -552,12 +556,30 @@ class Bot:
         self.watchdog = watchdog
         self._spawn(watchdog.run())
 
+    async def _protect_before_exit(self) -> None:
+        """A tick cut short after an entry filled and before its stop was sent would leave the position
+        bare for the whole downtime: place what is missing, within the exit deadline."""
+        since = time.monotonic() - (self._stop_requested_at or time.monotonic())
+        budget = max(0.3, EXIT_DEADLINE_S - since)
+        try:
+            await asyncio.wait_for(self.broker.protect_unprotected(), budget)  # type: ignore[attr-defined]
+        except TimeoutError:
+            log.critical("exiting with a position whose stop or target could not be placed in time: the next start "
+                         "places it")
+        except Exception as exc:
+            if not _is_exchange_error(exc):
+                raise
+            log.critical("exiting with a position whose stop or target could not be placed (%s): the next start "
+                         "places it", str(exc)[:200])
+
     async def shutdown(self) -> None:
         self.notifier.stopping()
         for task in list(self._background):
             task.cancel()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self.live and self.ready_ms is not None and self._signals_seen < 2:
+            await self._protect_before_exit()
         if hasattr(self, "broker") and hasattr(self, "mdm"):
             await self.save_state()
             await self.store.write_status(self.status())

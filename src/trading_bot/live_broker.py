@@ -288,9 +288,21 @@ class LiveBroker(Books):
         await self._protect(book, position)
         return book.position
 
-    async def _protect(self, book: BotBook, position: Position) -> None:
+    async def protect_unprotected(self) -> int:
+        """Place whatever stop or target an open position lacks (shutdown: an entry's protection that a
+        cut-short heartbeat never sent). Returns how many positions needed it."""
+        needing = [(book, book.position) for book in self.books.values()
+                   if book.position is not None and not {"stop", "target"} <= book.position.orders.keys()]
+        for book, position in needing:
+            missing = tuple(kind for kind in ("stop", "target") if kind not in position.orders)
+            log.warning("%s %s: placing the missing %s before exiting", position.symbol, position.timeframe,
+                        " and ".join(missing))
+            await self._protect(book, position, missing)
+        return len(needing)
+
+    async def _protect(self, book: BotBook, position: Position, kinds: tuple[str, ...] = ("stop", "target")) -> None:
         """Stop first (a position must never be without one), then the target."""
-        for kind in ("stop", "target"):
+        for kind in kinds:
             placed = await self.place_protection(position, kind)
             if placed == "placed":
                 continue
