@@ -250,3 +250,21 @@ async def test_an_exchange_outage_with_a_position_open_does_not_stop_the_daemon(
         assert bot.broker.open_positions() == [position]
     finally:
         await bot.shutdown()
+
+
+async def test_an_exit_whose_fills_are_not_listed_yet_is_booked_once_they_are(tmp_path, market):
+    """userTrades can lag positionRisk: the exit is booked when its fills show, not as a zero trade."""
+    clock, fake = market
+    bot, settings = await open_a_position(tmp_path, clock, fake)
+    try:
+        [position] = bot.broker.open_positions()
+        fake.set_price(SYMBOL_ID, position.stop * (1 - 0.002 * position.side))
+        fake.lagging_fill_answers = 2
+        for _ in range(3):
+            clock.advance(5_000)
+            await bot.tick()
+        assert bot.broker.open_positions() == []
+        [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
+        assert trade["exit_reason"] == "stop" and trade["gross_pnl"] == pytest.approx(fake.realized_pnl())
+    finally:
+        await bot.shutdown()

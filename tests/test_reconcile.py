@@ -330,3 +330,23 @@ async def test_an_entry_sent_just_before_a_restart_is_waited_for_not_dropped(tmp
         assert len(open_algos(fake)) == 2 and bot.broker.intents == {}
     finally:
         await bot.shutdown()
+
+
+async def test_a_position_held_for_weeks_books_its_exit_from_the_right_fills(tmp_path, market):
+    """Binance answers fills for at most 7 days per request; the exit of a position opened 16 days
+    earlier must still be found (read week by week)."""
+    clock, fake = market
+    bot, settings = await open_a_position(tmp_path, clock, fake)
+    [position] = bot.broker.open_positions()
+    await bot.shutdown()
+    clock.advance(16 * 86_400_000)
+    fake.set_price(SYMBOL_ID, position.stop * (1 - 0.002 * position.side))  # the stop fills, weeks later
+    again = await restart(tmp_path, clock, fake)
+    try:
+        [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
+        assert trade["exit_reason"] == "stop" and trade["exit_price"] != trade["entry_price"]
+        assert trade["gross_pnl"] == pytest.approx(fake.realized_pnl()) and trade["gross_pnl"] < 0
+        user_trades = [r for r in fake.requests if r.path == "/fapi/v1/userTrades"]
+        assert len(user_trades) >= 3, "read in week-long windows"
+    finally:
+        await again.shutdown()

@@ -56,8 +56,15 @@ ORDER_SIDE = {LONG: "buy", -LONG: "sell"}
 OUR_PREFIX = "tb-"  # every client order id this bot sends starts with it
 SUBMIT_ATTEMPTS = 3
 STALE_SIGNAL_MS = 30_000
+FILLS_WINDOW_MS = 7 * 86_400_000  # the widest time range Binance's userTrades accepts
+FILLS_PAGE = 1000
+EXIT_FILL_WAITS = 3  # heartbeats to wait for a closed position's fills before booking what is there
 
 Placement = Literal["placed", "refused", "crossed"]
+
+
+class FillsNotVisible(Exception):
+    """The exchange no longer holds the position, but its closing fills are not (all) listed yet."""
 
 
 class LiveError(RuntimeError):
@@ -119,6 +126,7 @@ class LiveBroker(Books):
         self.persist_hook: Callable[[], Any] | None = None
         self.journal_hook: Callable[[ClosedTrade], Awaitable[Any]] | None = None
         self.closed_elsewhere: list[ClosedTrade] = []  # booked outside sync(); reported by the next sync()
+        self._fill_waits: dict[str, int] = {}  # entry order id -> heartbeats spent waiting for exit fills
 
     # --- startup -------------------------------------------------------------------------------
 
@@ -442,12 +450,18 @@ class LiveBroker(Books):
             assert position is not None
             if open_amounts.get(position.symbol, 0.0) * position.side > 0:
                 continue
+            waited = self._fill_waits.get(position.orders.get("entry", ""), 0)
             try:
-                trade = await self._book_exit(position)
+                trade = await self._book_exit(position, require_fills=waited < EXIT_FILL_WAITS)
+            except FillsNotVisible as exc:
+                self._fill_waits[position.orders.get("entry", "")] = waited + 1
+                log.info("%s %s: %s: booking it next heartbeat", position.symbol, position.timeframe, exc)
+                continue
             except ccxt.BaseError as exc:
                 log.warning("%s %s: closed on the exchange; booking it failed (%s): trying again next heartbeat",
                             position.symbol, position.timeframe, str(exc)[:160])
                 continue
+            self._fill_waits.pop(position.orders.get("entry", ""), None)
             await self.close_book(book, trade)
             events.closed.append(trade)
         if events.closed:
@@ -472,7 +486,21 @@ class LiveBroker(Books):
                 pass
         return cancelled
 
-    async def _book_exit(self, position: Position) -> ClosedTrade:
+    async def _fills_since(self, symbol: str, since: int) -> list[dict[str, Any]]:
+        """Every fill of ours on the symbol from `since` to now. Binance answers at most 7 days (and
+        1000 fills) per request, so a position held for weeks is read week by week."""
+        now, cursor, fills = self.now_ms(), since, {}
+        while cursor <= now:
+            end = min(cursor + FILLS_WINDOW_MS - 1, now)
+            batch = await self.pool.call("fetch_my_trades", symbol, cursor, FILLS_PAGE, {"until": end})
+            fills.update((str(t.get("id")), t) for t in batch)
+            full_page = len(batch) >= FILLS_PAGE and int(batch[-1].get("timestamp") or 0) >= cursor
+            cursor = int(batch[-1]["timestamp"]) + 1 if full_page else end + 1
+        return sorted(fills.values(), key=lambda t: int(t.get("timestamp") or 0))
+
+    async def _book_exit(self, position: Position, require_fills: bool = False) -> ClosedTrade:
+        """The closed trade, from the exchange's fills. With require_fills, FillsNotVisible while the
+        closing fills listed cover less than the position (the trade list can lag the position)."""
         import ccxt
 
         symbol = position.symbol
@@ -490,7 +518,7 @@ class LiveBroker(Books):
                 break
         await self.cancel_our_triggers(symbol)
         since = int(position.orders.get("opened_ms") or 0) - 60_000
-        trades = await self.pool.call("fetch_my_trades", symbol, since if since > 0 else None)
+        trades = await self._fills_since(symbol, since) if since > 0 else await self.pool.call("fetch_my_trades", symbol)
         exit_side = ORDER_SIDE[-position.side]
         entry_fills = [t for t in trades if str(t.get("order")) == position.orders.get("entry")]
         # The exit is the first closing fills after the entry, up to the position's size (earlier or
@@ -504,6 +532,8 @@ class LiveBroker(Books):
                     and int(t.get("timestamp") or 0) >= entered_at):
                 exits.append(t)
                 closed_qty += float(t["amount"])
+        if require_fills and closed_qty < position.qty * (1 - 1e-9):
+            raise FillsNotVisible(f"closed, but fills for only {closed_qty:g} of {position.qty:g} are listed")
         qty = sum(float(t["amount"]) for t in exits)
         exit_price = sum(float(t["amount"]) * float(t["price"]) for t in exits) / qty if qty else position.entry_price
         exit_fee = sum(float((t.get("fee") or {}).get("cost") or 0.0) for t in exits)

@@ -188,6 +188,7 @@ class FakeBinance:
         self.ban_seconds = 120
         self.strict_client_ids = True  # False: like Binance, ids only need to be unique among open orders
         self.refuse_entries = False  # True: anything that would open or grow a position gets -2019
+        self.lagging_fill_answers = 0  # the next N userTrades answers list nothing yet (the list lags positions)
         # Called with (method, path, params) after a request was executed, before it is answered.
         self.on_executed: Callable[[str, str, dict[str, str]], None] | None = None
         self.requests: list[RecordedRequest] = []  # answered ones, as they complete
@@ -1083,6 +1084,9 @@ class FakeBinance:
 
     def _user_trades(self, q: dict[str, str]) -> list:
         symbol = self._symbol(q)
+        if self.lagging_fill_answers:
+            self.lagging_fill_answers -= 1
+            return []
         rows = [t for t in self.trades if t["symbol"] == symbol]
         if "orderId" in q:
             rows = [t for t in rows if t["orderId"] == int(q["orderId"])]
