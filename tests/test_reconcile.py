@@ -350,3 +350,22 @@ async def test_a_position_held_for_weeks_books_its_exit_from_the_right_fills(tmp
         assert len(user_trades) >= 3, "read in week-long windows"
     finally:
         await again.shutdown()
+
+
+async def test_a_position_larger_on_the_exchange_than_in_the_books_halts_new_entries(tmp_path, market):
+    clock, fake = market
+    bot, _ = await open_a_position(tmp_path, clock, fake)
+    [position] = bot.broker.open_positions()
+    await bot.shutdown()
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.create_order(SYMBOL, "market", "buy" if position.side > 0 else "sell", 0.01, None,
+                                  {"clientOrderId": "manual-add"})
+    finally:
+        await client.close()
+    again = await restart(tmp_path, clock, fake)
+    try:
+        assert again.broker.halted and f"the bot {position.qty:g}" in again.broker.halted
+        assert again.broker.open_positions() == [position]
+    finally:
+        await again.shutdown()

@@ -127,6 +127,11 @@ async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: b
             await broker.close_book(book, trade)
             report.exits_booked.append(trade)
             continue
+        held_qty = float(held.get("contracts") or 0.0)
+        if abs(held_qty - position.qty) > position.qty * 1e-9:
+            # Traded by hand, or an entry the bot lost track of: its stop and target cover only the
+            # bot's part. Say so and stop opening positions until a person has looked.
+            report.problems.append(f"{position.symbol}: the exchange holds {held_qty:g}, the bot {position.qty:g}")
         open_ids = {str(o.get("id")) for o in open_triggers.get(position.symbol, [])}
         missing = [kind for kind in ("stop", "target") if position.orders.get(kind) not in open_ids]
         if await _protect(broker, book, missing, report, ""):
