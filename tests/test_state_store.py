@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from trading_bot.state import SavedState, StateStore, Wallet, decode_state, read_journal
 from trading_bot.trading_rules import BotBook, ClosedTrade
 
@@ -35,3 +37,19 @@ async def test_the_same_trade_journaled_twice_at_once_is_written_once(tmp_path):
                                    store.append_trade(a_trade(1_767_225_660_000)))
     assert sorted(results) == [False] * 4 + [True] * 2
     assert [t["entry_ts"] for t in read_journal(store.trades_path)] == [1_767_225_600_000, 1_767_225_660_000]
+
+
+async def test_a_write_whose_caller_is_cancelled_still_finishes(tmp_path):
+    """A stop request cuts a heartbeat short mid-save: the write completes (never a stray temp file,
+    an open handle, or a rename racing the next save) and then the cancellation goes on."""
+    store = StateStore(tmp_path / "state")
+    state = SavedState(Wallet(10_000.0, 10_123.0), {}, mode="live")
+    for write in (store.save(state, 0, "exchange"), store.append_trade(a_trade(1_767_225_600_000))):
+        task = asyncio.ensure_future(write)
+        await asyncio.sleep(0)  # the write has started
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert decode_state(store.positions_path.read_bytes(), "positions.json").wallet.balance == 10_123.0
+    assert [t["entry_ts"] for t in read_journal(store.trades_path)] == [1_767_225_600_000]
+    assert list(store.directory.glob(".*.tmp")) == []

@@ -1,15 +1,17 @@
 """Durable file writes: temp file in the same directory, fsync, rename, fsync the directory.
 
 A reader therefore sees either the old file or the new one, never a torn one, even after a crash
-or power loss. The async variants use aiofiles so the event loop never blocks on the disk.
+or power loss. The async variants run the same code in aiofiles' worker threads, so the event loop
+never blocks on the disk, and a started write always finishes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable
 from pathlib import Path
 
-import aiofiles
 import aiofiles.os
 
 
@@ -40,32 +42,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-_fsync = aiofiles.os.wrap(os.fsync)
-_fsync_dir_async = aiofiles.os.wrap(_fsync_dir)
+def append_durable(path: Path, data: bytes) -> None:
+    """Append one record and fsync it before returning (the journal's contract)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+_atomic_write_in_thread = aiofiles.os.wrap(atomic_write_bytes)
+_append_in_thread = aiofiles.os.wrap(append_durable)
+
+
+async def _finish_even_if_cancelled(write: Awaitable[None]) -> None:
+    """Run one disk write in a worker thread (the loop never blocks) and let it finish even when the
+    caller is cancelled (a stop request cutting a heartbeat short): a write is a few milliseconds,
+    and one abandoned halfway would leave an open handle, a stray temp file, or a rename racing the
+    next write of the same file."""
+    task = asyncio.ensure_future(write)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 async def atomic_write_bytes_async(path: Path, data: bytes) -> None:
-    await aiofiles.os.makedirs(path.parent, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        async with aiofiles.open(tmp, "wb") as handle:
-            await handle.write(data)
-            await handle.flush()
-            await _fsync(handle.fileno())
-        await aiofiles.os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    await _fsync_dir_async(path.parent)
+    await _finish_even_if_cancelled(_atomic_write_in_thread(path, data))
 
 
 async def append_durable_async(path: Path, data: bytes) -> None:
-    """Append one record and fsync it before returning (the journal's contract)."""
-    await aiofiles.os.makedirs(path.parent, exist_ok=True)
-    async with aiofiles.open(path, "ab") as handle:
-        await handle.write(data)
-        await handle.flush()
-        await _fsync(handle.fileno())
+    await _finish_even_if_cancelled(_append_in_thread(path, data))
