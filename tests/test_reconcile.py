@@ -369,3 +369,28 @@ async def test_a_position_larger_on_the_exchange_than_in_the_books_halts_new_ent
         assert again.broker.open_positions() == [position]
     finally:
         await again.shutdown()
+
+
+async def test_an_adopted_position_is_booked_from_its_own_exit_not_an_earlier_trade(tmp_path, market):
+    clock, fake = market
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        await client.create_order(SYMBOL, "market", "buy", 0.01, None, {"clientOrderId": "manual-a"})
+        fake.set_price(SYMBOL_ID, fake.price(SYMBOL_ID) * 1.003)
+        await client.create_order(SYMBOL, "market", "sell", 0.01, None, {"clientOrderId": "manual-b", "reduceOnly": True})
+        earlier = fake.realized_pnl()
+        await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "manual-c"})
+    finally:
+        await client.close()
+    clock.advance(5_000)  # the bot starts a few seconds after that earlier round trip
+    bot = await restart(tmp_path, clock, fake)
+    try:
+        [position] = bot.broker.open_positions()
+        assert position.qty == 0.02
+        fake.set_price(SYMBOL_ID, position.stop * 0.998)
+        clock.advance(5_000)
+        await bot.tick()
+        [trade] = read_journal(StateStore(bot.settings.state_dir()).trades_path)
+        assert trade["exit_reason"] == "stop" and trade["gross_pnl"] == pytest.approx(fake.realized_pnl() - earlier)
+    finally:
+        await bot.shutdown()

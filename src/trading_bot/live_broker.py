@@ -523,7 +523,10 @@ class LiveBroker(Books):
         entry_fills = [t for t in trades if str(t.get("order")) == position.orders.get("entry")]
         # The exit is the first closing fills after the entry, up to the position's size (earlier or
         # later trades on the same symbol are not this position's).
-        entered_at = min((int(t.get("timestamp") or 0) for t in entry_fills), default=since)
+        # (An adopted position has no entry order: it was open when adopted, so nothing before that
+        # moment closed it.)
+        entered_at = min((int(t.get("timestamp") or 0) for t in entry_fills),
+                         default=int(position.orders.get("opened_ms") or since))
         exits, closed_qty = [], 0.0
         for t in sorted(trades, key=lambda t: int(t.get("timestamp") or 0)):
             if closed_qty >= position.qty * (1 - 1e-9):
