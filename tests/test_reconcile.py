@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from fakes.ccxt_client import ccxt_client
+from fakes.ccxt_client import by_hand
 from fakes.live_bot import SYMBOL, SYMBOL_ID, SharedClock, live_settings, open_a_position
 from trading_bot.bot import Bot
 from trading_bot.state import StateStore, read_journal
@@ -24,7 +24,7 @@ async def restart(tmp_path, clock, fake, **changes) -> Bot:
     return bot
 
 
-def state_with_an_entry_intent(settings, client_id: str, qty: float, side: int = 1) -> StateStore:
+def state_with_an_entry_intent(settings, client_id: str, qty: float, side: int = 1, created_ms: int = 0) -> StateStore:
     """positions.json as a crash leaves it after an entry was sent and before its answer came."""
     store = StateStore(settings.state_dir())
     store.directory.mkdir(parents=True, exist_ok=True)
@@ -32,7 +32,7 @@ def state_with_an_entry_intent(settings, client_id: str, qty: float, side: int =
         "version": 1, "mode": "live", "clock_ms": None, "saved_at": 0, "data_source": "exchange",
         "wallet": {"initial_balance": 10000.0, "balance": 10000.0, "fees_paid": 0.0, "trades": 0, "wins": 0},
         "bots": {}, "intents": {client_id: {"kind": "entry", "symbol": SYMBOL, "timeframe": "1m", "side": side,
-                                            "qty": qty, "created_ms": 0}},
+                                            "qty": qty, "created_ms": created_ms}},
     }))
     return store
 
@@ -42,11 +42,8 @@ async def a_stopped_bot_whose_stop_was_cancelled(tmp_path, clock, fake) -> Posit
     bot, _ = await open_a_position(tmp_path, clock, fake)
     [position] = bot.broker.open_positions()
     await bot.shutdown()
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
+    async with by_hand(fake) as client:
         await client.cancel_order(position.orders["stop"], SYMBOL, {"trigger": True})
-    finally:
-        await client.close()
     return position
 
 
@@ -75,11 +72,8 @@ async def test_a_stop_that_filled_while_the_bot_was_down_is_booked(tmp_path, mar
 async def test_an_unknown_exchange_position_is_adopted_and_protected(tmp_path, market, caplog):
     caplog.set_level(logging.INFO)
     clock, fake = market
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
+    async with by_hand(fake) as client:
         await client.create_order(SYMBOL, "market", "buy", 0.01, None, {"clientOrderId": "manual-1"})
-    finally:
-        await client.close()
     bot = await restart(tmp_path, clock, fake)
     try:
         [position] = bot.broker.open_positions()
@@ -93,11 +87,8 @@ async def test_an_unknown_exchange_position_is_adopted_and_protected(tmp_path, m
 
 async def test_with_adoption_off_an_unknown_position_is_left_alone(tmp_path, market, caplog):
     clock, fake = market
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
+    async with by_hand(fake) as client:
         await client.create_order(SYMBOL, "market", "sell", 0.01, None, {"clientOrderId": "manual-2"})
-    finally:
-        await client.close()
     bot = await restart(tmp_path, clock, fake, adopt_unknown_positions=False)
     try:
         assert bot.broker.open_positions() == [] and open_algos(fake) == []
@@ -122,11 +113,8 @@ async def test_a_missing_stop_is_placed_again(tmp_path, market):
 async def test_an_entry_intent_with_no_known_outcome_is_resolved(tmp_path, market):
     clock, fake = market
     settings = live_settings(tmp_path, fake)
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
+    async with by_hand(fake) as client:
         await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "tb-e-crashedbeforeanswer"})
-    finally:
-        await client.close()
     state_with_an_entry_intent(settings, "tb-e-crashedbeforeanswer", qty=0.02)
     bot = await restart(tmp_path, clock, fake)
     try:
@@ -141,15 +129,12 @@ async def test_an_entry_intent_with_no_known_outcome_is_resolved(tmp_path, marke
 
 async def test_orphan_protective_orders_of_ours_are_cancelled_others_kept(tmp_path, market):
     clock, fake = market
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
+    async with by_hand(fake) as client:
         price = fake.price(SYMBOL_ID)
         await client.create_order(SYMBOL, "STOP_MARKET", "sell", 0.01, None,
                                   {"triggerPrice": round(price * 0.9, 1), "reduceOnly": True, "clientOrderId": "tb-s-orphan"})
         await client.create_order(SYMBOL, "STOP_MARKET", "sell", 0.01, None,
                                   {"triggerPrice": round(price * 0.8, 1), "reduceOnly": True, "clientOrderId": "manual-stop"})
-    finally:
-        await client.close()
     bot = await restart(tmp_path, clock, fake)
     try:
         assert [o["clientAlgoId"] for o in open_algos(fake)] == ["manual-stop"]
@@ -221,14 +206,11 @@ async def test_the_pool_notices_an_outage_of_a_minute(monkeypatch):
 async def test_an_entry_opened_and_closed_while_the_bot_was_down_is_booked(tmp_path, market):
     clock, fake = market
     settings = live_settings(tmp_path, fake)
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
+    async with by_hand(fake) as client:
         await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "tb-e-openedwhiledown"})
         fake.set_price(SYMBOL_ID, fake.price(SYMBOL_ID) * 0.99)
         await client.create_order(SYMBOL, "market", "sell", 0.02, None, {"clientOrderId": "manual-close",
                                                                            "reduceOnly": True})
-    finally:
-        await client.close()
     store = state_with_an_entry_intent(settings, "tb-e-openedwhiledown", qty=0.02)
     bot = await restart(tmp_path, clock, fake)
     try:
@@ -244,14 +226,11 @@ async def test_booking_a_trade_again_after_a_crash_keeps_one_journal_record(tmp_
     start books the same trade again, and the journal must still hold it once."""
     clock, fake = market
     settings = live_settings(tmp_path, fake)
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
+    async with by_hand(fake) as client:
         await client.create_order(SYMBOL, "market", "sell", 0.02, None, {"clientOrderId": "tb-e-bookedtwice"})
         fake.set_price(SYMBOL_ID, fake.price(SYMBOL_ID) * 0.995)
         await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "manual-cover",
                                                                          "reduceOnly": True})
-    finally:
-        await client.close()
     for _ in range(2):
         store = state_with_an_entry_intent(settings, "tb-e-bookedtwice", qty=0.02, side=-1)
         bot = await restart(tmp_path, clock, fake)
@@ -313,15 +292,11 @@ async def test_an_entry_sent_just_before_a_restart_is_waited_for_not_dropped(tmp
     client_id = "tb-e-inflightatrestart"
 
     async def the_exchange_executes_it_now():
-        client = ccxt_client(fake, adjustForTimeDifference=True)
-        try:
+        async with by_hand(fake) as client:
             await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": client_id})
-        finally:
-            await client.close()
 
     late = LateExecution(clock.now_ms(), the_exchange_executes_it_now)
-    store = state_with_an_entry_intent(settings, client_id, qty=0.02)
-    store.positions_path.write_text(store.positions_path.read_text().replace('"created_ms": 0', f'"created_ms": {late.now_ms()}'))
+    state_with_an_entry_intent(settings, client_id, qty=0.02, created_ms=late.now_ms())
     bot = Bot(settings, clock=late, install_signals=False)
     await bot.start()
     try:
@@ -357,12 +332,9 @@ async def test_a_position_larger_on_the_exchange_than_in_the_books_halts_new_ent
     bot, _ = await open_a_position(tmp_path, clock, fake)
     [position] = bot.broker.open_positions()
     await bot.shutdown()
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
+    async with by_hand(fake) as client:
         await client.create_order(SYMBOL, "market", "buy" if position.side > 0 else "sell", 0.01, None,
                                   {"clientOrderId": "manual-add"})
-    finally:
-        await client.close()
     again = await restart(tmp_path, clock, fake)
     try:
         assert again.broker.halted and f"the bot {position.qty:g}" in again.broker.halted
@@ -373,15 +345,12 @@ async def test_a_position_larger_on_the_exchange_than_in_the_books_halts_new_ent
 
 async def test_an_adopted_position_is_booked_from_its_own_exit_not_an_earlier_trade(tmp_path, market):
     clock, fake = market
-    client = ccxt_client(fake, adjustForTimeDifference=True)
-    try:
+    async with by_hand(fake) as client:
         await client.create_order(SYMBOL, "market", "buy", 0.01, None, {"clientOrderId": "manual-a"})
         fake.set_price(SYMBOL_ID, fake.price(SYMBOL_ID) * 1.003)
         await client.create_order(SYMBOL, "market", "sell", 0.01, None, {"clientOrderId": "manual-b", "reduceOnly": True})
         earlier = fake.realized_pnl()
         await client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "manual-c"})
-    finally:
-        await client.close()
     clock.advance(5_000)  # the bot starts a few seconds after that earlier round trip
     bot = await restart(tmp_path, clock, fake)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt_async
@@ -10,7 +12,6 @@ from trading_bot.exchange import point_client_at
 
 if TYPE_CHECKING:
     from fakes.fake_binance import FakeBinance
-
 
 
 def ccxt_client(fake: FakeBinance, **options: Any) -> ccxt_async.binanceusdm:
@@ -39,3 +40,13 @@ def ccxt_client(fake: FakeBinance, **options: Any) -> ccxt_async.binanceusdm:
     client = ccxt_async.binanceusdm(config)
     point_client_at(client, fake.url)
     return client
+
+
+@asynccontextmanager
+async def by_hand(fake: FakeBinance) -> AsyncIterator[ccxt_async.binanceusdm]:
+    """A person trading on the same account (what the bot finds at its next start), closed after."""
+    client = ccxt_client(fake, adjustForTimeDifference=True)
+    try:
+        yield client
+    finally:
+        await client.close()
