@@ -468,14 +468,18 @@ class LiveBroker(Books):
             await self.refresh_balance()
         return events
 
-    async def cancel_our_triggers(self, symbol: str, keep: frozenset[str] = frozenset()) -> list[str]:
+    async def cancel_our_triggers(self, symbol: str, keep: frozenset[str] = frozenset(),
+                                  open_orders: list[dict[str, Any]] | None = None) -> list[str]:
         """Cancel every protective order of ours on the symbol except `keep` (ids); the ids cancelled.
         All of them, not just the ones the position recorded: one sent before a crash or with a lost
-        answer would otherwise close part of the symbol's next position."""
+        answer would otherwise close part of the symbol's next position. `open_orders`: the symbol's
+        open trigger orders when the caller has just fetched them."""
         import ccxt
 
+        if open_orders is None:
+            open_orders = await self.pool.call("fetch_open_orders", symbol, None, None, {"trigger": True})
         cancelled = []
-        for order in await self.pool.call("fetch_open_orders", symbol, None, None, {"trigger": True}):
+        for order in open_orders:
             order_id = str(order.get("id"))
             if order_id in keep or not client_id_of(order).startswith(OUR_PREFIX):
                 continue

@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from trading_bot.live_broker import OUR_PREFIX, client_id_of
+from trading_bot.live_broker import client_id_of
 from trading_bot.trading_rules import LONG, SHORT, BotBook, ClosedTrade, Position, protective_levels
 
 if TYPE_CHECKING:
@@ -157,8 +157,7 @@ async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: b
     # 4. Protective orders of ours for flat symbols (or not referenced by any position).
     referenced = frozenset(str(position.orders.get(k)) for position in broker.open_positions() for k in ("stop", "target"))
     for symbol, orders in open_triggers.items():
-        if any(str(o.get("id")) not in referenced and client_id_of(o).startswith(OUR_PREFIX) for o in orders):
-            report.orphans_cancelled += [f"{symbol} {i}" for i in await broker.cancel_our_triggers(symbol, referenced)]
+        report.orphans_cancelled += [f"{symbol} {i}" for i in await broker.cancel_our_triggers(symbol, referenced, orders)]
 
     if report.exits_booked:
         await broker.refresh_balance()
