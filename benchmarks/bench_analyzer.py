@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from trading_bot.candle_cache import append_candles, cache_file_name  # noqa: E402
-from trading_bot.synthetic import synthetic_candles  # noqa: E402
-from trading_bot.timeframes import timeframe_ms  # noqa: E402
+from trading_bot.domain.timeframes import timeframe_ms  # noqa: E402
+from trading_bot.marketdata.candle_csv import append_candles, cache_file_name  # noqa: E402
+from trading_bot.marketdata.synthetic import synthetic_candles  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
@@ -75,11 +75,11 @@ def run_analyze(work: Path, symbols: str, timeframes: str) -> tuple[float, float
 def kernel_rate() -> float:
     import numpy as np
 
-    from trading_bot.analyzer import warm_kernel
-    from trading_bot.backtest import series_scores
-    from trading_bot.backtest_kernel import simulate
-    from trading_bot.strategy import signal_sides
-    from trading_bot.strategy_config import default_config
+    from trading_bot.backtest.analyzer import warm_kernel
+    from trading_bot.backtest.kernel import simulate
+    from trading_bot.backtest.reference import series_scores
+    from trading_bot.domain.params import default_config
+    from trading_bot.signals.scoring import signal_sides
 
     warm_kernel()
     candles = synthetic_candles("BTC/USDT:USDT", 300_000, 1_600_000_000_000, CANDLES, None, 5)

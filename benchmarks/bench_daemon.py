@@ -45,9 +45,9 @@ def symbols_for(bots: int) -> tuple[str, ...]:
 def write_warm_cache(directory: Path, symbols: tuple[str, ...], candles: int = 1000) -> None:
     """Fresh caches (last candle = the last closed one) so no fetch is due at start."""
     sys.path.insert(0, str(ROOT / "src"))
-    from trading_bot.candle_cache import append_candles, cache_file_name
-    from trading_bot.synthetic import synthetic_candles
-    from trading_bot.timeframes import last_closed_open_ms, timeframe_ms
+    from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
+    from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
+    from trading_bot.marketdata.synthetic import synthetic_candles
 
     now = int(time.time() * 1000) + 120_000  # still fresh if a minute turns during the run
     for symbol in symbols:
@@ -92,11 +92,11 @@ def start_to_ready(market_data: str, runs: int) -> dict[str, float]:
 
 async def heartbeats(bots: int, ticks: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "src"))
-    from trading_bot.bot import Bot
-    from trading_bot.clock import ReplayClock
+    from trading_bot.engine.clock import ReplayClock
+    from trading_bot.engine.daemon import Bot
+    from trading_bot.marketdata.sources import FetchResult, SyntheticSource
+    from trading_bot.marketdata.synthetic import synthetic_candles
     from trading_bot.settings import Settings
-    from trading_bot.sources import FetchResult, SyntheticSource
-    from trading_bot.synthetic import synthetic_candles
 
     class OneCandlePerFetch(SyntheticSource):
         """Every fetch yields exactly the next candle, whatever the clock says: a new candle on

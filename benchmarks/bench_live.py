@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from fakes.fake_binance import FakeBinance, add_markets  # noqa: E402
-from trading_bot.bot import Bot  # noqa: E402
-from trading_bot.clock import CLOSE_GRACE_MS, ReplayClock  # noqa: E402
+from trading_bot.engine.clock import CLOSE_GRACE_MS, ReplayClock  # noqa: E402
+from trading_bot.engine.daemon import Bot  # noqa: E402
+from trading_bot.exchange.budget import WeightBudget  # noqa: E402
+from trading_bot.persistence.strategy_config_file import write_config  # noqa: E402
 from trading_bot.settings import Secret, Settings  # noqa: E402
-from trading_bot.strategy_config import write_config  # noqa: E402
-from trading_bot.throttle import WeightBudget  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 START_MS = 1_767_225_600_000

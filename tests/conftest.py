@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trading_bot.candle_cache import append_candles, cache_file_name
+from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
+from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
+from trading_bot.marketdata.synthetic import synthetic_candles
 from trading_bot.settings import Settings
-from trading_bot.synthetic import synthetic_candles
-from trading_bot.timeframes import last_closed_open_ms, timeframe_ms
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import subprocess_env
-from trading_bot.analyzer import AnalysisOptions, Grid, SeriesJob, analyze_series, make_executor, parse_range, run_jobs
-from trading_bot.candle_cache import append_candles, cache_file_name
-from trading_bot.strategy_config import load_config, write_config
-from trading_bot.synthetic import synthetic_candles
+from trading_bot.backtest.analyzer import AnalysisOptions, Grid, SeriesJob, analyze_series, make_executor, parse_range, run_jobs
+from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
+from trading_bot.marketdata.synthetic import synthetic_candles
+from trading_bot.persistence.strategy_config_file import load_config, write_config
 
 SMALL = AnalysisOptions(grid=Grid(sl=(0.005, 0.01), rr=(1.0, 2.0)), min_trades=5)
 

@@ -8,13 +8,13 @@ import itertools
 import numpy as np
 import pytest
 
-from trading_bot.backtest import backtest_series, series_scores
-from trading_bot.backtest_kernel import simulate
-from trading_bot.risk import RiskLimits
-from trading_bot.strategy import signal_sides
-from trading_bot.strategy_config import default_config
-from trading_bot.synthetic import synthetic_candles
-from trading_bot.trading_rules import Costs
+from trading_bot.backtest.kernel import simulate
+from trading_bot.backtest.reference import backtest_series, series_scores
+from trading_bot.domain.params import default_config
+from trading_bot.domain.sizing import RiskLimits
+from trading_bot.domain.trades import Costs
+from trading_bot.marketdata.synthetic import synthetic_candles
+from trading_bot.signals.scoring import signal_sides
 
 SL = [0.005, 0.01, 0.015, 0.02, 0.025, 0.03]
 RR = [1.0, 1.5, 2.0, 2.5, 3.0]

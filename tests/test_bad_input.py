@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_settings, subprocess_env
-from trading_bot.bot import Bot, StartupError
-from trading_bot.candle_cache import COLUMNS, ReadReport, parse_candle_lines, read_candles
-from trading_bot.state import StateError, StateStore, decode_state, read_journal
-from trading_bot.strategy_config import StrategyConfigError, parse_config_bytes
+from trading_bot.domain.candles import COLUMNS
+from trading_bot.domain.params import StrategyConfigError, parse_config_bytes
+from trading_bot.engine.daemon import Bot, StartupError
+from trading_bot.marketdata.candle_csv import ReadReport, parse_candle_lines, read_candles
+from trading_bot.persistence.state_store import StateError, StateStore, decode_state, read_journal
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = [("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "1h")]

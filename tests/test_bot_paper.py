@@ -11,11 +11,11 @@ import time
 import pytest
 
 from conftest import PROJECT_ROOT, make_settings, subprocess_env
-from trading_bot.bot import Bot
-from trading_bot.clock import ReplayClock
-from trading_bot.sources import SyntheticSource
-from trading_bot.state import StateStore, decode_state, read_journal
-from trading_bot.strategy_config import write_config
+from trading_bot.engine.clock import ReplayClock
+from trading_bot.engine.daemon import Bot
+from trading_bot.marketdata.sources import SyntheticSource
+from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
+from trading_bot.persistence.strategy_config_file import write_config
 
 START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 
@@ -119,7 +119,7 @@ def test_ready_line_and_status_command(tmp_path):
 async def test_a_stuck_tick_is_cut_short_on_stop_and_state_is_saved(tmp_path, monkeypatch):
     import asyncio
 
-    monkeypatch.setattr("trading_bot.bot.SHUTDOWN_GRACE_S", 0.5)
+    monkeypatch.setattr("trading_bot.engine.daemon.SHUTDOWN_GRACE_S", 0.5)
     settings = paper_settings(tmp_path)
     bot = Bot(settings, clock=MinuteClock(START_MS), source=SyntheticSource(settings.synthetic_seed), install_signals=False)
     original_tick = bot.tick

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from conftest import make_settings, write_synthetic_cache
-from trading_bot.backtest import backtest_series
-from trading_bot.bot import REPLAY_WARMUP_CANDLES, Bot
-from trading_bot.risk import RiskLimits
-from trading_bot.state import StateStore, decode_state, read_journal
-from trading_bot.strategy_config import default_config, load_config, write_config
-from trading_bot.trading_rules import Costs
+from trading_bot.backtest.reference import backtest_series
+from trading_bot.domain.params import default_config
+from trading_bot.domain.sizing import RiskLimits
+from trading_bot.domain.trades import Costs
+from trading_bot.engine.daemon import REPLAY_WARMUP_CANDLES, Bot
+from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
+from trading_bot.persistence.strategy_config_file import load_config, write_config
 
 SYMBOL, TF = "BTC/USDT:USDT", "1m"
 
@@ -88,7 +89,7 @@ async def test_restart_resumes_open_positions_and_continues_identically(tmp_path
 
 
 async def test_replay_without_cache_fails_with_one_clear_line(tmp_path):
-    from trading_bot.bot import StartupError
+    from trading_bot.engine.daemon import StartupError
 
     settings = replay_settings(tmp_path)
     with pytest.raises(StartupError, match="replay needs cached candles"):
@@ -120,7 +121,7 @@ async def test_many_bots_replay_keeps_entries_and_exits_in_step_with_the_backtes
 
 
 def _first_replayed_ts(settings, history, symbol, tf):
-    from trading_bot.timeframes import last_closed_open_ms, timeframe_ms
+    from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
 
     start = max(int(c[REPLAY_WARMUP_CANDLES, 0]) + timeframe_ms(t) for (_, t), c in history.items())
     return last_closed_open_ms(start, timeframe_ms(tf)) + timeframe_ms(tf)

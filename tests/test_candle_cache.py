@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trading_bot.candle_cache import HEADER, append_candles, cache_file_name, read_candles, repair_torn_tail
-from trading_bot.synthetic import synthetic_candles
+from trading_bot.marketdata.candle_csv import HEADER, append_candles, cache_file_name, read_candles, repair_torn_tail
+from trading_bot.marketdata.synthetic import synthetic_candles
 
 
 def test_file_name_rule():

@@ -15,7 +15,7 @@ import time
 
 from conftest import subprocess_env, write_synthetic_cache
 from test_bot_replay import FAST_EXITS, expected_trades, replay_settings
-from trading_bot.state import StateStore, decode_state, read_journal
+from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
 
 ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "8"))
 

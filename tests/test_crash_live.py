@@ -22,7 +22,7 @@ from collections import Counter
 
 from fakes.fake_binance import FakeBinance
 from fakes.live_daemon import SYMBOLS, Daemon, assert_state_agrees_with_the_exchange, start_fast_market
-from trading_bot.state import StateStore
+from trading_bot.persistence.state_store import StateStore
 
 ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "8"))
 SEED = int(os.environ.get("CRASH_SEED", "20261124"))

@@ -7,10 +7,12 @@ import pytest
 
 from conftest import make_settings
 from fakes.fake_binance import FakeBinance
-from trading_bot.bot import Bot
-from trading_bot.candle_cache import read_candles
-from trading_bot.exchange import ExchangePool, ExchangeSource, exchange_host, network_reachable
-from trading_bot.timeframes import last_closed_open_ms
+from trading_bot.domain.timeframes import last_closed_open_ms
+from trading_bot.engine.daemon import Bot
+from trading_bot.exchange.client import ExchangePool
+from trading_bot.exchange.network import exchange_host, network_reachable
+from trading_bot.exchange.source import ExchangeSource
+from trading_bot.marketdata.candle_csv import read_candles
 
 NOW = 1_767_225_600_000 + 30 * 60_000 + 5_000
 
@@ -49,7 +51,7 @@ async def test_incremental_fetch_uses_since(fake):
 
 
 async def test_paper_bot_fills_an_empty_cache_from_the_exchange(tmp_path, fake):
-    from trading_bot.clock import ReplayClock
+    from trading_bot.engine.clock import ReplayClock
 
     settings = make_settings(tmp_path, symbols=("BTC/USDT:USDT", "SOL/USDT:USDT"), timeframes=("1m", "1h"),
                              market_data="exchange", exchange_url=fake.url)

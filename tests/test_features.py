@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from trading_bot.features import _linear_filter, compute_features, ema, rolling_mean_std
-from trading_bot.synthetic import synthetic_candles
+from trading_bot.marketdata.synthetic import synthetic_candles
+from trading_bot.signals.features import _linear_filter, compute_features, ema, rolling_mean_std
 
 RTOL = 1e-9
 WARMUP = 300  # beyond this every seed difference has decayed far below RTOL

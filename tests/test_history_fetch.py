@@ -12,9 +12,11 @@ import pytest
 
 from conftest import subprocess_env
 from fakes.fake_binance import FakeBinance
-from trading_bot.candle_cache import TS, append_candles, cache_file_name, read_candles
-from trading_bot.exchange import ExchangePool, klines_weight
-from trading_bot.history_fetch import (
+from trading_bot.domain.candles import TS
+from trading_bot.domain.timeframes import last_closed_open_ms
+from trading_bot.exchange.budget import WeightBudget
+from trading_bot.exchange.client import ExchangePool
+from trading_bot.exchange.history_download import (
     FetchUsageError,
     align_up,
     fetch_history,
@@ -22,10 +24,10 @@ from trading_bot.history_fetch import (
     parse_time_ms,
     render_summary,
 )
-from trading_bot.progress import Progress
-from trading_bot.retry import RetryPolicy
-from trading_bot.throttle import WeightBudget
-from trading_bot.timeframes import last_closed_open_ms
+from trading_bot.exchange.klines import klines_weight
+from trading_bot.exchange.retry import RetryPolicy
+from trading_bot.marketdata.candle_csv import append_candles, cache_file_name, read_candles
+from trading_bot.ops.progress import Progress
 
 NOW = 1_767_225_600_000 + 30 * 60_000 + 5_000  # 2026-01-01 00:30:05 UTC
 TF = 300_000  # 5m

@@ -8,8 +8,8 @@ import os
 import signal
 
 from conftest import make_settings, write_synthetic_cache
-from trading_bot.bot import Bot
-from trading_bot.strategy_config import write_config
+from trading_bot.engine.daemon import Bot
+from trading_bot.persistence.strategy_config_file import write_config
 
 SYMBOL, TF = "BTC/USDT:USDT", "1m"
 
@@ -89,7 +89,7 @@ async def test_sighup_forces_a_reload(tmp_path, caplog):
 async def test_broken_config_at_startup_is_an_error(tmp_path):
     import pytest
 
-    from trading_bot.strategy_config import StrategyConfigError
+    from trading_bot.domain.params import StrategyConfigError
 
     settings = settings_for(tmp_path)
     settings.strategy_config.write_text("{")
@@ -122,7 +122,7 @@ async def test_reload_survives_an_analyzer_rewriting_the_file_repeatedly(tmp_pat
 
 
 async def test_the_analyzer_writes_and_the_running_daemon_trades_with_it(tmp_path):
-    from trading_bot.analyzer import AnalysisOptions, Grid, jobs_for, run_jobs, updated_document, write_results
+    from trading_bot.backtest.analyzer import AnalysisOptions, Grid, jobs_for, run_jobs, updated_document, write_results
 
     settings = settings_for(tmp_path)
     bot = Bot(settings, replay=True, install_signals=False)

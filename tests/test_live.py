@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from fakes.live_bot import SYMBOL_ID, open_a_position
-from trading_bot.state import StateStore, read_journal
+from trading_bot.persistence.state_store import StateStore, read_journal
 
 
 async def test_signal_opens_a_protected_position_and_the_stop_closes_it(tmp_path, market, caplog):
@@ -55,7 +55,7 @@ async def test_take_profit_closes_it_and_the_stop_is_cancelled(tmp_path, market)
 
 
 async def test_status_shows_the_entry_latency(tmp_path, market):
-    from trading_bot.status import collect_status, render_status
+    from trading_bot.cli.status_view import collect_status, render_status
 
     clock, fake = market
     bot, settings = await open_a_position(tmp_path, clock, fake)

@@ -13,12 +13,13 @@ import pytest
 
 from fakes.fake_binance import FakeBinance, add_markets
 from fakes.live_bot import SYMBOL, SYMBOL_ID, live_settings, open_a_position
-from trading_bot.bot import Bot
-from trading_bot.exchange import ExchangePool, ExchangeSource
-from trading_bot.market_data import MarketDataManager
-from trading_bot.retry import RetryPolicy
-from trading_bot.state import StateStore, read_journal
-from trading_bot.throttle import WeightBudget
+from trading_bot.engine.daemon import Bot
+from trading_bot.exchange.budget import WeightBudget
+from trading_bot.exchange.client import ExchangePool
+from trading_bot.exchange.retry import RetryPolicy
+from trading_bot.exchange.source import ExchangeSource
+from trading_bot.marketdata.manager import MarketDataManager
+from trading_bot.persistence.state_store import StateStore, read_journal
 
 
 def open_algo_types(fake) -> set[str]:

@@ -47,7 +47,7 @@ def test_secrets_never_reach_the_logs_or_the_status(tmp_path):
 def test_redact_filter_masks_a_secret_in_any_message():
     import logging
 
-    from trading_bot.logs import RedactSecrets
+    from trading_bot.ops.logs import RedactSecrets
 
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "request failed: apiKey=%s", ("TOPSECRET99",), None)
     RedactSecrets(["TOPSECRET99"]).filter(record)

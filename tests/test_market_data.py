@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import write_synthetic_cache
-from trading_bot import market_data as market_data_module
-from trading_bot.candle_cache import read_candles
-from trading_bot.market_data import MarketDataManager
-from trading_bot.sources import FetchResult, SyntheticSource
-from trading_bot.timeframes import last_closed_open_ms
+from trading_bot.domain.timeframes import last_closed_open_ms
+from trading_bot.marketdata import manager as market_data_module
+from trading_bot.marketdata.candle_csv import read_candles
+from trading_bot.marketdata.manager import MarketDataManager
+from trading_bot.marketdata.sources import FetchResult, SyntheticSource
 
 NOW = 1_767_225_600_000 + 7 * 60_000 + 1_000  # 7 minutes and a second past a round hour
 KEYS = [("BTC/USDT:USDT", "1m"), ("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "1m")]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trading_bot.metrics import YEAR_MS, compute_metrics
+from trading_bot.backtest.metrics import YEAR_MS, compute_metrics
 
 
 def test_hand_computed_small_list():

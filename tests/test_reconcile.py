@@ -9,9 +9,9 @@ import pytest
 
 from fakes.ccxt_client import by_hand
 from fakes.live_bot import SYMBOL, SYMBOL_ID, SharedClock, live_settings, open_a_position
-from trading_bot.bot import Bot
-from trading_bot.state import StateStore, read_journal
-from trading_bot.trading_rules import Position
+from trading_bot.domain.trades import Position
+from trading_bot.engine.daemon import Bot
+from trading_bot.persistence.state_store import StateStore, read_journal
 
 
 def open_algos(fake) -> list[dict]:
@@ -167,7 +167,7 @@ async def test_reconciliation_reruns_after_an_outage_and_periodically(tmp_path, 
         assert caplog.text.count("reconciled with the exchange") == runs + 1
         await bot.tick()
         assert caplog.text.count("reconciled with the exchange") == runs + 1  # not every tick
-        monkeypatch.setattr("trading_bot.bot.RECONCILE_EVERY_S", 0.0)
+        monkeypatch.setattr("trading_bot.engine.daemon.RECONCILE_EVERY_S", 0.0)
         await bot.tick()
         assert caplog.text.count("reconciled with the exchange") == runs + 2
     finally:
@@ -177,10 +177,10 @@ async def test_reconciliation_reruns_after_an_outage_and_periodically(tmp_path, 
 async def test_the_pool_notices_an_outage_of_a_minute(monkeypatch):
     import ccxt
 
-    from trading_bot.exchange import ExchangePool
+    from trading_bot.exchange.client import ExchangePool
 
     now = [1000.0]
-    monkeypatch.setattr("trading_bot.exchange.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("trading_bot.exchange.client.time.monotonic", lambda: now[0])
     pool = ExchangePool("binanceusdm")
 
     class Client:

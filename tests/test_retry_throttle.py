@@ -8,8 +8,8 @@ import random
 import ccxt
 import pytest
 
-from trading_bot.retry import RetryPolicy, is_transient
-from trading_bot.throttle import WeightBudget
+from trading_bot.exchange.budget import WeightBudget
+from trading_bot.exchange.retry import RetryPolicy, is_transient
 
 
 def policy(attempts=4, seed=7):
@@ -98,7 +98,7 @@ async def test_budget_never_exceeds_capacity_in_any_minute(monkeypatch):
         waits.append(seconds)
         clock.now += seconds
 
-    monkeypatch.setattr("trading_bot.throttle.asyncio.sleep", fake_sleep)
+    monkeypatch.setattr("trading_bot.exchange.budget.asyncio.sleep", fake_sleep)
     budget = WeightBudget(limit_per_minute=100, headroom=1.0, clock=clock)
     stamps: list[tuple[float, int]] = []
     for i in range(60):
@@ -117,7 +117,7 @@ async def test_pause_holds_every_caller(monkeypatch):
     async def fake_sleep(seconds: float) -> None:
         clock.now += seconds
 
-    monkeypatch.setattr("trading_bot.throttle.asyncio.sleep", fake_sleep)
+    monkeypatch.setattr("trading_bot.exchange.budget.asyncio.sleep", fake_sleep)
     budget = WeightBudget(limit_per_minute=2400, clock=clock)
     budget.pause(12.0, "exchange answered 429")
     start = clock.now

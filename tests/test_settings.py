@@ -130,7 +130,7 @@ def test_a_time_lapse_clock_only_runs_against_a_local_or_synthetic_market(extra,
 def test_two_time_lapse_clocks_with_one_origin_agree():
     import time
 
-    from trading_bot.clock import FastClock, wall_clock
+    from trading_bot.engine.clock import FastClock, wall_clock
 
     origin = int(time.time() * 1000) - 10_000
     a, b = FastClock(60, origin), wall_clock(60, origin)

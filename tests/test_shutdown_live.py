@@ -10,9 +10,9 @@ import time
 
 from fakes.live_bot import live_settings
 from fakes.live_daemon import Daemon, assert_state_agrees_with_the_exchange, start_fast_market
-from trading_bot.bot import Bot
-from trading_bot.live_broker import LiveBroker
-from trading_bot.state import StateStore, decode_state
+from trading_bot.engine.daemon import Bot
+from trading_bot.execution.live.broker import LiveBroker
+from trading_bot.persistence.state_store import StateStore, decode_state
 
 ENTRY = ("POST", "/fapi/v1/order")
 
@@ -85,7 +85,7 @@ async def test_sigterm_with_an_order_outlasting_the_grace_period_exits_in_time_a
 async def test_a_tick_cut_short_between_entry_and_stop_leaves_no_bare_position(tmp_path, market, monkeypatch):
     """The grace period ends while the stop is on its way: before exiting, the bot places the stop
     and target the position lacks (within the 5 s)."""
-    monkeypatch.setattr("trading_bot.bot.SHUTDOWN_GRACE_S", 0.3)
+    monkeypatch.setattr("trading_bot.engine.daemon.SHUTDOWN_GRACE_S", 0.3)
     clock, fake = market
     settings = live_settings(tmp_path, fake)
     original = LiveBroker.place_protection

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from trading_bot.state import SavedState, StateStore, Wallet, decode_state, read_journal
-from trading_bot.trading_rules import BotBook, ClosedTrade
+from trading_bot.domain.trades import BotBook, ClosedTrade
+from trading_bot.domain.wallet import SavedState, Wallet
+from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
 
 
 def a_trade(entry_ts: int) -> ClosedTrade:

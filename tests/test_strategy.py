@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trading_bot.features import compute_features
-from trading_bot.strategy import WeightedScoringStrategy, score_components, signal_sides, weighted_score
-from trading_bot.strategy_config import COMPONENTS, StrategyConfig, default_config
-from trading_bot.synthetic import synthetic_candles
+from trading_bot.domain.params import COMPONENTS, StrategyConfig, default_config
+from trading_bot.marketdata.synthetic import synthetic_candles
+from trading_bot.signals.features import compute_features
+from trading_bot.signals.scoring import WeightedScoringStrategy, score_components, signal_sides, weighted_score
 
 
 def features_of(close: np.ndarray, volume: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -7,13 +7,8 @@ import os
 
 import pytest
 
-from trading_bot.strategy_config import (
-    StrategyConfigError,
-    default_config,
-    load_config,
-    parse_config_bytes,
-    write_config,
-)
+from trading_bot.domain.params import StrategyConfigError, default_config, parse_config_bytes
+from trading_bot.persistence.strategy_config_file import load_config, write_config
 
 KEYS = [("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "1h")]
 

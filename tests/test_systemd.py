@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_settings, subprocess_env, write_synthetic_cache
-from trading_bot.bot import Bot
-from trading_bot.systemd import Notifier, Watchdog
+from trading_bot.engine.daemon import Bot
+from trading_bot.ops.systemd import Notifier, Watchdog
 
 STARTUP_BUDGET_S = 1.0  # issue #2's start→ready target, measured by benchmarks/bench_daemon.py
 NOISE_MARGIN_S = 0.5  # CI machines are shared; the benchmark quotes medians

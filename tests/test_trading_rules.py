@@ -6,16 +6,8 @@ import math
 
 import pytest
 
-from trading_bot.trading_rules import (
-    LONG,
-    SHORT,
-    BotBook,
-    Costs,
-    exit_on_candle,
-    on_closed_candle,
-    protective_levels,
-    signal_side,
-)
+from trading_bot.domain.rules import exit_on_candle, on_closed_candle, protective_levels, signal_side
+from trading_bot.domain.trades import LONG, SHORT, BotBook, Costs
 
 COSTS = Costs(fee_rate=0.001, slippage=0.0)
 

@@ -1,3 +1,3 @@
-from trading_bot.cli import main
+from trading_bot.cli.main import main
 
 raise SystemExit(main())

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt_async
 
-from trading_bot.exchange import point_client_at
+from trading_bot.exchange.client import point_client_at
 
 if TYPE_CHECKING:
     from fakes.fake_binance import FakeBinance

@@ -29,8 +29,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from trading_bot.synthetic import synthetic_candles
-from trading_bot.timeframes import TIMEFRAME_MS, last_closed_open_ms
+from trading_bot.domain.timeframes import TIMEFRAME_MS, last_closed_open_ms
+from trading_bot.marketdata.synthetic import synthetic_candles
 
 MARKETS = {
     # exchange id -> (base, quote, tick size, step size, min qty, min notional)

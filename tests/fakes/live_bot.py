@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from conftest import make_settings
 from fakes.fake_binance import FakeBinance
-from trading_bot.bot import Bot
-from trading_bot.clock import ReplayClock
+from trading_bot.engine.clock import ReplayClock
+from trading_bot.engine.daemon import Bot
+from trading_bot.persistence.strategy_config_file import write_config
 from trading_bot.settings import Secret
-from trading_bot.strategy_config import write_config
 
 START_MS = 1_767_225_600_000 + 10 * 60_000  # a round minute
 SYMBOL, SYMBOL_ID = "BTC/USDT:USDT", "BTCUSDT"

@@ -14,9 +14,9 @@ import pytest
 
 from conftest import subprocess_env
 from fakes.fake_binance import FakeBinance
-from trading_bot.clock import fast_time_ms
-from trading_bot.state import StateStore, decode_state, read_journal, trade_key
-from trading_bot.strategy_config import write_config
+from trading_bot.engine.clock import fast_time_ms
+from trading_bot.persistence.state_store import StateStore, decode_state, read_journal, trade_key
+from trading_bot.persistence.strategy_config_file import write_config
 
 SPEED = 30  # a 1m candle every 2 s of wall time
 SYMBOLS = {"BTC/USDT:USDT": "BTCUSDT", "ETH/USDT:USDT": "ETHUSDT"}

@@ -1,0 +1,151 @@
+"""`trading-bot analyze`: run the grid search over the cached history and rewrite the strategy config.
+
+    trading-bot analyze                                   # every symbol × timeframe in the settings
+    trading-bot analyze --symbols BTC/USDT:USDT --timeframes 5m,1h --train 0.7 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from trading_bot.settings import Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--symbols", help="comma-separated symbols (default: TRADING_SYMBOLS)")
+    parser.add_argument("--timeframes", help="comma-separated timeframes (default: TRADING_TIMEFRAMES)")
+    parser.add_argument("--train", type=float, default=0.7, help="training share of each series, by time (default 0.7)")
+    parser.add_argument("--folds", type=int, default=1, help="anchored walk-forward folds (default 1: one split)")
+    parser.add_argument("--sl", default="0.005:0.03:0.005", help="stop-loss fractions, start:stop:step or a list")
+    parser.add_argument("--rr", default="1:3:0.5", help="risk:reward ratios, start:stop:step or a list")
+    parser.add_argument("--thresholds", help="score thresholds (default: 9 quantiles of |score| on the training data)")
+    parser.add_argument("--objective", default="sharpe", help="sharpe, sortino, total_return, profit_factor, expectancy")
+    parser.add_argument("--min-trades", type=int, default=30, help="fewest training trades a choice may rest on")
+    parser.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
+    parser.add_argument("--dask", metavar="ADDRESS", help="run the series on an existing Dask cluster (tcp://host:8786); "
+                        "needs the optional extra: pip install 'trading-bot[dask]'")
+    parser.add_argument("--dask-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to try reaching the Dask scheduler (default 10)")
+    parser.add_argument("--json", action="store_true", help="print the full result table as JSON")
+    parser.add_argument("--dry-run", action="store_true", help="write nothing")
+
+
+def _fmt(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "—"
+    pf = metrics.get("profit_factor")
+    return (f"{metrics['trades']:>5} {100 * metrics['win_rate']:5.1f}% {100 * metrics['total_return']:+7.1f}% "
+            f"{metrics['sharpe']:6.2f} {100 * metrics['max_drawdown']:5.1f}% {'inf' if pf is None else f'{pf:.2f}':>5}")
+
+
+def render_table(results: list[Any]) -> str:
+    head = (f"{'bot':<22} {'candles':>8}  {'thresh':>7} {'sl%':>5} {'rr':>4} | "
+            f"{'train: n   win    return  sharpe   mdd    pf':<45} | {'test:  n   win    return  sharpe   mdd    pf'}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        bot = f"{r.symbol} {r.timeframe}"
+        if r.chosen is None:
+            lines.append(f"{bot:<22} {r.candles:>8}  {r.error or 'no choice'}")
+            continue
+        c = r.chosen
+        lines.append(f"{bot:<22} {r.candles:>8}  {c['threshold']:7.4f} {100 * c['sl_pct']:5.2f} {c['rr_ratio']:4.1f} | "
+                     f"{_fmt(r.train):<45} | {_fmt(r.test)}")
+    return "\n".join(lines)
+
+
+def _dask_client(address: str, timeout: float) -> Any:
+    """A client of the user's cluster: the same per-series jobs go to its workers instead of our
+    process pool (they need the same package version and the same paths to the candle files)."""
+    from trading_bot.cli.main import CliError
+
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CliError("--dask needs the optional extra: pip install 'trading-bot[dask]'") from None
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise CliError(f"--dask: cannot reach the Dask scheduler at {address} ({exc})") from None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from trading_bot.backtest.analyzer import (
+        OBJECTIVES,
+        AnalysisOptions,
+        Grid,
+        cpu_workers,
+        jobs_for,
+        make_executor,
+        parse_range,
+        run_jobs,
+        updated_document,
+        write_results,
+    )
+    from trading_bot.cli.main import CliError
+    from trading_bot.domain.params import StrategyConfigError
+    from trading_bot.marketdata.candle_csv import cache_file_name
+    from trading_bot.ops.progress import Progress
+    from trading_bot.persistence.strategy_config_file import load_config
+
+    if not 0.1 <= args.train <= 0.95:
+        raise CliError(f"--train: expected a fraction between 0.1 and 0.95, got {args.train}")
+    if args.objective not in OBJECTIVES:
+        raise CliError(f"--objective: expected one of {', '.join(OBJECTIVES)}, got {args.objective!r}")
+    if args.folds < 1 or args.min_trades < 1:
+        raise CliError("--folds and --min-trades must be at least 1")
+    try:
+        grid = Grid(parse_range(args.sl, "--sl"), parse_range(args.rr, "--rr"),
+                    parse_range(args.thresholds, "--thresholds") if args.thresholds else None)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    keys = settings.bot_keys
+    try:
+        config = load_config(settings.strategy_config, keys)
+    except StrategyConfigError as exc:
+        raise CliError(f"strategy config: {exc}") from None
+    missing = [f"{s} {tf}" for s, tf in keys if not (settings.candles_dir / cache_file_name(s, tf)).exists()]
+    if len(missing) == len(keys):
+        raise CliError(f"no cached history in {settings.candles_dir} for these bots: run `trading-bot fetch` first")
+    options = AnalysisOptions(grid=grid, train_fraction=args.train, folds=args.folds, objective=args.objective,
+                              min_trades=args.min_trades, fee_rate=settings.fee_rate, slippage=settings.slippage,
+                              risk_per_trade=settings.risk_per_trade, leverage=settings.leverage,
+                              max_open_positions=settings.max_open_positions, initial_balance=settings.initial_balance)
+    jobs = jobs_for(keys, settings.candles_dir, config)
+    started = time.perf_counter()
+    progress = Progress(len(jobs), "analyzing", items=len(jobs), unit="series")
+    dask_client = _dask_client(args.dask, args.dask_timeout) if args.dask else None
+    executor = dask_client.get_executor() if dask_client else make_executor(min(args.workers or cpu_workers(), len(jobs)))
+    try:
+        def done(r: Any) -> None:
+            progress.advance(1)
+            progress.item_done(f"{r.symbol} {r.timeframe}: {r.candles} candles, {r.combinations} backtests, "
+                               f"{r.seconds:.2f}s{' — ' + r.error if r.error else ''}")
+
+        results = run_jobs(jobs, options, executor, done)
+    finally:
+        progress.close()
+        if dask_client is not None:
+            dask_client.close()
+        elif executor is not None:
+            executor.shutdown()
+    elapsed = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"results": [r.as_json() for r in results], "seconds": elapsed, "grid_size": grid.size},
+                         indent=2, allow_nan=False))
+    else:
+        print(render_table(results))
+        print(f"{len(results)} series, {sum(r.combinations for r in results)} backtests in {elapsed:.2f}s")
+    if args.dry_run:
+        print("dry run: strategy config not written", file=sys.stderr)
+        return 0
+    chosen = [r for r in results if r.chosen is not None]
+    if chosen:
+        write_results(settings.strategy_config, updated_document(config.document, results, options, config))
+        print(f"wrote {settings.strategy_config} ({len(chosen)} bot(s) updated; the running daemon reloads it)",
+              file=sys.stderr)
+    return 0
+

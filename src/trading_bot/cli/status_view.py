@@ -1,0 +1,119 @@
+"""`trading-bot status`: what the state files say, readable by a person or (--json) a script.
+Imports nothing heavy, so it answers in a blink even while the daemon runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from trading_bot.persistence.state_store import StateStore, read_status
+
+SIDES = {1: "long", -1: "short"}
+
+
+def _price(value: float) -> str:
+    return f"{value:.6g}" if abs(value) < 1000 else f"{value:.2f}"
+
+
+def _age(ms: int | None) -> str:
+    if not ms:
+        return "never"
+    seconds = max(0.0, time.time() - ms / 1000)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def collect_status(state_dir: Path) -> dict[str, Any]:
+    """Merge positions.json (authoritative positions) with status.json (last heartbeat figures)."""
+    store = StateStore(state_dir)
+    saved = store.load()
+    heartbeat = read_status(store.status_path) or {}
+    result: dict[str, Any] = {"state_dir": str(state_dir), "running": _pid_alive(heartbeat.get("pid"))}
+    if saved is None and not heartbeat:
+        result["empty"] = True
+        return result
+    marks = {(p["symbol"], p["timeframe"]): p.get("mark") for p in heartbeat.get("positions", [])}
+    positions = []
+    if saved is not None:
+        for book in saved.books.values():
+            if book.position is None:
+                continue
+            p = book.position
+            mark = marks.get((p.symbol, p.timeframe)) or p.entry_price
+            positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
+        wallet = saved.wallet
+        result.update(balance=wallet.balance, initial_balance=wallet.initial_balance,
+                      realised_pnl=wallet.realised_pnl, fees_paid=wallet.fees_paid, trades=wallet.trades,
+                      wins=wallet.wins, mode=saved.mode)
+    upnl = sum(p["unrealised_pnl"] for p in positions)
+    result["positions"] = positions
+    result["unrealised_pnl"] = upnl
+    result["equity"] = result.get("balance", 0.0) + upnl
+    result["last_heartbeat"] = {k: heartbeat.get(k) for k in (
+        "heartbeat", "time_ms", "cycle_ms", "compute_ms", "bots", "new_candles", "pending_entries",
+        "data_source", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted")}
+    return result
+
+
+def render_status(status: dict[str, Any]) -> str:
+    if status.get("empty"):
+        return f"no state yet in {status['state_dir']} (the bot has not run here)"
+    hb = status["last_heartbeat"]
+    source = hb.get("data_source") or "?"
+    lines = [
+        f"trading-bot {'running' if status['running'] else 'not running'} · mode {status.get('mode', '?')} · "
+        f"data {source}{' (SYNTHETIC market, not real prices)' if source == 'synthetic' else ''}",
+        f"equity {status['equity']:.2f} USDT · balance {status.get('balance', 0):.2f} · "
+        f"realised {status.get('realised_pnl', 0):+.2f} · unrealised {status['unrealised_pnl']:+.2f} · "
+        f"fees {status.get('fees_paid', 0):.2f}",
+        f"trades {status.get('trades', 0)} (won {status.get('wins', 0)}) · open positions {len(status['positions'])}",
+    ]
+    if hb.get("heartbeat") is not None:
+        cache = hb.get("cache") or {}
+        lines.append(
+            f"last heartbeat #{hb['heartbeat']} {_age(hb.get('time_ms'))}: cycle {hb.get('cycle_ms', 0):.1f} ms "
+            f"(compute {hb.get('compute_ms', 0):.1f} ms), {hb.get('bots')} bots, "
+            f"cache hit {100 * cache.get('hit_rate', 0):.1f}% (data {100 * cache.get('data_hit_rate', 0):.1f}%; "
+            f"features computed {cache.get('feature_misses', 0)}×, reused {cache.get('feature_hits', 0)}×)"
+        )
+        if hb.get("halted"):
+            lines.append(f"NEW ENTRIES HALTED: {hb['halted']}")
+        latency = hb.get("entry_latency") or {}
+        if latency.get("orders"):
+            lines.append(f"entry latency over {latency['orders']} order(s): p50 {latency['p50_ms']:.0f} ms, "
+                         f"p99 {latency['p99_ms']:.0f} ms (signal candle close → order acknowledged)")
+        config = hb.get("config") or {}
+        line = f"strategy config: {config.get('source')} · reloads {config.get('reloads', 0)}"
+        if config.get("last_error"):
+            line += f" · last rejected: {config['last_error']}"
+        lines.append(line)
+    for p in status["positions"]:
+        lines.append(
+            f"  {p['symbol']:<15} {p['timeframe']:>4} {SIDES.get(p['side'], '?'):<5} qty {p['qty']:.6g} "
+            f"entry {_price(p['entry_price'])} stop {_price(p['stop'])} target {_price(p['target'])} "
+            f"mark {_price(p['mark'])} upnl {p['unrealised_pnl']:+.2f}"
+        )
+    return "\n".join(lines)
+
+
+def status_json(status: dict[str, Any]) -> str:
+    return json.dumps(status, indent=2, sort_keys=True)
+

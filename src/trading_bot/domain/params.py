@@ -1,0 +1,159 @@
+"""The strategy config file: load, validate, atomic write, and the mtime watch for hot reload.
+
+Format (config/strategy_config.json):
+    {"version": 1,
+     "defaults": {"weights": {...}, "threshold": 0.3, "sl_pct": 0.015, "rr_ratio": 2.0},
+     "bots": {"BTC/USDT:USDT": {"5m": {"threshold": 0.4, ...}}}}
+A bot's parameters are the defaults overlaid with its own entry. Entries are parsed lazily: only
+the running bots' entries are validated and turned into StrategyParams. A missing file means the
+embedded defaults; a broken file raises StrategyConfigError (the daemon keeps the previous config).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+COMPONENTS = ("rsi", "ema", "macd", "bollinger", "volume")
+
+
+CONFIG_VERSION = 1
+
+
+DEFAULT_WEIGHTS: dict[str, float] = {"rsi": 0.25, "ema": 0.25, "macd": 0.2, "bollinger": 0.15, "volume": 0.15}
+
+
+DEFAULT_PARAMS_RAW: dict[str, Any] = {
+    "weights": DEFAULT_WEIGHTS,
+    "threshold": 0.15,
+    "sl_pct": 0.015,
+    "rr_ratio": 2.0,
+}
+
+
+class StrategyConfigError(ValueError):
+    """The strategy config cannot be used; the message says where and why in one line."""
+
+
+@dataclass(frozen=True)
+class StrategyParams:
+    weights: tuple[float, ...]  # in COMPONENTS order
+    threshold: float
+    sl_pct: float
+    rr_ratio: float
+
+    def weight_map(self) -> dict[str, float]:
+        return dict(zip(COMPONENTS, self.weights))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"weights": self.weight_map(), "threshold": self.threshold, "sl_pct": self.sl_pct, "rr_ratio": self.rr_ratio}
+
+
+def _finite(where: str, name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StrategyConfigError(f"{where}.{name}: expected a number, got {json.dumps(value)[:40]}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise StrategyConfigError(f"{where}.{name}: must be finite, got {number}")
+    if (number <= low if low_open else number < low) or number > high:
+        bracket = "(" if low_open else "["
+        raise StrategyConfigError(f"{where}.{name}: must be in {bracket}{low:g}, {high:g}], got {number:g}")
+    return number
+
+
+def _merge_params(where: str, base: Mapping[str, Any], override: Any) -> dict[str, Any]:
+    if not isinstance(override, Mapping):
+        raise StrategyConfigError(f"{where}: expected an object, got {type(override).__name__}")
+    merged = dict(base)
+    for key, value in override.items():
+        if key == "weights":
+            if not isinstance(value, Mapping):
+                raise StrategyConfigError(f"{where}.weights: expected an object of component weights")
+            unknown = sorted(set(value) - set(COMPONENTS))
+            if unknown:
+                raise StrategyConfigError(
+                    f"{where}.weights: unknown component {unknown[0]!r} (expected {', '.join(COMPONENTS)})"
+                )
+            merged["weights"] = {**merged.get("weights", {}), **value}
+        else:
+            merged[key] = value  # metrics/provenance blocks ride along; only known keys are read
+    return merged
+
+
+def parse_params(where: str, raw: Mapping[str, Any]) -> StrategyParams:
+    weights_raw = raw.get("weights", {})
+    weights = tuple(_finite(f"{where}.weights", c, weights_raw.get(c, 0.0), -10.0, 10.0) for c in COMPONENTS)
+    if not any(weights):
+        raise StrategyConfigError(f"{where}.weights: at least one weight must be non-zero")
+    return StrategyParams(
+        weights=weights,
+        threshold=_finite(where, "threshold", raw.get("threshold"), 0.0, 50.0, low_open=True),
+        sl_pct=_finite(where, "sl_pct", raw.get("sl_pct"), 0.0, 0.5, low_open=True),
+        rr_ratio=_finite(where, "rr_ratio", raw.get("rr_ratio"), 0.0, 50.0, low_open=True),
+    )
+
+
+@dataclass
+class StrategyConfig:
+    """A parsed document; per-bot params are built on first request and memoised."""
+
+    document: dict[str, Any]
+    source: str = "embedded defaults"
+    _defaults: dict[str, Any] = field(default_factory=dict)
+    _params: dict[tuple[str, str], StrategyParams] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        doc = self.document
+        version = doc.get("version", CONFIG_VERSION)
+        if version != CONFIG_VERSION:
+            raise StrategyConfigError(f"version: expected {CONFIG_VERSION}, got {json.dumps(version)[:20]}")
+        self._defaults = _merge_params("defaults", DEFAULT_PARAMS_RAW, doc.get("defaults", {}))
+        bots = doc.get("bots", {})
+        if not isinstance(bots, Mapping):
+            raise StrategyConfigError("bots: expected an object keyed by symbol")
+        for symbol, per_tf in bots.items():
+            if not isinstance(per_tf, Mapping):
+                raise StrategyConfigError(f"bots.{symbol}: expected an object keyed by timeframe")
+
+    def params_for(self, symbol: str, timeframe: str) -> StrategyParams:
+        key = (symbol, timeframe)
+        cached = self._params.get(key)
+        if cached is None:
+            entry = self.document.get("bots", {}).get(symbol, {}).get(timeframe, {})
+            where = f"bots.{symbol}.{timeframe}"
+            cached = parse_params(where, _merge_params(where, self._defaults, entry))
+            self._params[key] = cached
+        return cached
+
+    def validate_for(self, bot_keys: Iterable[tuple[str, str]]) -> None:
+        """Parse every running bot's entry now, so a reload is all-or-nothing."""
+        parse_params("defaults", self._defaults)
+        for symbol, timeframe in bot_keys:
+            self.params_for(symbol, timeframe)
+
+
+def default_config() -> StrategyConfig:
+    return StrategyConfig({"version": CONFIG_VERSION, "defaults": DEFAULT_PARAMS_RAW, "bots": {}})
+
+
+def _reject_constant(token: str) -> float:
+    raise StrategyConfigError(f"{token} is not a valid number in JSON")
+
+
+def parse_config_bytes(data: bytes, source: str) -> StrategyConfig:
+    try:
+        document = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except StrategyConfigError as exc:
+        raise StrategyConfigError(f"{source}: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StrategyConfigError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise StrategyConfigError(f"{source}: expected a JSON object at the top level")
+    try:
+        return StrategyConfig(document, source=source)
+    except StrategyConfigError as exc:
+        raise StrategyConfigError(f"{source}: {exc}") from None
+

@@ -1,0 +1,42 @@
+"""The account as the bot books it: the wallet, the key of one bot's books, and the snapshot of
+everything that survives a restart (wallet, books, live order intents, replay clock)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trading_bot.domain.trades import BotBook, ClosedTrade
+
+
+def bot_id(symbol: str, timeframe: str) -> str:
+    return f"{symbol}|{timeframe}"
+
+
+@dataclass
+class Wallet:
+    initial_balance: float
+    balance: float
+    fees_paid: float = 0.0
+    trades: int = 0
+    wins: int = 0
+
+    @property
+    def realised_pnl(self) -> float:
+        return self.balance - self.initial_balance
+
+    def apply(self, trade: ClosedTrade) -> None:
+        self.balance += trade.pnl
+        self.fees_paid += trade.entry_fee + trade.exit_fee
+        self.trades += 1
+        self.wins += trade.pnl > 0
+
+
+@dataclass
+class SavedState:
+    wallet: Wallet
+    books: dict[str, BotBook] = field(default_factory=dict)
+    clock_ms: int | None = None
+    mode: str = "paper"
+    # Live: every order we mean to send, recorded before it is sent (client order id -> intent).
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)

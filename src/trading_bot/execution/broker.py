@@ -1,0 +1,98 @@
+"""Execution: the Broker seam the heartbeat talks to, the books both brokers keep, and the
+PaperBroker (DRY_RUN, the default). The LiveBroker is in live_broker.py.
+
+The PaperBroker decides nothing itself: every fill, stop and target comes from trading_rules, the
+same code the backtest runs, so paper trades and backtest trades agree. It only keeps the books
+and the simulated USDT wallet; the Bot persists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from trading_bot.domain.params import StrategyParams
+from trading_bot.domain.rules import CandleOutcome
+from trading_bot.domain.sizing import RiskLimits, may_open
+from trading_bot.domain.trades import BotBook, ClosedTrade, Position
+from trading_bot.domain.wallet import SavedState, Wallet, bot_id
+
+
+@dataclass
+class BrokerEvents:
+    opened: list[Position] = field(default_factory=list)
+    closed: list[ClosedTrade] = field(default_factory=list)
+    rejected: int = 0
+
+    def add(self, outcome: CandleOutcome) -> None:
+        if outcome.closed is not None:
+            self.closed.append(outcome.closed)
+        if outcome.opened is not None:
+            self.opened.append(outcome.opened)
+        if outcome.rejected is not None:
+            self.rejected += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.opened or self.closed or self.rejected)
+
+
+class Broker(Protocol):
+    name: str
+    mode: str
+
+    async def process_candles(self, symbol: str, timeframe: str, candles: np.ndarray, scores: np.ndarray,
+                              params: StrategyParams) -> BrokerEvents: ...
+
+    async def fill_at_open(self, symbol: str, timeframe: str, open_price: float, candle_ts: int,
+                           params: StrategyParams) -> BrokerEvents: ...
+
+    async def sync(self) -> BrokerEvents: ...
+
+    def book(self, symbol: str, timeframe: str) -> BotBook: ...
+
+    def open_positions(self) -> list[Position]: ...
+
+    def pending_count(self) -> int: ...
+
+    def snapshot(self) -> SavedState: ...
+
+
+class Books:
+    """The books of every bot and the wallet, as both brokers keep them."""
+
+    mode = "paper"
+
+    def __init__(self, keys: list[tuple[str, str]], initial_balance: float, limits: RiskLimits,
+                 saved: SavedState | None) -> None:
+        self.limits = limits
+        self.wallet = saved.wallet if saved else Wallet(initial_balance, initial_balance)
+        self.intents: dict[str, dict[str, Any]] = dict(saved.intents) if saved else {}
+        self.books: dict[str, BotBook] = {}
+        saved_books = saved.books if saved else {}
+        for symbol, timeframe in keys:
+            key = bot_id(symbol, timeframe)
+            self.books[key] = saved_books.get(key) or BotBook(symbol, timeframe)
+        # Books of bots not running this time are kept (and saved) so their positions are not lost.
+        for key, book in saved_books.items():
+            self.books.setdefault(key, book)
+
+    def book(self, symbol: str, timeframe: str) -> BotBook:
+        return self.books[bot_id(symbol, timeframe)]
+
+    def open_positions(self) -> list[Position]:
+        return [b.position for b in self.books.values() if b.position is not None]
+
+    def pending_count(self) -> int:
+        return sum(1 for b in self.books.values() if b.pending is not None)
+
+    def entry_allowed(self, extra_pending: int = 0) -> bool:
+        return may_open(len(self.open_positions()), self.pending_count() + extra_pending, self.limits)
+
+    def snapshot(self) -> SavedState:
+        return SavedState(self.wallet, self.books, mode=self.mode, intents=self.intents)
+
+    async def sync(self) -> BrokerEvents:
+        return BrokerEvents()
+

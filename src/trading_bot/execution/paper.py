@@ -1,0 +1,62 @@
+"""PaperBroker (DRY_RUN, the default): decides nothing itself. Every fill, stop and target comes from
+domain.rules, the same code the backtest runs, so paper trades and backtest trades agree; it only
+keeps the books and the simulated USDT wallet."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trading_bot.domain.candles import HIGH, LOW, OPEN, TS
+from trading_bot.domain.params import StrategyParams
+from trading_bot.domain.rules import CandleOutcome, fill_pending, on_closed_candle
+from trading_bot.domain.sizing import RiskLimits, position_size
+from trading_bot.domain.trades import Costs
+from trading_bot.domain.wallet import SavedState
+from trading_bot.execution.broker import Books, BrokerEvents
+
+
+class PaperBroker(Books):
+    name = "paper"
+
+    def __init__(self, keys: list[tuple[str, str]], initial_balance: float, costs: Costs, limits: RiskLimits,
+                 saved: SavedState | None = None) -> None:
+        super().__init__(keys, initial_balance, limits, saved)
+        self.costs = costs
+        self.mode = saved.mode if saved else "paper"
+
+    def _size(self, side: int, entry: float, stop: float) -> float:
+        return position_size(self.wallet.balance, entry, stop, self.limits)
+
+    async def process_candles(self, symbol: str, timeframe: str, candles: np.ndarray, scores: np.ndarray,
+                              params: StrategyParams) -> BrokerEvents:
+        """Run the rules over newly closed candles in order. Only the newest candle may signal an
+        entry: older ones in the batch are catch-up after downtime, checked for exits only.
+        (No await inside: bots evaluated together still run one after another, deterministically.)"""
+        book = self.book(symbol, timeframe)
+        events = BrokerEvents()
+        last = candles.shape[0] - 1
+        for i in range(candles.shape[0]):
+            ts = int(candles[i, TS])
+            if book.last_candle_ts is not None and ts <= book.last_candle_ts:
+                continue
+            outcome = on_closed_candle(
+                book, ts, float(candles[i, OPEN]), float(candles[i, HIGH]), float(candles[i, LOW]),
+                float(scores[i]), params.threshold, params.sl_pct, params.rr_ratio, self.costs, self._size,
+                allow_entry=i == last and self.entry_allowed(),
+            )
+            if outcome.closed is not None:
+                self.wallet.apply(outcome.closed)
+            events.add(outcome)
+        return events
+
+    async def fill_at_open(self, symbol: str, timeframe: str, open_price: float, candle_ts: int,
+                           params: StrategyParams) -> BrokerEvents:
+        """The candle after the signal has opened: fill now rather than when it closes (same price)."""
+        book = self.book(symbol, timeframe)
+        events = BrokerEvents()
+        if book.pending is None or book.last_candle_ts is None or candle_ts <= book.last_candle_ts:
+            return events
+        outcome = CandleOutcome()
+        fill_pending(book, open_price, candle_ts, params.sl_pct, params.rr_ratio, self.costs, self._size, outcome)
+        events.add(outcome)
+        return events

@@ -1,0 +1,170 @@
+"""The OHLCV CSV cache: `timestamp,open,high,low,close,volume`, ms UTC, ascending, no duplicates.
+
+Reading is forgiving (a torn last line, junk rows, duplicates or disorder are dropped or fixed, and
+counted); writing only ever appends whole lines, so the analyzer always finds the full history.
+Candles in memory are float64 arrays of shape (n, 6) in the same column order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trading_bot.domain.candles import CLOSE, COLUMNS, EMPTY, HIGH, LOW, OPEN, TS, VOLUME
+
+HEADER = "timestamp,open,high,low,close,volume"
+
+
+log = logging.getLogger(__name__)
+
+
+def cache_file_name(symbol: str, timeframe: str) -> str:
+    return f"{symbol.replace('/', '_').replace(':', '_')}_{timeframe}.csv"
+
+
+@dataclass
+class ReadReport:
+    rows_read: int = 0
+    dropped: int = 0
+    torn_tail: bool = False
+
+
+def _tail_bytes(path: Path, lines: int) -> bytes:
+    """The last `lines` + 1 lines of the file (a bounded read, whatever the file's length)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        end = handle.tell()
+        block = 1 << 16
+        pos = end
+        data = b""
+        while pos > 0 and data.count(b"\n") <= lines + 1:
+            step = min(block, pos)
+            pos -= step
+            handle.seek(pos)
+            data = handle.read(step) + data
+            block *= 2
+        return data
+
+
+def parse_candle_lines(lines: list[bytes], report: ReadReport) -> np.ndarray:
+    rows: list[list[float]] = []
+    for line in lines:
+        parts = line.split(b",")
+        if len(parts) != COLUMNS:
+            report.dropped += 1
+            continue
+        try:
+            row = [float(p) for p in parts]
+        except ValueError:
+            report.dropped += 1
+            continue
+        rows.append(row)
+    if not rows:
+        return EMPTY.copy()
+    return clean_candles(np.array(rows, dtype=np.float64), report)
+
+
+def clean_candles(candles: np.ndarray, report: ReadReport) -> np.ndarray:
+    """Drop rows that cannot be real candles; sort by time and keep the last copy of a duplicate."""
+    o, h, lo, c, v = (candles[:, i] for i in (OPEN, HIGH, LOW, CLOSE, VOLUME))
+    finite = np.isfinite(candles[:, :VOLUME]).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        sane = (
+            finite
+            & (candles[:, TS] >= 0)
+            & (o > 0) & (h > 0) & (lo > 0) & (c > 0)
+            & (h >= lo) & (h >= np.maximum(o, c)) & (lo <= np.minimum(o, c))
+        )
+    volume_ok = np.isfinite(v) & (v >= 0)
+    candles = candles.copy()
+    candles[~volume_ok, VOLUME] = 0.0  # mark-price files carry no volume; not a reason to drop
+    report.dropped += int((~sane).sum())
+    candles = candles[sane]
+    if candles.shape[0] > 1:
+        ts = candles[:, TS]
+        if not (np.diff(ts) > 0).all():
+            order = np.argsort(ts, kind="stable")
+            candles = candles[order]
+            ts = candles[:, TS]
+            keep = np.append(ts[1:] != ts[:-1], True)  # last copy of each timestamp wins
+            report.dropped += int((~keep).sum())
+            candles = candles[keep]
+    return candles
+
+
+def _split_lines(data: bytes, report: ReadReport, from_start: bool) -> list[bytes]:
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines and lines[-1]:
+        report.torn_tail = True  # no newline at the end: a write was cut short
+        lines.pop()
+    if lines and not from_start:
+        lines.pop(0)  # possibly a partial line where the tail read started
+    if lines and lines[0].strip().startswith(b"timestamp"):
+        lines.pop(0)
+    report.rows_read = len(lines)
+    return lines
+
+
+def read_candles(path: Path, limit: int | None = None) -> tuple[np.ndarray, ReadReport]:
+    """The last `limit` candles (all when None). A missing file gives an empty array."""
+    report = ReadReport()
+    try:
+        if limit is None:
+            data = path.read_bytes()
+            from_start = True
+        else:
+            data = _tail_bytes(path, limit + 2)
+            from_start = len(data) == path.stat().st_size
+    except FileNotFoundError:
+        return EMPTY.copy(), report
+    candles = parse_candle_lines(_split_lines(data, report, from_start), report)
+    if limit is not None and candles.shape[0] > limit:
+        candles = candles[-limit:]
+    if report.dropped or report.torn_tail:
+        log.warning("%s: dropped %d bad row(s)%s", path, report.dropped,
+                    ", cut a torn last line" if report.torn_tail else "")
+    return candles, report
+
+
+def repair_torn_tail(path: Path) -> None:
+    """Cut a partial last line so the next append starts on a fresh line."""
+    try:
+        with open(path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            tail = _tail_bytes(path, 1)
+            cut = tail.rfind(b"\n")
+            handle.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+    except FileNotFoundError:
+        return
+
+
+def format_rows(candles: np.ndarray) -> bytes:
+    out = []
+    for row in candles.tolist():
+        out.append(f"{int(row[0])},{row[1]!r},{row[2]!r},{row[3]!r},{row[4]!r},{row[5]!r}\n")
+    return "".join(out).encode()
+
+
+def append_candles(path: Path, candles: np.ndarray) -> None:
+    """Append whole lines (with a header when the file is new). No fsync: candles can always be
+    fetched again, and a line cut by a crash is dropped on read and cut before the next append."""
+    if candles.shape[0] == 0:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repair_torn_tail(path)
+    new_file = not path.exists() or path.stat().st_size == 0
+    data = (HEADER + "\n").encode() + format_rows(candles) if new_file else format_rows(candles)
+    with open(path, "ab") as handle:
+        handle.write(data)
+

@@ -1,0 +1,80 @@
+"""Logging: human lines with timestamps in a terminal; under systemd (JOURNAL_STREAM set) no
+timestamps and `<N>` syslog priority prefixes, which journald turns into levels. Optional LOG_FILE
+(reopened when logrotate moves it). Secrets are masked in every record, whatever logged them."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class JournaldFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        priority = SYSLOG_PRIORITY.get(record.levelno, 6)
+        return f"<{priority}>{super().format(record)}"
+
+
+class RedactSecrets(logging.Filter):
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(s in message for s in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, "***")
+                record.msg, record.args = message, None
+        return True
+
+
+def under_journald() -> bool:
+    return bool(os.environ.get("JOURNAL_STREAM"))
+
+
+def setup_logging(level: str = "INFO", log_file: Path | None = None, secrets: Iterable[str] = ()) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+    redact = RedactSecrets(secrets)
+    console = logging.StreamHandler(sys.stdout)
+    if under_journald():
+        console.setFormatter(JournaldFormatter("%(message)s"))
+    else:
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    console.addFilter(redact)
+    root.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        file_handler.addFilter(redact)
+        root.addHandler(file_handler)
+
+
+def reopen_log_files() -> int:
+    """Reopen every file handler (SIGHUP after logrotate moved the file). Returns how many."""
+    count = 0
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+                if isinstance(handler, logging.handlers.WatchedFileHandler):
+                    handler._statstream()
+            finally:
+                handler.release()
+            count += 1
+    return count
+

@@ -1,0 +1,205 @@
+"""What survives a restart: positions.json (atomic replace), trades.jsonl (append-only journal) and
+status.json (the last heartbeat's figures, for `trading-bot status`).
+
+positions.json: {"version": 1, "mode", "clock_ms", "saved_at", "data_source",
+                 "wallet": {...}, "bots": {"BTC/USDT:USDT|5m": {"position", "pending", "last_candle_ts"}}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from trading_bot.domain.trades import BotBook, ClosedTrade, PendingEntry, Position
+from trading_bot.domain.wallet import SavedState, Wallet, bot_id
+from trading_bot.persistence.atomic_files import append_durable_async, atomic_write_bytes_async
+
+STATE_VERSION = 1
+
+
+POSITIONS_FILE = "positions.json"
+
+
+TRADES_FILE = "trades.jsonl"
+
+
+STATUS_FILE = "status.json"
+
+
+log = logging.getLogger(__name__)
+
+
+class StateError(ValueError):
+    """A state file exists but cannot be used; the message names the file."""
+
+
+def _dumps(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_state(state: SavedState, saved_at: int, data_source: str) -> bytes:
+    bots = {
+        bot_id(book.symbol, book.timeframe): {
+            "position": book.position.to_json() if book.position else None,
+            "pending": asdict(book.pending) if book.pending else None,
+            "last_candle_ts": book.last_candle_ts,
+        }
+        for book in state.books.values()
+    }
+    return _dumps({
+        "version": STATE_VERSION, "mode": state.mode, "clock_ms": state.clock_ms, "saved_at": saved_at,
+        "data_source": data_source, "wallet": asdict(state.wallet), "bots": bots, "intents": state.intents,
+    })
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def decode_state(data: bytes, source: str) -> SavedState:
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict):
+            raise ValueError("expected a JSON object")
+        if doc.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported version {doc.get('version')!r}")
+        raw_wallet = doc["wallet"]
+        wallet = Wallet(**{k: raw_wallet[k] for k in Wallet.__dataclass_fields__})
+        if not all(_finite_number(getattr(wallet, k)) for k in Wallet.__dataclass_fields__):
+            raise ValueError("wallet has a non-numeric value")
+        books: dict[str, BotBook] = {}
+        for key, raw in doc["bots"].items():
+            symbol, _, timeframe = key.rpartition("|")
+            book = BotBook(symbol, timeframe, last_candle_ts=raw.get("last_candle_ts"))
+            if raw.get("position"):
+                book.position = Position.from_json(raw["position"])
+            if raw.get("pending"):
+                book.pending = PendingEntry(**raw["pending"])
+            books[key] = book
+        intents = doc.get("intents", {})
+        if not isinstance(intents, dict):
+            raise ValueError("intents must be an object")
+        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"), intents)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StateError(f"{source}: unreadable state ({type(exc).__name__}: {exc})") from None
+
+
+class StateStore:
+    """The one writer of the state directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.positions_path = directory / POSITIONS_FILE
+        self.trades_path = directory / TRADES_FILE
+        self.status_path = directory / STATUS_FILE
+        self._journaled: set[tuple[Any, ...]] | None = None
+        # One writer per file: parallel bots save at the same moment, and two writes through the one
+        # temp file would lose a rename (and reorder states).
+        self._positions_lock = asyncio.Lock()
+        self._journal_lock = asyncio.Lock()
+        self._status_lock = asyncio.Lock()
+
+    def load(self) -> SavedState | None:
+        try:
+            data = self.positions_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"{self.positions_path}: cannot read ({exc.strerror or exc})") from None
+        return decode_state(data, str(self.positions_path))
+
+    def remove_stale_temp_files(self) -> int:
+        """Temp files of a write that a crash interrupted (the real file is intact: it is only ever
+        replaced by a rename). We are the one writer, so any left over is stale."""
+        removed = 0
+        for stale in self.directory.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def set_aside_corrupt(self) -> Path:
+        """Keep an unreadable positions.json as a dated backup (nothing is ever deleted)."""
+        backup = self.positions_path.with_name(f"{POSITIONS_FILE}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(self.positions_path, backup)
+        return backup
+
+    def repair_journal(self) -> int:
+        """Cut a torn last line (a crash mid-append) so the next record starts on its own line.
+        Returns the bytes cut."""
+        try:
+            with open(self.trades_path, "rb+") as handle:
+                data = handle.read()
+                if not data or data.endswith(b"\n"):
+                    return 0
+                keep = data.rfind(b"\n") + 1
+                handle.truncate(keep)
+                log.warning("%s: cut a torn last line (%d bytes) left by a crash", self.trades_path, len(data) - keep)
+                return len(data) - keep
+        except FileNotFoundError:
+            return 0
+
+    async def save(self, state: SavedState, saved_at: int, data_source: str) -> None:
+        async with self._positions_lock:  # encoded inside: the books as they are when the write starts
+            await atomic_write_bytes_async(self.positions_path, encode_state(state, saved_at, data_source))
+
+    async def append_trade(self, trade: ClosedTrade) -> bool:
+        """Append a closed trade once. A crash between this append and the next positions.json save
+        makes the restarted bot close the same position again; the journal then already has it.
+        Returns False for such a repeat."""
+        async with self._journal_lock:
+            if self._journaled is None:
+                self._journaled = {trade_key(r) for r in read_journal(self.trades_path)}
+            key = trade_key(trade.to_json())
+            if key in self._journaled:
+                return False
+            await append_durable_async(self.trades_path, _dumps(trade.to_json()) + b"\n")
+            self._journaled.add(key)
+            return True
+
+    async def write_status(self, status: dict[str, Any]) -> None:
+        async with self._status_lock:
+            await atomic_write_bytes_async(self.status_path, _dumps(status))
+
+
+def trade_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies one trade: its bot, side and entry (time, price, size)."""
+    return (record.get("symbol"), record.get("timeframe"), record.get("side"), record.get("entry_ts"),
+            record.get("signal_ts"), record.get("entry_price"), record.get("qty"))
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """Every complete record; a torn or garbled line (a crash mid-append) is skipped with a warning."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    records = []
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+            records.append(record)
+        except ValueError:
+            where = "torn last line" if number == len(lines) else f"bad line {number}"
+            log.warning("%s: skipped a %s", path, where)
+    return records
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
