@@ -9,7 +9,7 @@ from conftest import make_settings
 from fakes.fake_binance import FakeBinance
 from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.engine.daemon import Bot
-from trading_bot.exchange.client import ExchangePool
+from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.network import exchange_host, network_reachable
 from trading_bot.exchange.source import ExchangeSource
 from trading_bot.marketdata.candle_csv import read_candles
@@ -25,7 +25,7 @@ async def fake():
 
 
 async def test_fetch_drops_the_open_candle_and_reports_its_open(fake):
-    source = ExchangeSource(ExchangePool("binanceusdm", fake.url))
+    source = ExchangeSource(ExchangeClient("binanceusdm", fake.url))
     try:
         result = await source.fetch("BTC/USDT:USDT", "1m", 60_000, None, NOW, 100, None)
     finally:
@@ -40,7 +40,7 @@ async def test_fetch_drops_the_open_candle_and_reports_its_open(fake):
 
 
 async def test_incremental_fetch_uses_since(fake):
-    source = ExchangeSource(ExchangePool("binanceusdm", fake.url))
+    source = ExchangeSource(ExchangeClient("binanceusdm", fake.url))
     since = last_closed_open_ms(NOW, 300_000) - 2 * 300_000
     try:
         result = await source.fetch("ETH/USDT:USDT", "5m", 300_000, since, NOW, 1000, None)

@@ -15,7 +15,7 @@ from fakes.fake_binance import FakeBinance
 from trading_bot.domain.candles import TS
 from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.exchange.budget import WeightBudget
-from trading_bot.exchange.client import ExchangePool
+from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.history_download import (
     FetchUsageError,
     align_up,
@@ -56,7 +56,7 @@ async def market():
 @pytest.fixture
 async def pool(market):
     _, fake = market
-    exchange = ExchangePool("binanceusdm", fake.url, retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02))
+    exchange = ExchangeClient("binanceusdm", fake.url, retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02))
     yield exchange
     await exchange.close()
 
@@ -151,7 +151,7 @@ async def test_an_interrupted_fetch_keeps_its_pages_and_a_rerun_completes(tmp_pa
     assert all(r.status != 200 for r in klines(fake)[2:])  # nothing more reached us
 
     back = await FakeBinance(now_ms=clock).start()  # the exchange is back (same market, same clock)
-    second_pool = ExchangePool("binanceusdm", back.url)
+    second_pool = ExchangeClient("binanceusdm", back.url)
     try:
         resumed = await fetch_history(second_pool, tmp_path, [BTC], ["5m"], since, stream=io.StringIO())
     finally:

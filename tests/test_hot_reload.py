@@ -122,7 +122,7 @@ async def test_reload_survives_an_analyzer_rewriting_the_file_repeatedly(tmp_pat
 
 
 async def test_the_analyzer_writes_and_the_running_daemon_trades_with_it(tmp_path):
-    from trading_bot.backtest.analyzer import AnalysisOptions, Grid, jobs_for, run_jobs, updated_document, write_results
+    from trading_bot.backtest.analyzer import AnalysisOptions, Grid, jobs_for, run_jobs, updated_document
 
     settings = settings_for(tmp_path)
     bot = Bot(settings, replay=True, install_signals=False)
@@ -137,7 +137,7 @@ async def test_the_analyzer_writes_and_the_running_daemon_trades_with_it(tmp_pat
             options = AnalysisOptions(grid=Grid(sl=(0.004,), rr=(1.5,), thresholds=(0.12,)), min_trades=1)
             config = bot.watch.config
             results = run_jobs(jobs_for([(SYMBOL, TF)], settings.candles_dir, config), options, None)
-            write_results(settings.strategy_config, updated_document(config.document, results, options, config))
+            write_config(settings.strategy_config, updated_document(config.document, results, options, config))
             chosen.update(results[0].chosen or {})
             bump_mtime(settings.strategy_config, 5)
         if bot.figures.number == 60:

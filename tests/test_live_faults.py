@@ -15,7 +15,7 @@ from fakes.fake_binance import FakeBinance, add_markets
 from fakes.live_bot import SYMBOL, SYMBOL_ID, live_settings, open_a_position
 from trading_bot.engine.daemon import Bot
 from trading_bot.exchange.budget import WeightBudget
-from trading_bot.exchange.client import ExchangePool
+from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.retry import RetryPolicy
 from trading_bot.exchange.source import ExchangeSource
 from trading_bot.marketdata.manager import MarketDataManager
@@ -166,7 +166,7 @@ async def test_two_hundred_bots_refreshing_at_once_stay_inside_the_weight_budget
         fake = await FakeBinance(weight_limit=300).start()
         start = time.time()
         fake.clock = lambda: (time.time() - start) * 30  # 60 "seconds" of weight window = 2 real seconds
-        pool = ExchangePool("binanceusdm", fake.url, weight_limit=300, retry=RetryPolicy(attempts=1))
+        pool = ExchangeClient("binanceusdm", fake.url, weight_limit=300, retry=RetryPolicy(attempts=1))
         pool.budget.window_s = 2.0
         if not with_budget:
             pool.budget = Unlimited()

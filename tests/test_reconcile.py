@@ -177,11 +177,11 @@ async def test_reconciliation_reruns_after_an_outage_and_periodically(tmp_path, 
 async def test_the_pool_notices_an_outage_of_a_minute(monkeypatch):
     import ccxt
 
-    from trading_bot.exchange.client import ExchangePool
+    from trading_bot.exchange.client import ExchangeClient
 
     now = [1000.0]
     monkeypatch.setattr("trading_bot.exchange.client.time.monotonic", lambda: now[0])
-    pool = ExchangePool("binanceusdm")
+    pool = ExchangeClient("binanceusdm")
 
     class Client:
         def __init__(self) -> None:

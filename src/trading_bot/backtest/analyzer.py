@@ -29,7 +29,6 @@ from trading_bot.backtest.metrics import Metrics, compute_metrics
 from trading_bot.domain.params import CONFIG_VERSION, StrategyConfig
 from trading_bot.domain.timeframes import timeframe_ms
 from trading_bot.marketdata.candle_csv import ReadReport, cache_file_name, clean_candles
-from trading_bot.persistence.strategy_config_file import write_config
 from trading_bot.signals.features import DEFAULT_FEATURE_PARAMS, compute_features
 from trading_bot.signals.scoring import score_components, signal_sides, weighted_score
 
@@ -296,10 +295,6 @@ def updated_document(document: dict[str, Any], results: list[SeriesResult], opti
             },
         }
     return doc
-
-
-def write_results(path: Path, document: dict[str, Any]) -> None:
-    write_config(path, document)
 
 
 def cpu_workers() -> int:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-STOP, TARGET = 1, 2  # exit reasons
-
 
 @dataclass
 class KernelTrades:

@@ -83,13 +83,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         parse_range,
         run_jobs,
         updated_document,
-        write_results,
     )
     from trading_bot.cli.main import CliError
     from trading_bot.domain.params import StrategyConfigError
     from trading_bot.marketdata.candle_csv import cache_file_name
     from trading_bot.ops.progress import Progress
-    from trading_bot.persistence.strategy_config_file import load_config
+    from trading_bot.persistence.strategy_config_file import load_config, write_config
 
     if not 0.1 <= args.train <= 0.95:
         raise CliError(f"--train: expected a fraction between 0.1 and 0.95, got {args.train}")
@@ -144,7 +143,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     chosen = [r for r in results if r.chosen is not None]
     if chosen:
-        write_results(settings.strategy_config, updated_document(config.document, results, options, config))
+        write_config(settings.strategy_config, updated_document(config.document, results, options, config))
         print(f"wrote {settings.strategy_config} ({len(chosen)} bot(s) updated; the running daemon reloads it)",
               file=sys.stderr)
     return 0

@@ -9,13 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trading_bot.domain.formatting import format_price
 from trading_bot.persistence.state_store import StateStore, read_status
 
 SIDES = {1: "long", -1: "short"}
-
-
-def _price(value: float) -> str:
-    return f"{value:.6g}" if abs(value) < 1000 else f"{value:.2f}"
 
 
 def _age(ms: int | None) -> str:
@@ -108,8 +105,8 @@ def render_status(status: dict[str, Any]) -> str:
     for p in status["positions"]:
         lines.append(
             f"  {p['symbol']:<15} {p['timeframe']:>4} {SIDES.get(p['side'], '?'):<5} qty {p['qty']:.6g} "
-            f"entry {_price(p['entry_price'])} stop {_price(p['stop'])} target {_price(p['target'])} "
-            f"mark {_price(p['mark'])} upnl {p['unrealised_pnl']:+.2f}"
+            f"entry {format_price(p['entry_price'])} stop {format_price(p['stop'])} target {format_price(p['target'])} "
+            f"mark {format_price(p['mark'])} upnl {p['unrealised_pnl']:+.2f}"
         )
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from trading_bot.domain.candles import CLOSE, TS
+from trading_bot.domain.formatting import format_price
 from trading_bot.domain.params import StrategyConfig, StrategyConfigError
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.timeframes import last_closed_open_ms
@@ -85,10 +86,6 @@ def _is_exchange_error(exc: BaseException) -> bool:
     return ccxt is not None and isinstance(exc, ccxt.BaseError)
 
 
-def _fmt_price(value: float) -> str:
-    return f"{value:.6g}" if value < 1000 else f"{value:.2f}"
-
-
 class Bot:
     def __init__(self, settings: Settings, *, replay: bool = False, speed: float | None = None,
                  cycles: int | None = None, clock: Clock | None = None, source: CandleSource | None = None,
@@ -117,7 +114,7 @@ class Bot:
         self.notifier = notifier or Notifier()
         self.last_progress = time.monotonic()
         self._background: set[asyncio.Task[None]] = set()
-        self.pool: Any = None  # the ExchangePool, once anything needs the exchange
+        self.pool: Any = None  # the ExchangeClient, once anything needs the exchange
         self._reconciled_at = 0.0
         self._tick_task: asyncio.Future[None] | None = None
         self._stop_requested_at: float | None = None
@@ -167,13 +164,13 @@ class Bot:
 
     def _exchange_source(self) -> CandleSource:
         """Candles through the process's one exchange pool (with the account's keys when live)."""
-        from trading_bot.exchange.client import ExchangePool
+        from trading_bot.exchange.client import ExchangeClient
         from trading_bot.exchange.source import ExchangeSource
 
         s = self.settings
         if self.pool is None:
             key, secret = (s.api_key.reveal(), s.api_secret.reveal()) if self.live else ("", "")
-            self.pool = ExchangePool(s.exchange_id, s.exchange_url, key, secret, timeout_ms=s.exchange_timeout_ms,
+            self.pool = ExchangeClient(s.exchange_id, s.exchange_url, key, secret, timeout_ms=s.exchange_timeout_ms,
                                      on_activity=self._mark_progress, demo=s.exchange_demo, now_ms=self.clock.now_ms,
                                      recv_window_ms=s.exchange_recv_window_ms)
         return ExchangeSource(self.pool, owns_pool=False)
@@ -250,8 +247,7 @@ class Bot:
             self.broker.mode = "replay" if self.replay else "paper"
         if self.mdm.due(self.clock.now_ms()):
             await self.mdm.refresh(self.clock.now_ms())
-        not_ready = [f"{k[0]} {k[1]}" for k, x in self.mdm.series.items()
-                     if x.candles.shape[0] <= self.mdm.feature_params.warmup]
+        not_ready = [f"{symbol} {timeframe}" for symbol, timeframe in self.mdm.not_ready()]
         if not_ready:
             raise StartupError(f"no market data for: {', '.join(not_ready[:5])}{' …' if len(not_ready) > 5 else ''}")
         events = await self._catch_up()
@@ -270,11 +266,10 @@ class Bot:
 
         if saved is not None and saved.mode != "live":
             saved = None  # a paper wallet is no account: live state starts from the exchange
-        broker = LiveBroker(self.pool, self.keys, costs, limits, saved, self.clock.now_ms)
-        broker.persist_hook = self.save_state
-        broker.journal_hook = self.store.append_trade
         never = asyncio.Event()  # (a stop request must not cut a recvWindow wait short: it decides an order's fate)
-        broker.sleep_until_ms = lambda wake: self.clock.sleep_until(wake, never)
+        broker = LiveBroker(self.pool, self.keys, costs, limits, saved, self.clock.now_ms, persist=self.save_state,
+                            journal=self.store.append_trade,
+                            sleep_until_ms=lambda wake: self.clock.sleep_until(wake, never))
         self.broker = broker
         try:
             await broker.prepare()
@@ -383,8 +378,8 @@ class Bot:
     async def _record(self, events: BrokerEvents) -> None:
         for position in events.opened:
             log.info("opened %s %s %s qty=%.6g @ %s stop=%s target=%s", SIDE_NAMES[position.side], position.symbol,
-                     position.timeframe, position.qty, _fmt_price(position.entry_price),
-                     _fmt_price(position.stop), _fmt_price(position.target))
+                     position.timeframe, position.qty, format_price(position.entry_price),
+                     format_price(position.stop), format_price(position.target))
         for trade in events.closed:
             # The live broker journals a trade itself before it drops the position; a resumed replay
             # may close a trade the journal already has. Either way the journal keeps one copy.
@@ -397,7 +392,7 @@ class Bot:
 
     def _log_trade(self, trade: ClosedTrade) -> None:
         log.info("closed %s %s %s at %s (%s) pnl=%+.2f balance=%.2f", SIDE_NAMES[trade.side], trade.symbol,
-                 trade.timeframe, trade.exit_reason, _fmt_price(trade.exit_price), trade.pnl, self.broker.wallet.balance)
+                 trade.timeframe, trade.exit_reason, format_price(trade.exit_price), trade.pnl, self.broker.wallet.balance)
 
     async def save_state(self) -> None:
         state = self.broker.snapshot()
@@ -453,8 +448,8 @@ class Bot:
             "equity": wallet.balance + sum(p["unrealised_pnl"] for p in positions),
             "fees_paid": wallet.fees_paid, "trades": wallet.trades, "wins": wallet.wins,
             "cache": self.mdm.stats.as_json(),
-            "entry_latency": self.broker.latency.as_json() if hasattr(self.broker, "latency") else None,
-            "halted": getattr(self.broker, "halted", None),
+            "entry_latency": self.broker.latency.as_json() if self.broker.latency is not None else None,
+            "halted": self.broker.halted,
             "config": {"source": self.watch.config.source, "reloads": self.watch.reloads,
                        "last_reload_ms": self.watch.last_reload_ms, "last_error": self.watch.last_error},
             "positions": positions,

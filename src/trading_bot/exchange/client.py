@@ -76,7 +76,7 @@ def is_clock_skew(exc: BaseException) -> bool:
     return "-1021" in str(exc)
 
 
-class ExchangePool:
+class ExchangeClient:
     """One ccxt client for one (exchange id, account), its weight budget and its retry policy."""
 
     def __init__(self, exchange_id: str, exchange_url: str = "", api_key: str = "", api_secret: str = "",
@@ -99,10 +99,6 @@ class ExchangePool:
         self._markets_loaded_at = 0.0
         self._markets_lock: asyncio.Lock | None = None
         self.calls: dict[str, int] = {}
-
-    @property
-    def account(self) -> str:
-        return "public" if not self._credentials[0] else "key…" + self._credentials[0][-4:]
 
     async def client(self) -> Any:
         if self._client is None:

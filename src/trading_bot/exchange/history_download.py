@@ -4,7 +4,7 @@ The daemon's ExchangeSource asks for the newest few hundred candles per heartbea
 the backtest want months of them, hundreds of requests per series. This module does that download
 with the same guarantees the daemon relies on:
 
-- Every request goes through the shared ExchangePool, so the process-wide request-weight budget,
+- Every request goes through the shared ExchangeClient, so the process-wide request-weight budget,
   the 429/418 pause and the transient-error retry policy apply unchanged.
 - The cache file is the only resume point (no separate progress file to get out of step): a run
   starts after the newest cached candle, and each page is appended the moment it arrives, so an
@@ -31,7 +31,7 @@ import numpy as np
 
 from trading_bot.domain.candles import EMPTY, TS
 from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
-from trading_bot.exchange.client import ExchangePool
+from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.klines import MAX_KLINES_PER_REQUEST, klines_weight
 from trading_bot.exchange.network import exchange_host, network_reachable
 from trading_bot.marketdata.candle_csv import (
@@ -192,7 +192,7 @@ class FetchReport:
         return not self.failed
 
 
-async def fetch_series(pool: ExchangePool, plan: SeriesPlan, progress: Progress) -> SeriesResult:
+async def fetch_series(pool: ExchangeClient, plan: SeriesPlan, progress: Progress) -> SeriesResult:
     """Page through one series, appending each page as it arrives. An empty page (the exchange has
     nothing for that stretch) moves the cursor a whole page on, so gaps cannot loop forever."""
     import ccxt
@@ -261,7 +261,7 @@ def _relayed_warnings() -> Iterator[_LogRelay]:
         logger.removeHandler(relay)
 
 
-async def fetch_history(pool: ExchangePool, candles_dir: Path, symbols: Sequence[str], timeframes: Sequence[str],
+async def fetch_history(pool: ExchangeClient, candles_dir: Path, symbols: Sequence[str], timeframes: Sequence[str],
                         since_ms: int | None = None, until_ms: int | None = None, *,
                         concurrency: int = DEFAULT_CONCURRENCY, stream: TextIO = sys.stderr) -> FetchReport:
     """Bring every symbol × timeframe cache up to the last closed candle (or --until). The caller
@@ -272,7 +272,7 @@ async def fetch_history(pool: ExchangePool, candles_dir: Path, symbols: Sequence
         return await _fetch_history(pool, candles_dir, symbols, timeframes, since_ms, until_ms, concurrency, stream, relay)
 
 
-async def _fetch_history(pool: ExchangePool, candles_dir: Path, symbols: Sequence[str], timeframes: Sequence[str],
+async def _fetch_history(pool: ExchangeClient, candles_dir: Path, symbols: Sequence[str], timeframes: Sequence[str],
                          since_ms: int | None, until_ms: int | None, concurrency: int, stream: TextIO,
                          relay: _LogRelay) -> FetchReport:
     import ccxt
@@ -327,7 +327,7 @@ async def run_fetch(settings: Settings, since_ms: int | None = None, until_ms: i
     reachable, why = await network_reachable(host, port)
     if not reachable:
         raise FetchUnavailable(f"cannot download history: {why}")
-    pool = ExchangePool(settings.exchange_id, settings.exchange_url, timeout_ms=settings.exchange_timeout_ms,
+    pool = ExchangeClient(settings.exchange_id, settings.exchange_url, timeout_ms=settings.exchange_timeout_ms,
                         demo=settings.exchange_demo)
     try:
         return await fetch_history(pool, settings.candles_dir, settings.symbols, settings.timeframes, since_ms, until_ms,

@@ -6,7 +6,7 @@ import numpy as np
 
 from trading_bot.domain.candles import EMPTY, TS
 from trading_bot.domain.timeframes import last_closed_open_ms
-from trading_bot.exchange.client import ExchangePool
+from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.klines import MAX_KLINES_PER_REQUEST, klines_weight
 from trading_bot.marketdata.sources import FetchResult
 
@@ -16,7 +16,7 @@ class ExchangeSource:
 
     name = "exchange"
 
-    def __init__(self, pool: ExchangePool, owns_pool: bool = True) -> None:
+    def __init__(self, pool: ExchangeClient, owns_pool: bool = True) -> None:
         self.pool = pool
         self.owns_pool = owns_pool
 

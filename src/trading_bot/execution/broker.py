@@ -18,6 +18,7 @@ from trading_bot.domain.rules import CandleOutcome
 from trading_bot.domain.sizing import RiskLimits, may_open
 from trading_bot.domain.trades import BotBook, ClosedTrade, Position
 from trading_bot.domain.wallet import SavedState, Wallet, bot_id
+from trading_bot.execution.latency import LatencyStats
 
 
 @dataclass
@@ -39,8 +40,15 @@ class BrokerEvents:
 
 
 class Broker(Protocol):
+    """What the heartbeat, the status report and the shutdown use of a broker (paper or live)."""
+
     name: str
     mode: str
+    wallet: Wallet
+    latency: LatencyStats | None  # entry latency (live only)
+    halted: str | None  # why new entries are refused (live: set by reconciliation)
+    stopping: bool  # a stop was requested: no new entries
+    reconcile_requested: bool  # an order's outcome is unknown: reconcile at the next heartbeat
 
     async def process_candles(self, symbol: str, timeframe: str, candles: np.ndarray, scores: np.ndarray,
                               params: StrategyParams) -> BrokerEvents: ...
@@ -58,11 +66,17 @@ class Broker(Protocol):
 
     def snapshot(self) -> SavedState: ...
 
+    async def protect_unprotected(self) -> int: ...
+
 
 class Books:
     """The books of every bot and the wallet, as both brokers keep them."""
 
     mode = "paper"
+    latency: LatencyStats | None = None
+    halted: str | None = None
+    stopping = False
+    reconcile_requested = False
 
     def __init__(self, keys: list[tuple[str, str]], initial_balance: float, limits: RiskLimits,
                  saved: SavedState | None) -> None:
@@ -95,4 +109,8 @@ class Books:
 
     async def sync(self) -> BrokerEvents:
         return BrokerEvents()
+
+    async def protect_unprotected(self) -> int:
+        """Place whatever stop or target an open position lacks; nothing to do on paper."""
+        return 0
 

@@ -28,7 +28,6 @@ def cache_file_name(symbol: str, timeframe: str) -> str:
 
 @dataclass
 class ReadReport:
-    rows_read: int = 0
     dropped: int = 0
     torn_tail: bool = False
 
@@ -107,7 +106,6 @@ def _split_lines(data: bytes, report: ReadReport, from_start: bool) -> list[byte
         lines.pop(0)  # possibly a partial line where the tail read started
     if lines and lines[0].strip().startswith(b"timestamp"):
         lines.pop(0)
-    report.rows_read = len(lines)
     return lines
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from trading_bot.domain.candles import EMPTY, TS
-from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
+from trading_bot.domain.timeframes import last_closed_open_ms, next_close_ms, timeframe_ms
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name, read_candles
 from trading_bot.marketdata.sources import CandleSource
 from trading_bot.signals.features import DEFAULT_FEATURE_PARAMS, FeatureParams, compute_features
@@ -62,7 +62,7 @@ class Series:
     def next_due_ms(self) -> int:
         """When the next candle closes (0 = needs data now)."""
         last = self.last_ts
-        return 0 if last is None else last + 2 * self.tf_ms
+        return 0 if last is None else next_close_ms(last, self.tf_ms)
 
     def is_fresh(self, now_ms: int) -> bool:
         return self.last_ts is not None and self.last_ts >= last_closed_open_ms(now_ms, self.tf_ms)
@@ -211,14 +211,6 @@ class MarketDataManager:
         series.features_ts = last
         return series.features
 
-    def ready(self) -> bool:
-        return all(s.candles.shape[0] > self.feature_params.warmup for s in self.series.values())
-
-    def memory_bytes(self) -> int:
-        total = 0
-        for s in self.series.values():
-            total += s.candles.nbytes
-            if s.features:
-                total += sum(a.nbytes for a in s.features.values())
-        return total
-
+    def not_ready(self) -> list[SeriesKey]:
+        """Series with too few candles for every feature to be defined."""
+        return [key for key, s in self.series.items() if s.candles.shape[0] <= self.feature_params.warmup]

@@ -12,22 +12,6 @@ from functools import lru_cache
 
 import numpy as np
 
-FEATURE_NAMES = (
-    "close",
-    "rsi",
-    "ema_fast",
-    "ema_slow",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "atr",
-    "volume_z",
-    "candle_dir",
-)
-
 
 @dataclass(frozen=True)
 class FeatureParams:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from trading_bot.domain.params import COMPONENTS, StrategyConfig, StrategyParams
+from trading_bot.domain.params import StrategyConfig, StrategyParams
 
 Features = Mapping[str, np.ndarray]
 
@@ -78,8 +78,3 @@ class WeightedScoringStrategy:
 
     def scores(self, features: Features, rows: slice = slice(None)) -> np.ndarray:
         return weighted_score(score_components(features, rows), self.params.weights)
-
-    def components(self, features: Features, rows: slice = slice(None)) -> dict[str, np.ndarray]:
-        values = score_components(features, rows)
-        return {name: values[:, i] for i, name in enumerate(COMPONENTS)}
-

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -39,8 +38,9 @@ from trading_bot.domain.sizing import RiskLimits, position_size
 from trading_bot.domain.timeframes import timeframe_ms
 from trading_bot.domain.trades import LONG, SIDE_NAMES, BotBook, ClosedTrade, Costs, Position
 from trading_bot.domain.wallet import SavedState
-from trading_bot.exchange.client import ExchangePool
+from trading_bot.exchange.client import ExchangeClient
 from trading_bot.execution.broker import Books, BrokerEvents
+from trading_bot.execution.latency import LatencyStats
 
 log = logging.getLogger(__name__)
 
@@ -87,32 +87,14 @@ def client_id_of(order: dict[str, Any]) -> str:
     return str(order.get("clientOrderId") or info.get("clientAlgoId") or info.get("clientOrderId") or "")
 
 
-async def _sleep_until_ms(now_ms: Callable[[], int], wake_ms: int) -> None:
-    await asyncio.sleep(max(0.0, (wake_ms - now_ms()) / 1000))
-
-
-class LatencyStats:
-    """Signal-candle close → entry order acknowledged, in ms (the last 1000 orders)."""
-
-    def __init__(self) -> None:
-        self.samples: deque[float] = deque(maxlen=1000)
-
-    def add(self, ms: float) -> None:
-        self.samples.append(ms)
-
-    def percentile(self, q: float) -> float | None:
-        return float(np.percentile(np.fromiter(self.samples, float), q)) if self.samples else None
-
-    def as_json(self) -> dict[str, float | int | None]:
-        return {"orders": len(self.samples), "p50_ms": self.percentile(50), "p99_ms": self.percentile(99)}
-
-
 class LiveBroker(Books):
     name = "live"
     mode = "live"
 
-    def __init__(self, pool: ExchangePool, keys: list[tuple[str, str]], costs: Costs, limits: RiskLimits,
-                 saved: SavedState | None, now_ms: Callable[[], int], margin_mode: str = "isolated") -> None:
+    def __init__(self, pool: ExchangeClient, keys: list[tuple[str, str]], costs: Costs, limits: RiskLimits,
+                 saved: SavedState | None, now_ms: Callable[[], int], *, persist: Callable[[], Awaitable[None]],
+                 journal: Callable[[ClosedTrade], Awaitable[object]], sleep_until_ms: Callable[[int], Awaitable[None]],
+                 margin_mode: str = "isolated") -> None:
         super().__init__(keys, 0.0, limits, saved)
         self.pool = pool
         self.costs = costs
@@ -124,13 +106,13 @@ class LiveBroker(Books):
         self.stopping = False  # a stop was requested: no new entries
         self.reconcile_requested = False  # an order's outcome is unknown: reconcile at the next heartbeat
         # Waits until the bot's clock reads a time (the exchange's recvWindow is in the exchange's time).
-        self.sleep_until_ms: Callable[[int], Awaitable[None]] = lambda wake: _sleep_until_ms(self.now_ms, wake)
+        self.sleep_until_ms = sleep_until_ms
         self.claimed: set[str] = set()  # symbols with an entry in flight
-        self.latency = LatencyStats()
+        self.latency: LatencyStats = LatencyStats()
         self.markets: dict[str, Any] = {}
         self.client: Any = None
-        self.persist_hook: Callable[[], Any] | None = None
-        self.journal_hook: Callable[[ClosedTrade], Awaitable[Any]] | None = None
+        self._persist = persist  # saves the books (the daemon's state file)
+        self._journal = journal  # appends a closed trade to the journal
         self.closed_elsewhere: list[ClosedTrade] = []  # booked outside sync(); reported by the next sync()
         self._fill_waits: dict[str, int] = {}  # entry order id -> heartbeats spent waiting for exit fills
 
@@ -175,13 +157,11 @@ class LiveBroker(Books):
             self.wallet.balance = float(total)
 
     async def persist(self) -> None:
-        if self.persist_hook is not None:
-            await self.persist_hook()
+        await self._persist()
 
     async def close_book(self, book: BotBook, trade: ClosedTrade) -> None:
         """Journal first, then drop the position: see the module docstring."""
-        if self.journal_hook is not None:
-            await self.journal_hook(trade)
+        await self._journal(trade)
         book.position = None
         self.wallet.apply(trade)
 
