@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.domain.trades import SIDE_NAMES, ClosedTrade, Costs
 from trading_bot.domain.wallet import bot_id
 from trading_bot.engine.clock import Clock, ReplayClock, wall_clock
+from trading_bot.exchange.errors import is_exchange_error
 from trading_bot.execution.broker import Broker, BrokerEvents
 from trading_bot.execution.paper import PaperBroker
 from trading_bot.marketdata.candle_csv import cache_file_name, read_candles
@@ -78,12 +78,6 @@ class TickFigures:
     cycle_ms: float = 0.0
     compute_ms: float = 0.0
     new_candles: int = 0
-
-
-def _is_exchange_error(exc: BaseException) -> bool:
-    """A ccxt error (without importing ccxt: paper mode never loads it)."""
-    ccxt = sys.modules.get("ccxt")
-    return ccxt is not None and isinstance(exc, ccxt.BaseError)
 
 
 class Bot:
@@ -282,11 +276,12 @@ class Bot:
 
     async def reconcile(self) -> None:
         """Live: put the books right against the exchange (startup, periodically, after outages)."""
-        from trading_bot.execution.live.reconcile import reconcile
+        from trading_bot.execution.live.broker import LiveBroker
 
+        assert isinstance(self.broker, LiveBroker)
         self._reconciled_at = time.monotonic()
         self.pool.outage_recovered = False
-        report = await reconcile(self.broker, self.watch.config, self.settings.adopt_unknown_positions)  # type: ignore[arg-type]
+        report = await self.broker.reconcile(self.watch.config, self.settings.adopt_unknown_positions)
         for trade in report.exits_booked:  # already in the journal (the broker writes it first)
             self._log_trade(trade)
 
@@ -336,7 +331,7 @@ class Bot:
                     raise result  # a cancellation (stop request) or an exit, not a bot's failure
                 # One bot's failure (an exchange that stays unreachable, a bug) never stops the others.
                 log.error("%s %s: this heartbeat failed: %s: %s", key[0], key[1], type(result).__name__,
-                          str(result)[:200], exc_info=not _is_exchange_error(result))
+                          str(result)[:200], exc_info=not is_exchange_error(result))
                 continue
             self._merge(events, result)
         for key, series in self.mdm.series.items():
@@ -352,7 +347,7 @@ class Bot:
             try:
                 await self.reconcile()
             except Exception as exc:
-                if not _is_exchange_error(exc):
+                if not is_exchange_error(exc):
                     raise
                 log.error("reconciliation failed (%s): trying again in %.0f s", str(exc)[:200], RECONCILE_RETRY_S)
                 self._reconciled_at = time.monotonic() - RECONCILE_EVERY_S + RECONCILE_RETRY_S
@@ -576,7 +571,7 @@ class Bot:
             log.critical("exiting with a position whose stop or target could not be placed in time: the next start "
                          "places it")
         except Exception as exc:
-            if not _is_exchange_error(exc):
+            if not is_exchange_error(exc):
                 raise
             log.critical("exiting with a position whose stop or target could not be placed (%s): the next start "
                          "places it", str(exc)[:200])

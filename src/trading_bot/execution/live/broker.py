@@ -27,12 +27,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from trading_bot.domain.candles import CLOSE, TS
-from trading_bot.domain.params import StrategyParams
+from trading_bot.domain.params import StrategyConfig, StrategyParams
 from trading_bot.domain.rules import protective_levels, signal_side
 from trading_bot.domain.sizing import RiskLimits, position_size
 from trading_bot.domain.timeframes import timeframe_ms
@@ -41,6 +41,9 @@ from trading_bot.domain.wallet import SavedState
 from trading_bot.exchange.client import ExchangeClient
 from trading_bot.execution.broker import Books, BrokerEvents
 from trading_bot.execution.latency import LatencyStats
+
+if TYPE_CHECKING:
+    from trading_bot.execution.live.reconcile import ReconcileReport
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +167,12 @@ class LiveBroker(Books):
         await self._journal(trade)
         book.position = None
         self.wallet.apply(trade)
+
+    async def reconcile(self, config: StrategyConfig, adopt_unknown: bool) -> ReconcileReport:
+        """Put the books right against the exchange (startup, periodically, after an outage)."""
+        from trading_bot.execution.live.reconcile import reconcile
+
+        return await reconcile(self, config, adopt_unknown)
 
     # --- entries -------------------------------------------------------------------------------
 
