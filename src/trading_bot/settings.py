@@ -11,12 +11,17 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
+from trading_bot.domain.ranges import out_of_range
 from trading_bot.domain.timeframes import TIMEFRAME_MS
 
 DEFAULT_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
 DEFAULT_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+Number = TypeVar("Number", int, float)
 
 
 class SettingsError(ValueError):
@@ -83,8 +88,8 @@ class Settings:
     def bot_keys(self) -> list[tuple[str, str]]:
         return [(s, tf) for s in self.symbols for tf in self.timeframes]
 
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
 
 
 # --- parsers: each takes the raw string and returns the value or raises ValueError(reason) ---
@@ -116,13 +121,12 @@ def _integer(raw: str) -> int:
         raise ValueError(f"expected a whole number, got {raw!r}") from None
 
 
-def _in_range(parse: Callable[[str], float], low: float, high: float, *, low_open: bool = False):
-    def check(raw: str) -> float:
+def _in_range(parse: Callable[[str], Number], low: float, high: float, *, low_open: bool = False) -> Callable[[str], Number]:
+    def check(raw: str) -> Number:
         value = parse(raw)
-        too_low = value <= low if low_open else value < low
-        if too_low or value > high:
-            bracket = "(" if low_open else "["
-            raise ValueError(f"must be in {bracket}{low:g}, {high:g}], got {raw.strip()}")
+        problem = out_of_range(value, low, high, low_open=low_open)
+        if problem:
+            raise ValueError(f"{problem}, got {raw.strip()}")
         return value
 
     return check
@@ -247,7 +251,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
 
 def settings_from_mapping(values: Mapping[str, str]) -> Settings:
     """Build Settings from already-merged key/value strings (unknown keys are ignored here)."""
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}  # each value is what its field's parser returns
     for env_name, (field_name, parse) in FIELDS.items():
         raw = values.get(env_name)
         if raw is None:
@@ -256,7 +260,7 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
             kwargs[field_name] = parse(raw)
         except ValueError as exc:
             raise SettingsError(f"{env_name}: {exc}") from None
-    settings = Settings(**kwargs)  # type: ignore[arg-type]
+    settings = Settings(**kwargs)
     check_consistency(settings)
     return settings
 

@@ -2,7 +2,7 @@
 
 Caching, as the design guide describes and further: per series the features are computed once, the
 score series once, the entry sides once per threshold; every (sl, rr) pair reuses them, and the exit
-simulation is the compiled kernel (backtest_kernel.py), checked trade for trade against the rules
+simulation is the compiled kernel (backtest/kernel.py), checked trade for trade against the rules
 the paper broker runs. Parameters are chosen on the training segment only; the test segment (the
 later part of history) is only reported. Series run in parallel processes; results do not depend on
 the number of workers.

@@ -1,10 +1,11 @@
-"""The compiled backtest kernel: trading_rules.on_closed_candle, candle by candle, in numba.
+"""The compiled backtest kernel: domain/rules.on_closed_candle, candle by candle, in numba.
 
-It is the reference (backtest.py, the very function the paper broker runs) written once more in a
-form numba compiles, because the analyzer runs it 270 times per series over 100,000 candles. The
-float operations are the reference's, in the same order, and the test suite checks the two trade
-for trade over the whole default grid on several series (tests/test_backtest_kernel.py).
-Imported only by the analyzer: numba costs ~0.4 s and much memory to import, the daemon never does.
+It is the reference (backtest/reference.py: the very function the paper broker runs) written once
+more in a form numba compiles, because the analyzer runs it 270 times per series over 100,000
+candles. The float operations are the reference's, in the same order, and the test suite checks the
+two trade for trade over the whole default grid on several series (tests/test_backtest_kernel.py).
+Imported only by the analyzer: numba costs ~0.4 s and much memory to import, the daemon never does
+(an import contract in pyproject.toml keeps it so).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ class KernelTrades:
 
 
 @njit(cache=True, nogil=True)
-def _simulate(opens, highs, lows, sides, start, end, sl_pct, rr_ratio, fee_rate, slippage, risk, leverage,
-              max_open, balance, out_i, out_f):  # pragma: no cover - compiled
+def _simulate(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, sides: np.ndarray, start: int, end: int,
+              sl_pct: float, rr_ratio: float, fee_rate: float, slippage: float, risk: float, leverage: float,
+              max_open: float, balance: float, out_i: np.ndarray, out_f: np.ndarray,
+              ) -> tuple[int, int, float]:  # pragma: no cover - compiled
     """Fills out_i[:, (entry, exit, side, reason)] and out_f[:, (entry px, exit px, qty, entry fee,
     exit fee, pnl)]; returns (trades, candles in position, final balance)."""
     pending = 0

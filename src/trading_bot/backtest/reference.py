@@ -1,4 +1,4 @@
-"""Backtest one bot over history with the very rules the paper broker runs (trading_rules).
+"""Backtest one bot over history with the very rules the paper broker runs (domain/rules.py).
 
 This is the reference: it walks the candles one by one through `on_closed_candle`, exactly as the
 daemon does when candles arrive. Given the same candles and parameters, its trades are the paper

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from trading_bot.cli.errors import CliError
 from trading_bot.settings import Settings
 
 
@@ -60,8 +61,6 @@ def render_table(results: list[Any]) -> str:
 def _dask_client(address: str, timeout: float) -> Any:
     """A client of the user's cluster: the same per-series jobs go to its workers instead of our
     process pool (they need the same package version and the same paths to the candle files)."""
-    from trading_bot.cli.main import CliError
-
     try:
         from distributed import Client
     except ImportError:
@@ -84,7 +83,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         run_jobs,
         updated_document,
     )
-    from trading_bot.cli.main import CliError
     from trading_bot.domain.params import StrategyConfigError
     from trading_bot.marketdata.candle_csv import cache_file_name
     from trading_bot.ops.progress import Progress

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trading_bot import __version__
+from trading_bot.cli.errors import EXIT_USAGE, CliError
 from trading_bot.settings import (
     Settings,
     SettingsError,
@@ -18,14 +19,7 @@ from trading_bot.settings import (
     parse_timeframes,
 )
 
-EXIT_USAGE = 2
-
-
 COMMANDS = ("run", "status", "check-config", "analyze", "fetch")
-
-
-class CliError(Exception):
-    """One line for the user; exit code 2."""
 
 
 def _speed(raw: str) -> float | None:

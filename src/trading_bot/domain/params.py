@@ -1,12 +1,13 @@
-"""The strategy config file: load, validate, atomic write, and the mtime watch for hot reload.
+"""Strategy parameters and the strategy config document: parse and validate (pure, bytes in). Reading,
+writing and watching the file is persistence/strategy_config_file.py.
 
 Format (config/strategy_config.json):
     {"version": 1,
      "defaults": {"weights": {...}, "threshold": 0.3, "sl_pct": 0.015, "rr_ratio": 2.0},
      "bots": {"BTC/USDT:USDT": {"5m": {"threshold": 0.4, ...}}}}
 A bot's parameters are the defaults overlaid with its own entry. Entries are parsed lazily: only
-the running bots' entries are validated and turned into StrategyParams. A missing file means the
-embedded defaults; a broken file raises StrategyConfigError (the daemon keeps the previous config).
+the running bots' entries are validated and turned into StrategyParams. default_config() is the
+embedded defaults; a broken document raises StrategyConfigError saying where and why in one line.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from trading_bot.domain.ranges import out_of_range
 
 COMPONENTS = ("rsi", "ema", "macd", "bollinger", "volume")
 
@@ -58,9 +61,9 @@ def _finite(where: str, name: str, value: Any, low: float, high: float, *, low_o
     number = float(value)
     if not math.isfinite(number):
         raise StrategyConfigError(f"{where}.{name}: must be finite, got {number}")
-    if (number <= low if low_open else number < low) or number > high:
-        bracket = "(" if low_open else "["
-        raise StrategyConfigError(f"{where}.{name}: must be in {bracket}{low:g}, {high:g}], got {number:g}")
+    problem = out_of_range(number, low, high, low_open=low_open)
+    if problem:
+        raise StrategyConfigError(f"{where}.{name}: {problem}, got {number:g}")
     return number
 
 

@@ -1,9 +1,9 @@
 """The exchange layer: one pooled ccxt client per (exchange, account), shared by every bot.
 
 - Created inside the running event loop on first use; `close()` on shutdown (no unclosed sessions).
-- Every call goes through one request-weight budget (throttle.py) and, for reads, a retry policy
+- Every call goes through one request-weight budget (budget.py) and, for reads, a retry policy
   (retry.py) that only retries transient errors. Orders are never retried blindly: the caller
-  passes retry=False and resolves timeouts by looking its client order id up (live_broker.py).
+  passes retry=False and resolves timeouts by looking its client order id up (execution/live/broker.py).
 - 429/418 pause the whole pool for the exchange's Retry-After; -1021 (clock skew) resyncs the time
   offset and retries once.
 - ccxt is imported on first use only: it costs about a second and most of the memory budget, and a

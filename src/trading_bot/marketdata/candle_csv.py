@@ -2,7 +2,7 @@
 
 Reading is forgiving (a torn last line, junk rows, duplicates or disorder are dropped or fixed, and
 counted); writing only ever appends whole lines, so the analyzer always finds the full history.
-Candles in memory are float64 arrays of shape (n, 6) in the same column order.
+Candles in memory are float64 arrays in the same column order (domain/candles.py).
 """
 
 from __future__ import annotations

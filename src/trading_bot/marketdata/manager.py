@@ -5,7 +5,7 @@
   the due series, all in one batch (asyncio.gather under a semaphore); one failure is isolated.
 - The still-open candle is never stored; its open price is kept apart (the paper fill price).
 - Memory holds at most `history_limit` candles per series; the CSV on disk keeps everything
-  (append-only, fsynced).
+  (append-only; not fsynced: candles can always be fetched again).
 - Features are computed once per new closed candle and shared by every reader: the cache is keyed
   by the last closed candle's open time, not cleared per cycle.
 """

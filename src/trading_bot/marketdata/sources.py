@@ -1,4 +1,4 @@
-"""Where candles come from: the exchange (see exchange.py), the synthetic market, or a replay of
+"""Where candles come from: the exchange (exchange/source.py), the synthetic market, or a replay of
 cached history. All answer the same question: the closed candles since `since_ms` as of `now_ms`,
 plus the open price of the candle now forming when it is known (the paper broker fills at it)."""
 

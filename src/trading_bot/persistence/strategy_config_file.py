@@ -1,6 +1,7 @@
 """The strategy config on disk (config/strategy_config.json): load and validate for the running bots,
-atomic rewrite (the analyzer), and the file stamp the hot reload watches. The format itself and its
-validation are pure and live in domain/params.py."""
+atomic rewrite (the analyzer), and the file stamp the hot reload watches. A missing file means the
+embedded defaults; a broken one raises StrategyConfigError naming the file (the daemon then keeps
+its previous config). The format itself and its validation are pure and live in domain/params.py."""
 
 from __future__ import annotations
 
