@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from trading_bot.marketdata.candle_csv import HEADER, append_candles, cache_file_name, read_candles, repair_torn_tail
+from trading_bot.marketdata.candle_csv import HEADER, append_candles, cache_file_name, read_candles
 from trading_bot.marketdata.synthetic import synthetic_candles
+from trading_bot.persistence.atomic_files import cut_torn_tail
 
 
 def test_file_name_rule():
@@ -57,7 +58,7 @@ def test_junk_rows_are_dropped_and_order_restored(tmp_path):
 def test_torn_tail_is_cut_before_appending(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text(HEADER + "\n1000,10,11,9,10.5,100\n2000,10,11")
-    repair_torn_tail(path)
+    assert cut_torn_tail(path) == len("2000,10,11")
     assert path.read_text().endswith("100\n")
     append_candles(path, np.array([[3000, 1, 2, 0.5, 1.5, 9]], dtype=float))
     candles, report = read_candles(path)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from trading_bot.domain.candles import CLOSE, COLUMNS, EMPTY, HIGH, LOW, OPEN, TS, VOLUME
+from trading_bot.persistence.atomic_files import cut_torn_tail
 
 HEADER = "timestamp,open,high,low,close,volume"
 
@@ -130,23 +131,6 @@ def read_candles(path: Path, limit: int | None = None) -> tuple[np.ndarray, Read
     return candles, report
 
 
-def repair_torn_tail(path: Path) -> None:
-    """Cut a partial last line so the next append starts on a fresh line."""
-    try:
-        with open(path, "rb+") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            if size == 0:
-                return
-            handle.seek(size - 1)
-            if handle.read(1) == b"\n":
-                return
-            tail = _tail_bytes(path, 1)
-            cut = tail.rfind(b"\n")
-            handle.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
-    except FileNotFoundError:
-        return
-
-
 def format_rows(candles: np.ndarray) -> bytes:
     out = []
     for row in candles.tolist():
@@ -160,7 +144,7 @@ def append_candles(path: Path, candles: np.ndarray) -> None:
     if candles.shape[0] == 0:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    repair_torn_tail(path)
+    cut_torn_tail(path)  # a line a crash cut short would otherwise glue onto the first new one
     new_file = not path.exists() or path.stat().st_size == 0
     data = (HEADER + "\n").encode() + format_rows(candles) if new_file else format_rows(candles)
     with open(path, "ab") as handle:

@@ -2,7 +2,8 @@
 
 A reader therefore sees either the old file or the new one, never a torn one, even after a crash
 or power loss. The async variants run the same code in aiofiles' worker threads, so the event loop
-never blocks on the disk, and a started write always finishes.
+never blocks on the disk, and a started write always finishes. Append-only files (the trade
+journal, the candle cache) can still end in a line a crash cut short: cut_torn_tail removes it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import os
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import BinaryIO
 
 import aiofiles.os
 
@@ -49,6 +51,38 @@ def append_durable(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Cut a partial last line (an append a crash interrupted) so the next append starts on a line
+    of its own. Returns the bytes cut: 0 for a file that ends with a newline, is empty or absent.
+    Reads back from the end only as far as the last newline (the file may be large)."""
+    try:
+        with open(path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return 0
+            keep = _after_last_newline(handle, size)
+            handle.truncate(keep)
+            return size - keep
+    except FileNotFoundError:
+        return 0
+
+
+def _after_last_newline(handle: BinaryIO, size: int) -> int:
+    """The offset just after the last newline before `size` (0 when there is none)."""
+    end, block = size, 1 << 16
+    while end > 0:
+        start = max(0, end - block)
+        handle.seek(start)
+        cut = handle.read(end - start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end, block = start, block * 2
+    return 0
 
 
 _atomic_write_in_thread = aiofiles.os.wrap(atomic_write_bytes)

@@ -19,7 +19,7 @@ from typing import Any
 
 from trading_bot.domain.trades import BotBook, ClosedTrade, PendingEntry, Position
 from trading_bot.domain.wallet import SavedState, Wallet, bot_id
-from trading_bot.persistence.atomic_files import append_durable_async, atomic_write_bytes_async
+from trading_bot.persistence.atomic_files import append_durable_async, atomic_write_bytes_async, cut_torn_tail
 
 STATE_VERSION = 1
 
@@ -133,17 +133,10 @@ class StateStore:
     def repair_journal(self) -> int:
         """Cut a torn last line (a crash mid-append) so the next record starts on its own line.
         Returns the bytes cut."""
-        try:
-            with open(self.trades_path, "rb+") as handle:
-                data = handle.read()
-                if not data or data.endswith(b"\n"):
-                    return 0
-                keep = data.rfind(b"\n") + 1
-                handle.truncate(keep)
-                log.warning("%s: cut a torn last line (%d bytes) left by a crash", self.trades_path, len(data) - keep)
-                return len(data) - keep
-        except FileNotFoundError:
-            return 0
+        cut = cut_torn_tail(self.trades_path)
+        if cut:
+            log.warning("%s: cut a torn last line (%d bytes) left by a crash", self.trades_path, cut)
+        return cut
 
     async def save(self, state: SavedState, saved_at: int, data_source: str) -> None:
         async with self._positions_lock:  # encoded inside: the books as they are when the write starts
