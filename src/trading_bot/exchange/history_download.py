@@ -21,7 +21,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from trading_bot.domain.candles import EMPTY, TS
+from trading_bot.domain.candles import COLUMNS, EMPTY, TS
 from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
 from trading_bot.exchange.client import ExchangeClient
-from trading_bot.exchange.klines import MAX_KLINES_PER_REQUEST, klines_weight
+from trading_bot.exchange.klines import kline_pages
 from trading_bot.exchange.network import exchange_host, network_reachable
 from trading_bot.marketdata.candle_csv import (
     ReadReport,
@@ -46,9 +46,6 @@ from trading_bot.ops.progress import Progress
 
 if TYPE_CHECKING:
     from trading_bot.settings import Settings
-
-
-PAGE = MAX_KLINES_PER_REQUEST
 
 
 DEFAULT_SINCE_DAYS = 90
@@ -193,35 +190,28 @@ class FetchReport:
 
 
 async def fetch_series(pool: ExchangeClient, plan: SeriesPlan, progress: Progress) -> SeriesResult:
-    """Page through one series, appending each page as it arrives. An empty page (the exchange has
-    nothing for that stretch) moves the cursor a whole page on, so gaps cannot loop forever."""
+    """Page through one series, appending each page as it arrives. The walk goes on past stretches
+    the exchange has no candles for (counted in empty_pages)."""
     import ccxt
 
     result = SeriesResult(plan, first_ms=plan.cache_first_ms, last_ms=plan.cache_last_ms)
-    tf_ms, cursor = plan.tf_ms, plan.start_ms
+    tf_ms = plan.tf_ms
     try:
-        while cursor <= plan.end_ms:
-            # No bigger than what is left: Binance charges by the limit asked (1 for < 100, 5 for 1000).
-            limit = min(PAGE, (plan.end_ms - cursor) // tf_ms + 1)
-            batch = await pool.call("fetch_ohlcv", plan.symbol, plan.timeframe, since=cursor, limit=limit,
-                                    weight=klines_weight(limit))
-            result.requests += 1
-            page = np.array(batch, dtype=np.float64).reshape(-1, 6) if batch else EMPTY
-            wanted = page[(page[:, TS] >= cursor) & (page[:, TS] <= plan.end_ms)]  # drops the forming candle
-            rows = clean_candles(wanted, ReadReport()) if wanted.shape[0] else EMPTY
-            if rows.shape[0]:
-                await asyncio.to_thread(append_candles, plan.path, rows)
-                result.added += rows.shape[0]
-                result.first_ms = int(rows[0, TS]) if result.first_ms is None else result.first_ms
-                result.last_ms = int(rows[-1, TS])
-            if page.shape[0]:
-                next_cursor = int(page[-1, TS]) + tf_ms
-            else:
-                result.empty_pages += 1
-                next_cursor = cursor + limit * tf_ms
-            next_cursor = max(next_cursor, cursor + tf_ms)
-            progress.advance((min(next_cursor, plan.end_ms + tf_ms) - cursor) // tf_ms)
-            cursor = next_cursor
+        pages = kline_pages(pool, plan.symbol, plan.timeframe, tf_ms, plan.start_ms, plan.end_ms, past_gaps=True)
+        async with aclosing(pages):
+            async for kline_page in pages:
+                result.requests += 1
+                page = np.array(kline_page.rows, dtype=np.float64).reshape(-1, COLUMNS) if kline_page.rows else EMPTY
+                wanted = page[(page[:, TS] >= kline_page.since_ms) & (page[:, TS] <= plan.end_ms)]  # drops the forming candle
+                rows = clean_candles(wanted, ReadReport()) if wanted.shape[0] else EMPTY
+                if rows.shape[0]:
+                    await asyncio.to_thread(append_candles, plan.path, rows)
+                    result.added += rows.shape[0]
+                    result.first_ms = int(rows[0, TS]) if result.first_ms is None else result.first_ms
+                    result.last_ms = int(rows[-1, TS])
+                if not page.shape[0]:
+                    result.empty_pages += 1
+                progress.advance((min(kline_page.next_ms, plan.end_ms + tf_ms) - kline_page.since_ms) // tf_ms)
     except (ccxt.BaseError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {_short(exc)}"
     return result
