@@ -26,6 +26,7 @@ import numpy as np
 
 from trading_bot import __version__
 from trading_bot.backtest.metrics import Metrics, compute_metrics
+from trading_bot.domain.candles import COLUMNS, HIGH, LOW, OPEN, TS
 from trading_bot.domain.params import CONFIG_VERSION, StrategyConfig
 from trading_bot.domain.timeframes import timeframe_ms
 from trading_bot.marketdata.candle_csv import ReadReport, cache_file_name, clean_candles
@@ -138,12 +139,12 @@ def _evaluate(candles: np.ndarray, sides: np.ndarray, start: int, end: int, sl: 
     (not worth the metrics: it cannot be chosen)."""
     from trading_bot.backtest.kernel import simulate
 
-    trades = simulate(candles[:, 1], candles[:, 2], candles[:, 3], sides, start, end, sl, rr, options.fee_rate,
+    trades = simulate(candles[:, OPEN], candles[:, HIGH], candles[:, LOW], sides, start, end, sl, rr, options.fee_rate,
                       options.slippage, options.risk_per_trade, options.leverage, options.max_open_positions,
                       options.initial_balance)
     if trades.pnl.shape[0] < min_trades:
         return None
-    period_ms = float(candles[end - 1, 0] - candles[start, 0] + tf_ms) if end > start else 0.0
+    period_ms = float(candles[end - 1, TS] - candles[start, TS] + tf_ms) if end > start else 0.0
     return compute_metrics(trades.pnl, options.initial_balance, period_ms, trades.candles_in_position, end - start)
 
 
@@ -175,8 +176,8 @@ def analyze_series(job: SeriesJob, options: AnalysisOptions) -> SeriesResult:
     except (OSError, ValueError) as exc:
         return SeriesResult(job.symbol, job.timeframe, 0, None, None, error=str(exc))
     n = candles.shape[0]
-    result = SeriesResult(job.symbol, job.timeframe, n, int(candles[0, 0]) if n else None,
-                          int(candles[-1, 0]) if n else None)
+    result = SeriesResult(job.symbol, job.timeframe, n, int(candles[0, TS]) if n else None,
+                          int(candles[-1, TS]) if n else None)
     warmup = DEFAULT_FEATURE_PARAMS.warmup
     if n < warmup + 2 * max(options.min_trades, 10):
         result.error = f"only {n} candles: not enough history to analyze"
@@ -201,7 +202,7 @@ def analyze_series(job: SeriesJob, options: AnalysisOptions) -> SeriesResult:
         choice, train_metrics, combos = _choose(candles, sides_by_threshold, 0, train_end, options, tf_ms)
         result.combinations += combos
         fold: dict[str, Any] = {"train_candles": train_end, "test_candles": test_end - train_end,
-                                "test_from_ts": int(candles[train_end, 0])}
+                                "test_from_ts": int(candles[train_end, TS])}
         if choice is not None and train_metrics is not None:
             threshold, sl, rr = choice
             test_metrics = _evaluate(candles, sides_by_threshold[threshold], train_end, test_end, sl, rr, options, tf_ms)
@@ -233,8 +234,8 @@ def warm_kernel() -> None:
     """Compile (or load the cached compilation of) the kernel once, before forking workers."""
     from trading_bot.backtest.kernel import simulate
 
-    tiny = np.ones((4, 6))
-    simulate(tiny[:, 1], tiny[:, 2], tiny[:, 3], np.zeros(4, dtype=np.int8), 0, 4, 0.01, 2.0, 0.0, 0.0, 0.01, 1.0, 1, 1.0)
+    tiny = np.ones((4, COLUMNS))
+    simulate(tiny[:, OPEN], tiny[:, HIGH], tiny[:, LOW], np.zeros(4, dtype=np.int8), 0, 4, 0.01, 2.0, 0.0, 0.0, 0.01, 1.0, 1, 1.0)
 
 
 def make_executor(workers: int) -> Executor | None:

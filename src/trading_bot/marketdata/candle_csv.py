@@ -134,7 +134,7 @@ def read_candles(path: Path, limit: int | None = None) -> tuple[np.ndarray, Read
 def format_rows(candles: np.ndarray) -> bytes:
     out = []
     for row in candles.tolist():
-        out.append(f"{int(row[0])},{row[1]!r},{row[2]!r},{row[3]!r},{row[4]!r},{row[5]!r}\n")
+        out.append(f"{int(row[TS])},{row[OPEN]!r},{row[HIGH]!r},{row[LOW]!r},{row[CLOSE]!r},{row[VOLUME]!r}\n")
     return "".join(out).encode()
 
 

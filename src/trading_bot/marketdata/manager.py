@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trading_bot.domain.candles import EMPTY, TS
+from trading_bot.domain.candles import CLOSE, EMPTY, TS
 from trading_bot.domain.timeframes import last_closed_open_ms, next_close_ms, timeframe_ms
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name, read_candles
 from trading_bot.marketdata.sources import CandleSource
@@ -56,7 +56,7 @@ class Series:
 
     @property
     def last_close(self) -> float | None:
-        return float(self.candles[-1, 4]) if self.candles.shape[0] else None
+        return float(self.candles[-1, CLOSE]) if self.candles.shape[0] else None
 
     @property
     def next_due_ms(self) -> int:

@@ -16,7 +16,7 @@ from trading_bot.marketdata.synthetic import synthetic_candles
 
 @dataclass
 class FetchResult:
-    closed: np.ndarray  # (n, 6) closed candles, ascending, open time ≥ since
+    closed: np.ndarray  # closed candles (domain/candles.py columns), ascending, open time ≥ since
     forming_open: float | None = None  # open price of the candle after the last closed one
     forming_ts: int | None = None
 

@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 
-from trading_bot.domain.candles import COLUMNS
+from trading_bot.domain.candles import CLOSE, COLUMNS, HIGH, LOW, OPEN, TS, VOLUME
 
 BLOCK = 256  # candles per random block
 
@@ -74,12 +74,12 @@ def synthetic_candles(symbol: str, tf_ms: int, start_ts: int, count: int, prev_c
     opens[0] = start_price
     opens[1:] = closes[:-1]
     wick = 0.5 * sigma
-    out[:, 0] = ts
-    out[:, 1] = opens
-    out[:, 2] = np.maximum(opens, closes) * np.exp(np.abs(z[:, 2]) * wick)
-    out[:, 3] = np.minimum(opens, closes) * np.exp(-np.abs(z[:, 3]) * wick)
+    out[:, TS] = ts
+    out[:, OPEN] = opens
+    out[:, HIGH] = np.maximum(opens, closes) * np.exp(np.abs(z[:, 2]) * wick)
+    out[:, LOW] = np.minimum(opens, closes) * np.exp(-np.abs(z[:, 3]) * wick)
     base_volume = 1_000_000.0 / start_price * np.sqrt(tf_ms / 60_000.0)
-    out[:, 5] = base_volume * np.exp(0.4 * z[:, 4]) * (1.0 + 1.5 * np.abs(shocks))
-    out[:, 4] = closes
+    out[:, VOLUME] = base_volume * np.exp(0.4 * z[:, 4]) * (1.0 + 1.5 * np.abs(shocks))
+    out[:, CLOSE] = closes
     return out
 

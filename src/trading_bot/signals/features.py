@@ -12,6 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from trading_bot.domain.candles import CLOSE, HIGH, LOW, OPEN, VOLUME
+
 
 @dataclass(frozen=True)
 class FeatureParams:
@@ -152,12 +154,12 @@ def macd(close: np.ndarray, fast: int, slow: int, signal: int) -> tuple[np.ndarr
 
 
 def compute_features(candles: np.ndarray, params: FeatureParams = DEFAULT_FEATURE_PARAMS) -> dict[str, np.ndarray]:
-    """All features for an (n, 6) array of [timestamp, open, high, low, close, volume]."""
-    open_ = candles[:, 1]
-    high = candles[:, 2]
-    low = candles[:, 3]
-    close = np.ascontiguousarray(candles[:, 4])
-    volume = np.ascontiguousarray(candles[:, 5])
+    """All features for an array of candles (columns as in domain/candles.py)."""
+    open_ = candles[:, OPEN]
+    high = candles[:, HIGH]
+    low = candles[:, LOW]
+    close = np.ascontiguousarray(candles[:, CLOSE])
+    volume = np.ascontiguousarray(candles[:, VOLUME])
     macd_line, macd_signal, macd_hist = macd(close, params.macd_fast, params.macd_slow, params.macd_signal)
     bb_mid, bb_sd = rolling_mean_std(close, params.bb_period)
     vol_mean, vol_sd = rolling_mean_std(volume, params.volume_period)
