@@ -29,14 +29,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_synced(path: Path, mode: str, data: bytes) -> None:
+    """Write and fsync: the bytes are on the disk, not in a cache, when this returns."""
+    with open(path, mode) as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(path)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_synced(tmp, "wb", data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -47,10 +52,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def append_durable(path: Path, data: bytes) -> None:
     """Append one record and fsync it before returning (the journal's contract)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    _write_synced(path, "ab", data)
 
 
 def cut_torn_tail(path: Path) -> int:
