@@ -137,7 +137,7 @@ async def test_an_interrupted_fetch_keeps_its_pages_and_a_rerun_completes(tmp_pa
             fake.inject(fault, "/fapi/v1/klines", times=100)  # the exchange is down for good
         return await call(method, *args, **kwargs)
 
-    pool.call = fail_after_two_pages  # type: ignore[method-assign]
+    pool.call = fail_after_two_pages  # type: ignore[method-assign]  # a test wraps the client's method
     out = io.StringIO()
     broken = await fetch_history(pool, tmp_path, [BTC], ["5m"], since, stream=out)
     assert not broken.ok and broken.series[0].added == 2000
