@@ -179,7 +179,7 @@ class Daemon:
         if parts is not None:
             if self.figures.ready_ms is not None and self._signals_seen < 2:
                 await parts.supervisor.protect_before_exit(self._stop_requested_at)
-            await parts.recorder.saver.save()
+            await parts.recorder.save_state()
             await parts.report.write()
             log.info("stopped: %d heartbeats, %d open position(s), balance=%.2f", self.figures.number,
                      len(parts.broker.open_positions()), parts.broker.wallet.balance)

@@ -29,7 +29,7 @@ log = logging.getLogger("trading_bot")
 
 class Pulse:
     """When the daemon last showed it is alive (monotonic s): the systemd watchdog pings only while
-    this is recent. The loop beats after each tick and wake-up, the exchange client on each answer."""
+    this is recent. The loop beats after each tick and wake-up, the exchange client after each request."""
 
     def __init__(self) -> None:
         self.last = time.monotonic()

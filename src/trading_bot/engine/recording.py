@@ -63,7 +63,10 @@ class Recorder:
         if events.rejected:
             log.info("%d entr%s skipped by the risk limits", events.rejected, "y" if events.rejected == 1 else "ies")
         if events or save_anyway:
-            await self.saver.save()
+            await self.save_state()
+
+    async def save_state(self) -> None:
+        await self.saver.save()
 
     async def _journal(self, trade: ClosedTrade) -> None:
         """Nothing to do: the live broker journals a trade before it drops the position."""

@@ -94,8 +94,9 @@ class Startup:
                               self.store, self.notifier)
         heartbeat = Heartbeat(market.clock, market.mdm, strategies, trading.broker, trading.supervisor,
                               trading.recorder, self.config, report, self.figures, self.pulse)
-        return Parts(market.clock, self.store, market.mdm, trading.broker, strategies, trading.recorder, trading.supervisor,
-                     report, heartbeat, market.replay_end_ms)
+        return Parts(clock=market.clock, store=self.store, mdm=market.mdm, broker=trading.broker, strategies=strategies,
+                     recorder=trading.recorder, supervisor=trading.supervisor, report=report, heartbeat=heartbeat,
+                     replay_end_ms=market.replay_end_ms)
 
     def _costs_and_limits(self) -> tuple[Costs, RiskLimits]:
         s = self.settings
