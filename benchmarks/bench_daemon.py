@@ -93,7 +93,7 @@ def start_to_ready(market_data: str, runs: int) -> dict[str, float]:
 async def heartbeats(bots: int, ticks: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "src"))
     from trading_bot.engine.clock import ReplayClock
-    from trading_bot.engine.daemon import Bot
+    from trading_bot.engine.daemon import Daemon
     from trading_bot.marketdata.sources import FetchResult, SyntheticSource
     from trading_bot.marketdata.synthetic import synthetic_candles
     from trading_bot.settings import Settings
@@ -118,27 +118,27 @@ async def heartbeats(bots: int, ticks: int) -> dict[str, float]:
         start = (int(time.time() * 1000) // day) * day + 1_000
         clock = ReplayClock(start)
         clock.simulated = False  # behave like the wall clock: status and heartbeat line every tick
-        bot = Bot(settings, clock=clock, source=OneCandlePerFetch(settings.synthetic_seed), install_signals=False)
+        daemon = Daemon(settings, clock=clock, source=OneCandlePerFetch(settings.synthetic_seed), install_signals=False)
         t0 = time.perf_counter()
-        await bot.start()
+        await daemon.start()
         startup_s = time.perf_counter() - t0
         quiet_compute, quiet_cycle, busy_compute, busy_cycle = [], [], [], []
         for _ in range(ticks):
             clock._now += 1  # nothing closes: the steady state between candles
-            await bot.tick()
-            quiet_compute.append(bot.figures.compute_ms)
-            quiet_cycle.append(bot.figures.cycle_ms)
+            await daemon.tick()
+            quiet_compute.append(daemon.figures.compute_ms)
+            quiet_cycle.append(daemon.figures.cycle_ms)
         for _ in range(ticks):
             clock._now += day  # every series is due; each gets exactly one new candle
-            await bot.tick()
-            assert bot.figures.new_candles == len(bot.keys), bot.figures.new_candles
-            busy_compute.append(bot.figures.compute_ms)
-            busy_cycle.append(bot.figures.cycle_ms)
+            await daemon.tick()
+            assert daemon.figures.new_candles == len(daemon.settings.bot_keys), daemon.figures.new_candles
+            busy_compute.append(daemon.figures.compute_ms)
+            busy_cycle.append(daemon.figures.cycle_ms)
         current, peak = rss_mib()
-        trades = bot.broker.wallet.trades
-        await bot.shutdown()
+        trades = daemon.parts.broker.wallet.trades
+        await daemon.shutdown()
     return {
-        "bots": len(bot.keys), "startup_in_process_s": startup_s,
+        "bots": len(daemon.settings.bot_keys), "startup_in_process_s": startup_s,
         "quiet_compute_ms_median": statistics.median(quiet_compute), "quiet_cycle_ms_median": statistics.median(quiet_cycle),
         "busy_compute_ms_median": statistics.median(busy_compute), "busy_cycle_ms_median": statistics.median(busy_cycle),
         "busy_compute_ms_max": max(busy_compute), "rss_mib": current, "peak_rss_mib": peak, "ticks": ticks,

@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from fakes.fake_binance import FakeBinance, add_markets  # noqa: E402
 from trading_bot.engine.clock import CLOSE_GRACE_MS, ReplayClock  # noqa: E402
-from trading_bot.engine.daemon import Bot  # noqa: E402
+from trading_bot.engine.daemon import Daemon  # noqa: E402
 from trading_bot.exchange.budget import WeightBudget  # noqa: E402
 from trading_bot.persistence.strategy_config_file import write_config  # noqa: E402
 from trading_bot.settings import Secret, Settings  # noqa: E402
@@ -71,22 +71,22 @@ async def entry_latency(round_trip_ms: int, samples: int) -> dict[str, float]:
             settings = settings_for(Path(tmp), fake, ("BTC/USDT:USDT",), ("1m",), live=True)
             write_config(settings.strategy_config,
                          {"version": 1, "defaults": {"threshold": 0.0001, "sl_pct": 0.01, "rr_ratio": 2}})
-            bot = Bot(settings, clock=clock, install_signals=False)
-            await bot.start()
+            daemon = Daemon(settings, clock=clock, install_signals=False)
+            await daemon.start()
             fake.latency_ms = round_trip_ms
             close = START_MS
             try:
-                while len(bot.broker.latency.samples) < samples:
+                while len(daemon.parts.broker.latency.samples) < samples:
                     close += 60_000
                     clock.step_to(close + CLOSE_GRACE_MS)  # the heartbeat wakes just after the close
-                    await bot.tick()
-                    for position in bot.broker.open_positions():  # take it out so the next candle can enter
+                    await daemon.tick()
+                    for position in daemon.parts.broker.open_positions():  # take it out so the next candle can enter
                         fake.set_price("BTCUSDT", position.stop * (1 - 0.001 * position.side))
                         clock.step_to(close + 5_000)
-                        await bot.tick()
+                        await daemon.tick()
             finally:
-                await bot.shutdown()
-            values = list(bot.broker.latency.samples)
+                await daemon.shutdown()
+            values = list(daemon.parts.broker.latency.samples)
         finally:
             await fake.stop()
     return {"round_trip_ms": round_trip_ms, "orders": len(values), "p50_ms": statistics.median(values),
@@ -102,20 +102,20 @@ async def requests_per_heartbeat(bots: int, hours: float) -> dict[str, float]:
         add_markets([s.split("/")[0] + "USDT" for s in symbols])
         try:
             settings = settings_for(Path(tmp), fake, symbols, TIMEFRAMES, live=False)
-            bot = Bot(settings, clock=clock, install_signals=False)
+            daemon = Daemon(settings, clock=clock, install_signals=False)
             # Simulated hours pass in seconds here: the limiters (which count real time) would only
             # stretch the run, and this measures how many requests are made, not how fast.
-            bot._exchange_source()
-            bot.pool.budget = WeightBudget(10**9)
-            (await bot.pool.client()).enableRateLimit = False
-            await bot.start()
+            client = daemon.exchange.get()
+            client.budget = WeightBudget(10**9)
+            (await client.client()).enableRateLimit = False
+            await daemon.start()
             before = len(fake.requests)
             ticks = int(hours * 3600 / 5)
             for i in range(1, ticks + 1):
                 clock.step_to(START_MS + CLOSE_GRACE_MS + i * 5_000)
-                await bot.tick()
+                await daemon.tick()
             requests = len(fake.requests) - before
-            await bot.shutdown()
+            await daemon.shutdown()
         finally:
             await fake.stop()
     return {"bots": len(symbols) * len(TIMEFRAMES), "heartbeats": ticks, "requests": requests,

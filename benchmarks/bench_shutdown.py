@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from fakes.live_daemon import Daemon, start_fast_market  # noqa: E402
+from fakes.live_daemon import DaemonProcess, start_fast_market  # noqa: E402
 
 RUNS = 10
 TARGET_S = 5.0
@@ -49,7 +49,7 @@ async def live_sigterm_to_exit() -> float:
     """A live daemon (2 bots, time-lapse clock) with a protected position open, then SIGTERM."""
     with tempfile.TemporaryDirectory() as tmp:
         fake, clock = await start_fast_market(Path(tmp))
-        daemon = Daemon(Path(tmp), fake, clock)
+        daemon = DaemonProcess(Path(tmp), fake, clock)
         try:
             daemon.start()
             await daemon.ready()

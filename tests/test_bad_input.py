@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conftest import make_settings, subprocess_env
 from trading_bot.domain.candles import COLUMNS
 from trading_bot.domain.params import StrategyConfigError, parse_config_bytes
-from trading_bot.engine.daemon import Bot, StartupError
+from trading_bot.engine.daemon import Daemon, StartupError
 from trading_bot.marketdata.candle_csv import ReadReport, parse_candle_lines, read_candles
 from trading_bot.persistence.state_store import StateError, StateStore, decode_state, read_journal
 
@@ -99,8 +99,8 @@ async def test_corrupt_positions_file_in_paper_mode_is_kept_aside_and_the_bot_st
     store = StateStore(settings.state_dir())
     store.directory.mkdir(parents=True)
     store.positions_path.write_text('{"version": 1, "wallet": {"bal')
-    bot = Bot(settings, cycles=1, install_signals=False)
-    await bot.run()
+    daemon = Daemon(settings, cycles=1, install_signals=False)
+    await daemon.run()
     backups = list(store.directory.glob("positions.json.corrupt-*"))
     assert len(backups) == 1 and backups[0].read_text() == '{"version": 1, "wallet": {"bal'
     assert "kept it as" in caplog.text and str(backups[0]) in caplog.text
@@ -115,9 +115,9 @@ async def test_corrupt_positions_file_in_live_mode_refuses_to_start(tmp_path, ma
     store = StateStore(settings.state_dir())
     store.directory.mkdir(parents=True)
     store.positions_path.write_text("garbage")
-    bot = Bot(settings, clock=clock, install_signals=False)
+    daemon = Daemon(settings, clock=clock, install_signals=False)
     with pytest.raises(StartupError) as info:
-        await bot.run()
+        await daemon.run()
     message = str(info.value)
     assert str(store.positions_path) in message and "positions.json.corrupt-" in message
     assert "Live mode will not start" in message
@@ -130,7 +130,7 @@ async def test_a_torn_journal_line_is_cut_at_start(tmp_path, caplog):
     store = StateStore(settings.state_dir())
     store.directory.mkdir(parents=True)
     store.trades_path.write_text('{"symbol": "BTC/USDT:USDT", "pnl": 1.0}\n{"symbol": "BTC/US')
-    await Bot(settings, cycles=1, install_signals=False).run()
+    await Daemon(settings, cycles=1, install_signals=False).run()
     assert store.trades_path.read_text() == '{"symbol": "BTC/USDT:USDT", "pnl": 1.0}\n'
     assert "cut a torn last line" in caplog.text
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import PROJECT_ROOT, make_settings, subprocess_env
 from trading_bot.engine.clock import ReplayClock
-from trading_bot.engine.daemon import Bot
+from trading_bot.engine.daemon import Daemon
 from trading_bot.marketdata.sources import SyntheticSource
 from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
 from trading_bot.persistence.strategy_config_file import write_config
@@ -38,12 +38,12 @@ def paper_settings(tmp_path):
 async def test_paper_run_trades_and_a_restart_picks_up_the_same_positions(tmp_path):
     settings = paper_settings(tmp_path)
     clock = MinuteClock(START_MS)
-    bot = Bot(settings, cycles=400, clock=clock, source=SyntheticSource(settings.synthetic_seed), install_signals=False)
-    await bot.run()
+    daemon = Daemon(settings, cycles=400, clock=clock, source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    await daemon.run()
     store = StateStore(settings.state_dir())
     journal = read_journal(store.trades_path)
     assert journal, "paper trades should open and close"
-    held = sorted((p.symbol, p.timeframe, p.entry_ts) for p in bot.broker.open_positions())
+    held = sorted((p.symbol, p.timeframe, p.entry_ts) for p in daemon.parts.broker.open_positions())
     saved = decode_state(store.positions_path.read_bytes(), "positions.json")
     assert sorted((b.position.symbol, b.position.timeframe, b.position.entry_ts)
                   for b in saved.books.values() if b.position) == held
@@ -54,12 +54,12 @@ async def test_paper_run_trades_and_a_restart_picks_up_the_same_positions(tmp_pa
     # Restart 30 simulated minutes later: the same positions come back, and the candles that
     # closed meanwhile are checked for their exits before anything else.
     clock2 = MinuteClock(clock.now_ms() + 30 * 60_000)
-    again = Bot(settings, cycles=1, clock=clock2, source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    again = Daemon(settings, cycles=1, clock=clock2, source=SyntheticSource(settings.synthetic_seed), install_signals=False)
     await again.start()
-    resumed = {(p.symbol, p.timeframe, p.entry_ts) for p in again.broker.open_positions()}
+    resumed = {(p.symbol, p.timeframe, p.entry_ts) for p in again.parts.broker.open_positions()}
     closed_meanwhile = {(t["symbol"], t["timeframe"], t["entry_ts"]) for t in read_journal(store.trades_path)[len(journal):]}
     assert resumed | closed_meanwhile >= set(held)
-    assert again.broker.wallet.trades == len(read_journal(store.trades_path))
+    assert again.parts.broker.wallet.trades == len(read_journal(store.trades_path))
     await again.shutdown()
 
 
@@ -121,20 +121,20 @@ async def test_a_stuck_tick_is_cut_short_on_stop_and_state_is_saved(tmp_path, mo
 
     monkeypatch.setattr("trading_bot.engine.daemon.SHUTDOWN_GRACE_S", 0.5)
     settings = paper_settings(tmp_path)
-    bot = Bot(settings, clock=MinuteClock(START_MS), source=SyntheticSource(settings.synthetic_seed), install_signals=False)
-    original_tick = bot.tick
+    daemon = Daemon(settings, clock=MinuteClock(START_MS), source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    original_tick = daemon.tick
 
     async def tick() -> None:
         await original_tick()
-        if bot.figures.number == 3:
+        if daemon.figures.number == 3:
             await asyncio.sleep(3600)  # an order call that never comes back
 
-    bot.tick = tick  # type: ignore[method-assign]
-    task = asyncio.create_task(bot.run())
-    while bot.figures.number < 3:
+    daemon.tick = tick  # type: ignore[method-assign]
+    task = asyncio.create_task(daemon.run())
+    while daemon.figures.number < 3:
         await asyncio.sleep(0.01)
     started = time.monotonic()
-    bot.request_stop("SIGTERM")
+    daemon.request_stop("SIGTERM")
     await asyncio.wait_for(task, 5)
     assert 0.4 < time.monotonic() - started < 2.0  # the grace period, then out
     decode_state(StateStore(settings.state_dir()).positions_path.read_bytes(), "positions.json")
@@ -144,21 +144,21 @@ async def test_a_second_signal_exits_at_once(tmp_path):
     import asyncio
 
     settings = paper_settings(tmp_path)
-    bot = Bot(settings, clock=MinuteClock(START_MS), source=SyntheticSource(settings.synthetic_seed), install_signals=False)
-    original_tick = bot.tick
+    daemon = Daemon(settings, clock=MinuteClock(START_MS), source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    original_tick = daemon.tick
 
     async def tick() -> None:
         await original_tick()
-        if bot.figures.number == 2:
+        if daemon.figures.number == 2:
             await asyncio.sleep(3600)
 
-    bot.tick = tick  # type: ignore[method-assign]
-    task = asyncio.create_task(bot.run())
-    while bot.figures.number < 2:
+    daemon.tick = tick  # type: ignore[method-assign]
+    task = asyncio.create_task(daemon.run())
+    while daemon.figures.number < 2:
         await asyncio.sleep(0.01)
     started = time.monotonic()
-    bot.request_stop("SIGINT")
-    bot.request_stop("SIGINT")
+    daemon.request_stop("SIGINT")
+    daemon.request_stop("SIGINT")
     await asyncio.wait_for(task, 5)
     assert time.monotonic() - started < 0.5
     decode_state(StateStore(settings.state_dir()).positions_path.read_bytes(), "positions.json")

@@ -12,7 +12,8 @@ from trading_bot.backtest.reference import backtest_series
 from trading_bot.domain.params import default_config
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.trades import Costs
-from trading_bot.engine.daemon import REPLAY_WARMUP_CANDLES, Bot
+from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES
+from trading_bot.engine.daemon import Daemon
 from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
 from trading_bot.persistence.strategy_config_file import load_config, write_config
 
@@ -40,8 +41,8 @@ def expected_trades(settings, candles):
 async def test_replay_trades_equal_the_backtest_and_state_is_valid(tmp_path):
     settings = replay_settings(tmp_path)
     candles = write_synthetic_cache(settings.candles_dir, SYMBOL, TF, 1500)
-    bot = Bot(settings, replay=True, install_signals=False)
-    await bot.run()
+    daemon = Daemon(settings, replay=True, install_signals=False)
+    await daemon.run()
 
     store = StateStore(settings.state_dir(replay=True))
     journal = read_journal(store.trades_path)
@@ -64,25 +65,25 @@ async def test_restart_resumes_open_positions_and_continues_identically(tmp_path
     expected = expected_trades(settings, candles)
 
     # Stop at a moment with an open position, as a user pressing Ctrl-C would.
-    first = Bot(settings, replay=True, install_signals=False)
+    first = Daemon(settings, replay=True, install_signals=False)
     original_tick = first.tick
 
     async def tick_until_open() -> None:
         await original_tick()
-        if first.broker.open_positions() and first.figures.number > 300:
+        if first.parts.broker.open_positions() and first.figures.number > 300:
             first.stop_event.set()
 
     first.tick = tick_until_open  # type: ignore[method-assign]
     await first.run()
-    held = [p.to_json() for p in first.broker.open_positions()]
+    held = [p.to_json() for p in first.parts.broker.open_positions()]
     assert held, "the first run should stop holding a position"
 
-    second = Bot(settings, replay=True, install_signals=False)
+    second = Daemon(settings, replay=True, install_signals=False)
     await second.start()
-    assert [p.to_json() for p in second.broker.open_positions()] == held
+    assert [p.to_json() for p in second.parts.broker.open_positions()] == held
     await second.shutdown()
 
-    third = Bot(settings, replay=True, install_signals=False)
+    third = Daemon(settings, replay=True, install_signals=False)
     await third.run()
     journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
     assert journal == expected  # an interrupted replay gives the same trades as one straight run
@@ -93,7 +94,7 @@ async def test_replay_without_cache_fails_with_one_clear_line(tmp_path):
 
     settings = replay_settings(tmp_path)
     with pytest.raises(StartupError, match="replay needs cached candles"):
-        await Bot(settings, replay=True, install_signals=False).run()
+        await Daemon(settings, replay=True, install_signals=False).run()
 
 
 async def test_many_bots_replay_keeps_entries_and_exits_in_step_with_the_backtest(tmp_path):
@@ -103,8 +104,8 @@ async def test_many_bots_replay_keeps_entries_and_exits_in_step_with_the_backtes
     settings = make_settings(tmp_path, symbols=symbols, timeframes=timeframes, history_candles=5000,
                              max_open_positions=50)
     history = {(s, tf): write_synthetic_cache(settings.candles_dir, s, tf, 900, seed=11) for s in symbols for tf in timeframes}
-    bot = Bot(settings, replay=True, install_signals=False)
-    await bot.run()
+    daemon = Daemon(settings, replay=True, install_signals=False)
+    await daemon.run()
     journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
     assert journal
     params = default_config().params_for(*symbols[0:1], "1m")

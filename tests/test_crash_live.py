@@ -21,7 +21,7 @@ import time
 from collections import Counter
 
 from fakes.fake_binance import FakeBinance
-from fakes.live_daemon import SYMBOLS, Daemon, assert_state_agrees_with_the_exchange, start_fast_market
+from fakes.live_daemon import SYMBOLS, DaemonProcess, assert_state_agrees_with_the_exchange, start_fast_market
 from trading_bot.persistence.state_store import StateStore
 
 ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "8"))
@@ -51,7 +51,7 @@ class KillAfterOrder:
     """The fake's on_executed hook: SIGKILL the daemon right after the n-th order request it sends
     has been executed, before the answer is written."""
 
-    def __init__(self, daemon: Daemon, n: int) -> None:
+    def __init__(self, daemon: DaemonProcess, n: int) -> None:
         self.daemon, self.left, self.fired = daemon, n, False
 
     def __call__(self, method: str, path: str, params: dict[str, str]) -> None:
@@ -67,7 +67,7 @@ async def test_sigkill_of_a_live_daemon_loses_and_duplicates_nothing(tmp_path):
     rng = random.Random(SEED)
     prices = PricePath(fake, rng)
     mover = asyncio.create_task(prices.run())
-    daemon = Daemon(tmp_path, fake, clock)
+    daemon = DaemonProcess(tmp_path, fake, clock)
     store = StateStore(tmp_path / "data" / "state")
     kills: Counter[str] = Counter()
     trades = 0

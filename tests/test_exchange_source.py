@@ -8,7 +8,7 @@ import pytest
 from conftest import make_settings
 from fakes.fake_binance import FakeBinance
 from trading_bot.domain.timeframes import last_closed_open_ms
-from trading_bot.engine.daemon import Bot
+from trading_bot.engine.daemon import Daemon
 from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.network import exchange_host, network_reachable
 from trading_bot.exchange.source import ExchangeSource
@@ -57,9 +57,9 @@ async def test_paper_bot_fills_an_empty_cache_from_the_exchange(tmp_path, fake):
                              market_data="exchange", exchange_url=fake.url)
     clock = ReplayClock(NOW)
     clock.simulated = False
-    bot = Bot(settings, cycles=1, clock=clock, install_signals=False)
+    bot = Daemon(settings, cycles=1, clock=clock, install_signals=False)
     await bot.run()
-    assert bot.mdm.source.name == "exchange"
+    assert bot.parts.mdm.source.name == "exchange"
     cached, _ = read_candles(settings.candles_dir / "SOL_USDT_USDT_1h.csv")
     assert cached.shape[0] == 1000 and int(cached[-1, 0]) == last_closed_open_ms(NOW, 3_600_000)
     assert np.isfinite(cached).all()

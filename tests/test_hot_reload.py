@@ -8,7 +8,7 @@ import os
 import signal
 
 from conftest import make_settings, write_synthetic_cache
-from trading_bot.engine.daemon import Bot
+from trading_bot.engine.daemon import Daemon
 from trading_bot.persistence.strategy_config_file import write_config
 
 SYMBOL, TF = "BTC/USDT:USDT", "1m"
@@ -28,15 +28,15 @@ def bump_mtime(path, seconds):
 
 async def test_new_config_takes_effect_within_one_heartbeat(tmp_path, caplog):
     settings = settings_for(tmp_path)
-    bot = Bot(settings, replay=True, install_signals=False)
+    daemon = Daemon(settings, replay=True, install_signals=False)
     seen: list[tuple[int, float]] = []
     rejected_status: dict = {}
-    original_tick = bot.tick
+    original_tick = daemon.tick
 
     async def tick() -> None:
         await original_tick()
-        n = bot.figures.number
-        seen.append((n, bot.strategies[(SYMBOL, TF)].params.threshold))
+        n = daemon.figures.number
+        seen.append((n, daemon.parts.strategies[(SYMBOL, TF)].params.threshold))
         if n == 100:
             write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.9}})
             bump_mtime(settings.strategy_config, 1)
@@ -47,43 +47,43 @@ async def test_new_config_takes_effect_within_one_heartbeat(tmp_path, caplog):
             settings.strategy_config.write_text(json.dumps({"version": 1, "defaults": {"sl_pct": float("nan")}}))
             bump_mtime(settings.strategy_config, 3)
         if n == 350:
-            rejected_status.update(bot.status()["config"])
+            rejected_status.update(daemon.parts.report.status()["config"])
         if n == 400:
             write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.5}})
             bump_mtime(settings.strategy_config, 4)
         if n == 450:
-            bot.stop_event.set()
+            daemon.stop_event.set()
 
-    bot.tick = tick  # type: ignore[method-assign]
-    await bot.run()
+    daemon.tick = tick  # type: ignore[method-assign]
+    await daemon.run()
     thresholds = dict(seen)
     assert thresholds[100] == 0.15  # written during tick 100 …
     assert thresholds[101] == 0.9  # … in force from the next heartbeat
     assert thresholds[250] == 0.9 and thresholds[350] == 0.9  # broken files kept the previous config
     assert thresholds[401] == 0.5
-    assert bot.watch.reloads == 2
+    assert daemon.config.watch.reloads == 2
     assert caplog.text.count("strategy config rejected, keeping the previous one") == 2
     assert "not valid JSON" in caplog.text and "NaN is not a valid number" in caplog.text
     assert rejected_status["reloads"] == 1 and "NaN" in rejected_status["last_error"]
-    status = bot.status()["config"]
+    status = daemon.parts.report.status()["config"]
     assert status["reloads"] == 2 and status["last_error"] is None  # cleared by the good file
 
 
 async def test_sighup_forces_a_reload(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     settings = settings_for(tmp_path)
-    bot = Bot(settings, replay=True, cycles=3)
-    original_tick = bot.tick
+    daemon = Daemon(settings, replay=True, cycles=3)
+    original_tick = daemon.tick
 
     async def tick() -> None:
-        if bot.figures.number == 1:
+        if daemon.figures.number == 1:
             os.kill(os.getpid(), signal.SIGHUP)
         await original_tick()
 
-    bot.tick = tick  # type: ignore[method-assign]
-    await bot.run()
+    daemon.tick = tick  # type: ignore[method-assign]
+    await daemon.run()
     assert "SIGHUP received" in caplog.text
-    assert bot.watch.reloads == 1
+    assert daemon.config.watch.reloads == 1
 
 
 async def test_broken_config_at_startup_is_an_error(tmp_path):
@@ -94,7 +94,7 @@ async def test_broken_config_at_startup_is_an_error(tmp_path):
     settings = settings_for(tmp_path)
     settings.strategy_config.write_text("{")
     with pytest.raises(StrategyConfigError, match="not valid JSON"):
-        await Bot(settings, replay=True, install_signals=False).run()
+        await Daemon(settings, replay=True, install_signals=False).run()
 
 
 async def test_reload_survives_an_analyzer_rewriting_the_file_repeatedly(tmp_path, caplog):
@@ -109,15 +109,15 @@ async def test_reload_survives_an_analyzer_rewriting_the_file_repeatedly(tmp_pat
             writes[0] += 1
             write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.1 + (writes[0] % 7) / 100}})
 
-    bot = Bot(settings, replay=True, install_signals=False)
+    daemon = Daemon(settings, replay=True, install_signals=False)
     thread = threading.Thread(target=analyzer_like_writer)
     thread.start()
     try:
-        await bot.run()
+        await daemon.run()
     finally:
         stop.set()
         thread.join()
-    assert writes[0] > 20 and bot.watch.reloads > 5
+    assert writes[0] > 20 and daemon.config.watch.reloads > 5
     assert "rejected" not in caplog.text  # atomic replace: the daemon never sees a half-written file
 
 
@@ -125,26 +125,26 @@ async def test_the_analyzer_writes_and_the_running_daemon_trades_with_it(tmp_pat
     from trading_bot.backtest.analyzer import AnalysisOptions, Grid, jobs_for, run_jobs, updated_document
 
     settings = settings_for(tmp_path)
-    bot = Bot(settings, replay=True, install_signals=False)
+    daemon = Daemon(settings, replay=True, install_signals=False)
     seen: dict[int, float] = {}
     chosen: dict[str, float] = {}
-    original_tick = bot.tick
+    original_tick = daemon.tick
 
     async def tick() -> None:
         await original_tick()
-        seen[bot.figures.number] = bot.strategies[(SYMBOL, TF)].params.threshold
-        if bot.figures.number == 50:
+        seen[daemon.figures.number] = daemon.parts.strategies[(SYMBOL, TF)].params.threshold
+        if daemon.figures.number == 50:
             options = AnalysisOptions(grid=Grid(sl=(0.004,), rr=(1.5,), thresholds=(0.12,)), min_trades=1)
-            config = bot.watch.config
+            config = daemon.config.watch.config
             results = run_jobs(jobs_for([(SYMBOL, TF)], settings.candles_dir, config), options, None)
             write_config(settings.strategy_config, updated_document(config.document, results, options, config))
             chosen.update(results[0].chosen or {})
             bump_mtime(settings.strategy_config, 5)
-        if bot.figures.number == 60:
-            bot.stop_event.set()
+        if daemon.figures.number == 60:
+            daemon.stop_event.set()
 
-    bot.tick = tick  # type: ignore[method-assign]
-    await bot.run()
+    daemon.tick = tick  # type: ignore[method-assign]
+    await daemon.run()
     assert chosen == {"threshold": 0.12, "sl_pct": 0.004, "rr_ratio": 1.5}
     assert seen[50] == 0.15 and seen[51] == 0.12  # in force from the next heartbeat
-    assert bot.strategies[(SYMBOL, TF)].params.sl_pct == 0.004
+    assert daemon.parts.strategies[(SYMBOL, TF)].params.sl_pct == 0.004

@@ -15,18 +15,18 @@ async def test_signal_opens_a_protected_position_and_the_stop_closes_it(tmp_path
     clock, fake = market
     bot, settings = await open_a_position(tmp_path, clock, fake)
     try:
-        [position] = bot.broker.open_positions()
+        [position] = bot.parts.broker.open_positions()
         assert fake.positions[SYMBOL_ID]["amount"] == pytest.approx(position.side * position.qty)
         open_algos = [o for o in fake.algo_orders.values() if o.get("algoStatus", o.get("status")) in ("NEW", "open")]
         assert {o["orderType"] if "orderType" in o else o["type"] for o in open_algos} == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
         assert position.orders["stop"] and position.orders["target"]
-        assert bot.status()["entry_latency"]["orders"] == 1
+        assert bot.parts.report.status()["entry_latency"]["orders"] == 1
 
         # The market falls through a long's stop (or rises through a short's).
         fake.set_price(SYMBOL_ID, position.stop * (1 - 0.001 * position.side))
         clock.advance(5_000)
         await bot.tick()
-        assert bot.broker.open_positions() == []
+        assert bot.parts.broker.open_positions() == []
         [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
         assert trade["exit_reason"] == "stop"
         assert trade["gross_pnl"] == pytest.approx(fake.realized_pnl())
@@ -42,14 +42,14 @@ async def test_take_profit_closes_it_and_the_stop_is_cancelled(tmp_path, market)
     clock, fake = market
     bot, settings = await open_a_position(tmp_path, clock, fake)
     try:
-        [position] = bot.broker.open_positions()
+        [position] = bot.parts.broker.open_positions()
         fake.set_price(SYMBOL_ID, position.target * (1 + 0.001 * position.side))
         clock.advance(5_000)
         await bot.tick()
         [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
         assert trade["exit_reason"] == "target" and trade["pnl"] > 0
         assert fake.positions.get(SYMBOL_ID, {}).get("amount", 0) == 0
-        assert bot.broker.wallet.balance == pytest.approx(fake.balance)
+        assert bot.parts.broker.wallet.balance == pytest.approx(fake.balance)
     finally:
         await bot.shutdown()
 
@@ -60,7 +60,7 @@ async def test_status_shows_the_entry_latency(tmp_path, market):
     clock, fake = market
     bot, settings = await open_a_position(tmp_path, clock, fake)
     try:
-        await bot.store.write_status(bot.status())
+        await bot.parts.store.write_status(bot.parts.report.status())
         text = render_status(collect_status(settings.state_dir()))
         assert "mode live" in text and "entry latency over 1 order(s): p50 " in text
     finally:

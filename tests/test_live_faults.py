@@ -13,7 +13,7 @@ import pytest
 
 from fakes.fake_binance import FakeBinance, add_markets
 from fakes.live_bot import SYMBOL, SYMBOL_ID, live_settings, open_a_position
-from trading_bot.engine.daemon import Bot
+from trading_bot.engine.daemon import Daemon
 from trading_bot.exchange.budget import WeightBudget
 from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.retry import RetryPolicy
@@ -37,7 +37,7 @@ async def test_entry_order_faults_never_duplicate(tmp_path, market, fault, caplo
     fake.inject(fault, "/fapi/v1/order", method="POST")
     bot, _ = await open_a_position(tmp_path, clock, fake)
     try:
-        [position] = bot.broker.open_positions()
+        [position] = bot.parts.broker.open_positions()
         assert len(entry_orders(fake)) == 1, "exactly one entry reached the exchange"
         assert fake.duplicate_client_ids == []
         assert open_algo_types(fake) == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
@@ -58,7 +58,7 @@ async def test_an_order_whose_answer_times_out_executes_exactly_once(tmp_path, m
     started = time.monotonic()
     bot, _ = await open_a_position(tmp_path, clock, fake)
     try:
-        assert len(bot.broker.open_positions()) == 1
+        assert len(bot.parts.broker.open_positions()) == 1
         assert len(entry_orders(fake)) == 1 and fake.duplicate_client_ids == []
         assert "RequestTimeout" in caplog.text
         for _ in range(50):  # the exchange is still working through the late request
@@ -80,12 +80,12 @@ async def test_refused_entries_are_skipped_and_the_daemon_goes_on(tmp_path, mark
     fake.inject(fault, "/fapi/v1/order", method="POST")
     bot, _ = await open_a_position(tmp_path, clock, fake)
     try:
-        assert bot.broker.open_positions() == [] and entry_orders(fake) == []
+        assert bot.parts.broker.open_positions() == [] and entry_orders(fake) == []
         assert "entry refused by the exchange" in caplog.text
-        assert bot.broker.intents == {}
+        assert bot.parts.broker.intents == {}
         clock.advance(60_000)
         await bot.tick()  # the next signal trades normally
-        assert len(bot.broker.open_positions()) == 1
+        assert len(bot.parts.broker.open_positions()) == 1
         assert fake.duplicate_client_ids == []
     finally:
         await bot.shutdown()
@@ -100,7 +100,7 @@ async def test_a_stop_that_cannot_be_placed_closes_the_position(tmp_path, market
         assert fake.positions.get(SYMBOL_ID, {}).get("amount", 0) == 0, "closed at market"
         clock.advance(5_000)
         await bot.tick()
-        assert bot.broker.open_positions() == []
+        assert bot.parts.broker.open_positions() == []
         [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
         assert trade["exit_reason"] == "outside"
     finally:
@@ -115,7 +115,7 @@ async def test_read_faults_are_retried_and_the_tick_survives(tmp_path, market):
             fake.inject(fault, "/fapi/v3/positionRisk")
             clock.advance(5_000)
             await bot.tick()
-        assert len(bot.broker.open_positions()) == 1
+        assert len(bot.parts.broker.open_positions()) == 1
         fake.inject("503_html", "/fapi/v1/klines", times=2)
         clock.advance(60_000)
         await bot.tick()
@@ -127,7 +127,7 @@ async def test_read_faults_are_retried_and_the_tick_survives(tmp_path, market):
 @pytest.mark.parametrize(("fault", "retry_after"), [("429", 1), ("418", 2)])
 async def test_rate_limit_answers_pause_the_whole_pool(tmp_path, market, fault, retry_after):
     clock, fake = market
-    bot = Bot(live_settings(tmp_path, fake), clock=clock, install_signals=False)
+    bot = Daemon(live_settings(tmp_path, fake), clock=clock, install_signals=False)
     await bot.start()
     try:
         fake.inject(fault, "/fapi/v1/klines", retry_after=retry_after)
@@ -136,7 +136,7 @@ async def test_rate_limit_answers_pause_the_whole_pool(tmp_path, market, fault, 
         await bot.tick()
         elapsed = time.monotonic() - started
         assert elapsed >= retry_after * 0.9, "the retry waited for Retry-After"
-        series = bot.mdm.series[(SYMBOL, "1m")]
+        series = bot.parts.mdm.series[(SYMBOL, "1m")]
         assert series.failures == 0 and series.last_ts is not None
         klines = [r for r in fake.requests if r.path == "/fapi/v1/klines"]
         assert klines[-1].status == 200 and klines[-1].time - klines[-2].time >= retry_after * 0.9
@@ -202,19 +202,19 @@ async def test_an_entry_whose_outcome_stays_unknown_keeps_the_daemon_running_and
     clock, fake = market
     fake.inject("lost_response", "/fapi/v1/order", method="POST")  # executed, the answer never arrives …
     fake.inject("503_html", "/fapi/v1/order", method="GET", times=20)  # … and every lookup fails
-    bot = Bot(live_settings(tmp_path, fake), clock=clock, install_signals=False)
+    bot = Daemon(live_settings(tmp_path, fake), clock=clock, install_signals=False)
     await bot.start()
     try:
         clock.advance(60_000)
         await bot.tick()  # survives: no exception out of the heartbeat
-        [(client_id, intent)] = bot.broker.intents.items()
-        assert intent["kind"] == "entry" and bot.broker.open_positions() == []
+        [(client_id, intent)] = bot.parts.broker.intents.items()
+        assert intent["kind"] == "entry" and bot.parts.broker.open_positions() == []
         assert "outcome unknown" in caplog.text and fake.positions[SYMBOL_ID]["amount"] != 0
         clock.advance(60_000)
         fake._injections.clear()  # the exchange answers again
         await bot.tick()  # the symbol waited; reconciliation (requested) takes the position over
-        [position] = bot.broker.open_positions()
-        assert position.orders["entry_client"] == client_id and bot.broker.intents == {}
+        [position] = bot.parts.broker.open_positions()
+        assert position.orders["entry_client"] == client_id and bot.parts.broker.intents == {}
         assert len(entry_orders(fake)) == 1 and len(open_algos_on(fake, SYMBOL_ID)) == 2
         assert fake.duplicate_client_ids == []
     finally:
@@ -227,7 +227,7 @@ async def test_a_stop_whose_answer_was_lost_does_not_outlive_the_position(tmp_pa
     fake.inject("503_html", "/fapi/v1/algoOrder", method="GET", times=4)
     bot, settings = await open_a_position(tmp_path, clock, fake)
     try:
-        assert bot.broker.open_positions() == [] and fake.positions[SYMBOL_ID]["amount"] == 0  # closed at market
+        assert bot.parts.broker.open_positions() == [] and fake.positions[SYMBOL_ID]["amount"] == 0  # closed at market
         assert open_algos_on(fake, SYMBOL_ID) == [], "the stop sent blind was cancelled with the position"
         [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
         assert trade["gross_pnl"] == pytest.approx(fake.realized_pnl())
@@ -239,16 +239,16 @@ async def test_an_exchange_outage_with_a_position_open_does_not_stop_the_daemon(
     clock, fake = market
     bot, _ = await open_a_position(tmp_path, clock, fake)
     try:
-        bot.pool.retry = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
+        bot.exchange.get().retry = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
         fake.inject("503_html", "*", times=50)
         clock.advance(5_000)
         await bot.tick()
         assert "could not check positions" in caplog.text
-        [position] = bot.broker.open_positions()
+        [position] = bot.parts.broker.open_positions()
         fake._injections.clear()
         clock.advance(5_000)
         await bot.tick()
-        assert bot.broker.open_positions() == [position]
+        assert bot.parts.broker.open_positions() == [position]
     finally:
         await bot.shutdown()
 
@@ -258,13 +258,13 @@ async def test_an_exit_whose_fills_are_not_listed_yet_is_booked_once_they_are(tm
     clock, fake = market
     bot, settings = await open_a_position(tmp_path, clock, fake)
     try:
-        [position] = bot.broker.open_positions()
+        [position] = bot.parts.broker.open_positions()
         fake.set_price(SYMBOL_ID, position.stop * (1 - 0.002 * position.side))
         fake.lagging_fill_answers = 2
         for _ in range(3):
             clock.advance(5_000)
             await bot.tick()
-        assert bot.broker.open_positions() == []
+        assert bot.parts.broker.open_positions() == []
         [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
         assert trade["exit_reason"] == "stop" and trade["gross_pnl"] == pytest.approx(fake.realized_pnl())
     finally:

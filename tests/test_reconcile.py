@@ -10,7 +10,7 @@ import pytest
 from fakes.ccxt_client import by_hand
 from fakes.live_bot import SYMBOL, SYMBOL_ID, SharedClock, live_settings, open_a_position
 from trading_bot.domain.trades import Position
-from trading_bot.engine.daemon import Bot
+from trading_bot.engine.daemon import Daemon
 from trading_bot.persistence.state_store import StateStore, read_journal
 
 
@@ -18,8 +18,8 @@ def open_algos(fake) -> list[dict]:
     return [o for o in fake.algo_orders.values() if o.get("algoStatus") == "NEW"]
 
 
-async def restart(tmp_path, clock, fake, **changes) -> Bot:
-    bot = Bot(live_settings(tmp_path, fake, **changes), clock=clock, install_signals=False)
+async def restart(tmp_path, clock, fake, **changes) -> Daemon:
+    bot = Daemon(live_settings(tmp_path, fake, **changes), clock=clock, install_signals=False)
     await bot.start()
     return bot
 
@@ -40,7 +40,7 @@ def state_with_an_entry_intent(settings, client_id: str, qty: float, side: int =
 async def a_stopped_bot_whose_stop_was_cancelled(tmp_path, clock, fake) -> Position:
     """A bot opened a position and stopped; then its stop disappeared from the exchange."""
     bot, _ = await open_a_position(tmp_path, clock, fake)
-    [position] = bot.broker.open_positions()
+    [position] = bot.parts.broker.open_positions()
     await bot.shutdown()
     async with by_hand(fake) as client:
         await client.cancel_order(position.orders["stop"], SYMBOL, {"trigger": True})
@@ -50,7 +50,7 @@ async def a_stopped_bot_whose_stop_was_cancelled(tmp_path, clock, fake) -> Posit
 async def test_a_stop_that_filled_while_the_bot_was_down_is_booked(tmp_path, market):
     clock, fake = market
     bot, settings = await open_a_position(tmp_path, clock, fake)
-    [position] = bot.broker.open_positions()
+    [position] = bot.parts.broker.open_positions()
     await bot.shutdown()
     fake.set_price(SYMBOL_ID, position.stop * (1 - 0.002 * position.side))  # while nobody watches
     realised_by_the_stop = fake.realized_pnl()
@@ -60,7 +60,7 @@ async def test_a_stop_that_filled_while_the_bot_was_down_is_booked(tmp_path, mar
     again = await restart(tmp_path, clock, fake)
     try:
         # (A fresh signal on the newest candle may open a new position at start: not the old one.)
-        assert all(p.orders.get("entry") != position.orders["entry"] for p in again.broker.open_positions())
+        assert all(p.orders.get("entry") != position.orders["entry"] for p in again.parts.broker.open_positions())
         [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
         assert trade["exit_reason"] == "stop" and trade["entry_price"] == position.entry_price
         assert trade["gross_pnl"] == pytest.approx(realised_by_the_stop)
@@ -76,7 +76,7 @@ async def test_an_unknown_exchange_position_is_adopted_and_protected(tmp_path, m
         await client.create_order(SYMBOL, "market", "buy", 0.01, None, {"clientOrderId": "manual-1"})
     bot = await restart(tmp_path, clock, fake)
     try:
-        [position] = bot.broker.open_positions()
+        [position] = bot.parts.broker.open_positions()
         assert position.side == 1 and position.qty == 0.01 and position.timeframe == "1m"
         assert {o["orderType"] for o in open_algos(fake)} == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
         assert position.stop < position.entry_price < position.target
@@ -91,7 +91,7 @@ async def test_with_adoption_off_an_unknown_position_is_left_alone(tmp_path, mar
         await client.create_order(SYMBOL, "market", "sell", 0.01, None, {"clientOrderId": "manual-2"})
     bot = await restart(tmp_path, clock, fake, adopt_unknown_positions=False)
     try:
-        assert bot.broker.open_positions() == [] and open_algos(fake) == []
+        assert bot.parts.broker.open_positions() == [] and open_algos(fake) == []
         assert "positions left alone" in caplog.text
     finally:
         await bot.shutdown()
@@ -104,7 +104,7 @@ async def test_a_missing_stop_is_placed_again(tmp_path, market):
     again = await restart(tmp_path, clock, fake)
     try:
         assert {o["orderType"] for o in open_algos(fake)} == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
-        [kept] = again.broker.open_positions()
+        [kept] = again.parts.broker.open_positions()
         assert kept.orders["stop"] != position.orders["stop"] and kept.orders["target"] == position.orders["target"]
     finally:
         await again.shutdown()
@@ -118,9 +118,9 @@ async def test_an_entry_intent_with_no_known_outcome_is_resolved(tmp_path, marke
     state_with_an_entry_intent(settings, "tb-e-crashedbeforeanswer", qty=0.02)
     bot = await restart(tmp_path, clock, fake)
     try:
-        [position] = bot.broker.open_positions()
+        [position] = bot.parts.broker.open_positions()
         assert position.qty == 0.02 and position.orders["entry_client"] == "tb-e-crashedbeforeanswer"
-        assert bot.broker.intents == {}
+        assert bot.parts.broker.intents == {}
         assert len(open_algos(fake)) == 2
         assert fake.duplicate_client_ids == []
     finally:
@@ -148,9 +148,9 @@ async def test_a_refused_stop_halts_new_entries_and_says_why(tmp_path, market):
     fake.inject("-2019", "/fapi/v1/algoOrder", method="POST", times=20)
     again = await restart(tmp_path, clock, fake)
     try:
-        assert again.broker.halted and "stop" in again.broker.halted
-        assert again.status_line().startswith("HALTED (")
-        assert again.status()["halted"] == again.broker.halted
+        assert again.parts.broker.halted and "stop" in again.parts.broker.halted
+        assert again.parts.report.status_line().startswith("HALTED (")
+        assert again.parts.report.status()["halted"] == again.parts.broker.halted
     finally:
         await again.shutdown()
 
@@ -161,13 +161,13 @@ async def test_reconciliation_reruns_after_an_outage_and_periodically(tmp_path, 
     bot = await restart(tmp_path, clock, fake)
     try:
         runs = caplog.text.count("reconciled with the exchange")
-        bot.pool.outage_recovered = True  # requests work again after failing for a minute
+        bot.exchange.get().outage_recovered = True  # requests work again after failing for a minute
         clock.advance(5_000)
         await bot.tick()
         assert caplog.text.count("reconciled with the exchange") == runs + 1
         await bot.tick()
         assert caplog.text.count("reconciled with the exchange") == runs + 1  # not every tick
-        monkeypatch.setattr("trading_bot.engine.daemon.RECONCILE_EVERY_S", 0.0)
+        monkeypatch.setattr("trading_bot.engine.supervision.RECONCILE_EVERY_S", 0.0)
         await bot.tick()
         assert caplog.text.count("reconciled with the exchange") == runs + 2
     finally:
@@ -247,8 +247,8 @@ async def test_a_missing_stop_the_price_has_passed_closes_the_position_and_books
     again = await restart(tmp_path, clock, fake)
     try:
         assert fake.positions[SYMBOL_ID]["amount"] == 0.0
-        assert all(p.orders.get("entry") != position.orders["entry"] for p in again.broker.open_positions())
-        assert not again.broker.halted
+        assert all(p.orders.get("entry") != position.orders["entry"] for p in again.parts.broker.open_positions())
+        assert not again.parts.broker.halted
         [trade] = read_journal(StateStore(again.settings.state_dir()).trades_path)
         assert trade["gross_pnl"] == pytest.approx(fake.realized_pnl()) and trade["gross_pnl"] < 0
         assert open_algos(fake) == [], "the take-profit of the closed position was cancelled"
@@ -259,12 +259,12 @@ async def test_a_missing_stop_the_price_has_passed_closes_the_position_and_books
 async def test_a_symbol_taken_out_of_the_settings_keeps_its_position_and_its_protection(tmp_path, market):
     clock, fake = market
     bot, settings = await open_a_position(tmp_path, clock, fake)
-    [position] = bot.broker.open_positions()
+    [position] = bot.parts.broker.open_positions()
     await bot.shutdown()
-    again = Bot(settings.with_overrides(symbols=("ETH/USDT:USDT",)), clock=clock, install_signals=False)
+    again = Daemon(settings.with_overrides(symbols=("ETH/USDT:USDT",)), clock=clock, install_signals=False)
     await again.start()
     try:
-        assert again.broker.open_positions() == [position], "kept, though no bot trades BTC any more"
+        assert again.parts.broker.open_positions() == [position], "kept, though no bot trades BTC any more"
         assert {str(o["algoId"]) for o in open_algos(fake)} == {position.orders["stop"], position.orders["target"]}
         assert read_journal(StateStore(settings.state_dir()).trades_path) == []
     finally:
@@ -297,12 +297,12 @@ async def test_an_entry_sent_just_before_a_restart_is_waited_for_not_dropped(tmp
 
     late = LateExecution(clock.now_ms(), the_exchange_executes_it_now)
     state_with_an_entry_intent(settings, client_id, qty=0.02, created_ms=late.now_ms())
-    bot = Bot(settings, clock=late, install_signals=False)
+    bot = Daemon(settings, clock=late, install_signals=False)
     await bot.start()
     try:
-        [position] = bot.broker.open_positions()
+        [position] = bot.parts.broker.open_positions()
         assert position.orders["entry_client"] == client_id and position.qty == 0.02
-        assert len(open_algos(fake)) == 2 and bot.broker.intents == {}
+        assert len(open_algos(fake)) == 2 and bot.parts.broker.intents == {}
     finally:
         await bot.shutdown()
 
@@ -312,7 +312,7 @@ async def test_a_position_held_for_weeks_books_its_exit_from_the_right_fills(tmp
     earlier must still be found (read week by week)."""
     clock, fake = market
     bot, settings = await open_a_position(tmp_path, clock, fake)
-    [position] = bot.broker.open_positions()
+    [position] = bot.parts.broker.open_positions()
     await bot.shutdown()
     clock.advance(16 * 86_400_000)
     fake.set_price(SYMBOL_ID, position.stop * (1 - 0.002 * position.side))  # the stop fills, weeks later
@@ -330,15 +330,15 @@ async def test_a_position_held_for_weeks_books_its_exit_from_the_right_fills(tmp
 async def test_a_position_larger_on_the_exchange_than_in_the_books_halts_new_entries(tmp_path, market):
     clock, fake = market
     bot, _ = await open_a_position(tmp_path, clock, fake)
-    [position] = bot.broker.open_positions()
+    [position] = bot.parts.broker.open_positions()
     await bot.shutdown()
     async with by_hand(fake) as client:
         await client.create_order(SYMBOL, "market", "buy" if position.side > 0 else "sell", 0.01, None,
                                   {"clientOrderId": "manual-add"})
     again = await restart(tmp_path, clock, fake)
     try:
-        assert again.broker.halted and f"the bot {position.qty:g}" in again.broker.halted
-        assert again.broker.open_positions() == [position]
+        assert again.parts.broker.halted and f"the bot {position.qty:g}" in again.parts.broker.halted
+        assert again.parts.broker.open_positions() == [position]
     finally:
         await again.shutdown()
 
@@ -354,7 +354,7 @@ async def test_an_adopted_position_is_booked_from_its_own_exit_not_an_earlier_tr
     clock.advance(5_000)  # the bot starts a few seconds after that earlier round trip
     bot = await restart(tmp_path, clock, fake)
     try:
-        [position] = bot.broker.open_positions()
+        [position] = bot.parts.broker.open_positions()
         assert position.qty == 0.02
         fake.set_price(SYMBOL_ID, position.stop * 0.998)
         clock.advance(5_000)

@@ -9,15 +9,15 @@ import signal
 import time
 
 from fakes.live_bot import live_settings
-from fakes.live_daemon import Daemon, assert_state_agrees_with_the_exchange, start_fast_market
-from trading_bot.engine.daemon import Bot
+from fakes.live_daemon import DaemonProcess, assert_state_agrees_with_the_exchange, start_fast_market
+from trading_bot.engine.daemon import Daemon
 from trading_bot.execution.live.broker import LiveBroker
 from trading_bot.persistence.state_store import StateStore, decode_state
 
 ENTRY = ("POST", "/fapi/v1/order")
 
 
-async def sigterm_during_the_first_entry(daemon: Daemon, fake, order_delay: float) -> float:
+async def sigterm_during_the_first_entry(daemon: DaemonProcess, fake, order_delay: float) -> float:
     """Start the daemon, hold its first entry order `order_delay` s at the exchange, SIGTERM it while
     the order is there, and return the seconds from SIGTERM to exit."""
     fake.inject("timeout", ENTRY[1], method=ENTRY[0], delay=order_delay)  # executed after the delay
@@ -36,7 +36,7 @@ async def sigterm_during_the_first_entry(daemon: Daemon, fake, order_delay: floa
 
 async def test_sigterm_mid_order_lets_the_order_finish_protects_it_and_exits_zero(tmp_path):
     fake, clock = await start_fast_market(tmp_path)
-    daemon = Daemon(tmp_path, fake, clock)
+    daemon = DaemonProcess(tmp_path, fake, clock)
     try:
         took = await sigterm_during_the_first_entry(daemon, fake, order_delay=1.0)
         assert took < 5.0
@@ -56,7 +56,7 @@ async def test_sigterm_with_an_order_outlasting_the_grace_period_exits_in_time_a
     # 10× (not 30×): the exchange refuses a request older than recvWindow (60 s of exchange time),
     # and this order must still execute after 5 s of wall time.
     fake, clock = await start_fast_market(tmp_path, speed=10)
-    daemon = Daemon(tmp_path, fake, clock)
+    daemon = DaemonProcess(tmp_path, fake, clock)
     try:
         took = await sigterm_during_the_first_entry(daemon, fake, order_delay=5.0)
         assert took < 5.0
@@ -98,7 +98,7 @@ async def test_a_tick_cut_short_between_entry_and_stop_leaves_no_bare_position(t
         return await original(self, position, kind)
 
     monkeypatch.setattr(LiveBroker, "place_protection", place_protection)
-    bot = Bot(settings, clock=clock, install_signals=False)
+    bot = Daemon(settings, clock=clock, install_signals=False)
     run = asyncio.create_task(bot.run())
     await asyncio.wait_for(hung.wait(), 30)
     sent = time.monotonic()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_settings, subprocess_env, write_synthetic_cache
-from trading_bot.engine.daemon import Bot
+from trading_bot.engine.daemon import Daemon
 from trading_bot.ops.systemd import Notifier, Watchdog
 
 STARTUP_BUDGET_S = 1.0  # issue #2's start→ready target, measured by benchmarks/bench_daemon.py
@@ -105,21 +105,21 @@ async def test_a_hung_heartbeat_stops_the_watchdog_pings(tmp_path, fake_systemd,
     settings = make_settings(tmp_path, symbols=("BTC/USDT:USDT",), timeframes=("1m",), heartbeat_seconds=0.05)
     monkeypatch.setenv("NOTIFY_SOCKET", str(fake_systemd.path))
     monkeypatch.setenv("WATCHDOG_USEC", "400000")
-    bot = Bot(settings, install_signals=False)
-    original_tick = bot.tick
+    daemon = Daemon(settings, install_signals=False)
+    original_tick = daemon.tick
     hang = asyncio.Event()
 
     async def tick() -> None:
-        if bot.figures.number >= 5:
+        if daemon.figures.number >= 5:
             await hang.wait()  # a call that never returns, the loop itself still alive
         await original_tick()
 
-    bot.tick = tick  # type: ignore[method-assign]
-    task = asyncio.create_task(bot.run())
+    daemon.tick = tick  # type: ignore[method-assign]
+    task = asyncio.create_task(daemon.run())
     try:
         for _ in range(100):
             await asyncio.sleep(0.05)
-            if bot.figures.number >= 5:
+            if daemon.figures.number >= 5:
                 break
         await asyncio.sleep(0.6)  # let the watchdog notice: progress older than WatchdogSec/2
         await asyncio.to_thread(fake_systemd.drain, 0.05)
@@ -128,7 +128,7 @@ async def test_a_hung_heartbeat_stops_the_watchdog_pings(tmp_path, fake_systemd,
         await asyncio.to_thread(fake_systemd.drain, 0.05)
         count_later = sum(1 for _, m in fake_systemd.messages if m == "WATCHDOG=1")
     finally:
-        bot.stop_event.set()
+        daemon.stop_event.set()
         hang.set()
         await asyncio.wait_for(task, 10)
     assert count_at_stall >= 2, "pings while the heartbeat was alive"

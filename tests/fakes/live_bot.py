@@ -6,7 +6,7 @@ from __future__ import annotations
 from conftest import make_settings
 from fakes.fake_binance import FakeBinance
 from trading_bot.engine.clock import ReplayClock
-from trading_bot.engine.daemon import Bot
+from trading_bot.engine.daemon import Daemon
 from trading_bot.persistence.strategy_config_file import write_config
 from trading_bot.settings import Secret
 
@@ -40,8 +40,8 @@ def live_settings(tmp_path, fake, **changes):
 
 async def open_a_position(tmp_path, clock, fake, **changes):
     settings = live_settings(tmp_path, fake, **changes)
-    bot = Bot(settings, clock=clock, install_signals=False)
-    await bot.start()
+    daemon = Daemon(settings, clock=clock, install_signals=False)
+    await daemon.start()
     clock.advance(60_000)  # the next 1m candle closes …
-    await bot.tick()  # … and the bot enters right away
-    return bot, settings
+    await daemon.tick()  # … and the bot enters right away
+    return daemon, settings

@@ -33,7 +33,7 @@ async def start_fast_market(tmp_path: Path, speed: float = SPEED) -> tuple[FakeB
     return fake, {"CLOCK_SPEED": str(speed), "CLOCK_ORIGIN_MS": str(origin)}
 
 
-class Daemon:
+class DaemonProcess:
     """`trading-bot run` in live mode against the fake, one process per start."""
 
     def __init__(self, tmp_path: Path, fake: FakeBinance, clock: dict[str, str]) -> None:

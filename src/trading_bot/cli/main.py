@@ -103,14 +103,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from trading_bot.domain.params import StrategyConfigError
-    from trading_bot.engine.daemon import Bot, StartupError
+    from trading_bot.engine.daemon import Daemon, StartupError
     from trading_bot.ops.logs import setup_logging
     from trading_bot.persistence.state_store import StateError
 
     setup_logging(settings.log_level, settings.log_file, [settings.api_key.reveal(), settings.api_secret.reveal()])
-    bot = Bot(settings, replay=args.replay, speed=args.speed, cycles=args.cycles)
+    daemon = Daemon(settings, replay=args.replay, speed=args.speed, cycles=args.cycles)
     try:
-        asyncio.run(bot.run())
+        asyncio.run(daemon.run())
     except (StartupError, StrategyConfigError, StateError) as exc:
         raise CliError(str(exc)) from None
     return 0

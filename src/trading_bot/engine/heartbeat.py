@@ -1,0 +1,117 @@
+"""The heartbeat: one tick of the daemon.
+
+refresh the due series → score the new closed candles of each bot and let the broker apply the trading
+rules → fill pending entries at the open of the candle now forming → the broker's sync with the
+exchange → supervision (live: reconcile when due) → record the events (log lines, journal, state) →
+check the strategy config file → status.json, the heartbeat line and STATUS=.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+
+from trading_bot.engine.clock import Clock
+from trading_bot.engine.config_watch import ConfigWatcher
+from trading_bot.engine.recording import Recorder
+from trading_bot.engine.status import RunFigures, StatusReport
+from trading_bot.engine.supervision import Supervisor
+from trading_bot.exchange.errors import is_exchange_error
+from trading_bot.execution.broker import Broker, BrokerEvents
+from trading_bot.marketdata.manager import MarketDataManager, SeriesKey
+from trading_bot.signals.scoring import WeightedScoringStrategy
+
+log = logging.getLogger("trading_bot")
+
+
+class Pulse:
+    """When the daemon last showed it is alive (monotonic s): the systemd watchdog pings only while
+    this is recent. The loop beats after each tick and wake-up, the exchange client after each request."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+
+def merge(total: BrokerEvents, more: BrokerEvents) -> BrokerEvents:
+    total.opened += more.opened
+    total.closed += more.closed
+    total.rejected += more.rejected
+    return total
+
+
+class Heartbeat:
+    def __init__(self, clock: Clock, mdm: MarketDataManager, strategies: dict[SeriesKey, WeightedScoringStrategy],
+                 broker: Broker, supervisor: Supervisor, recorder: Recorder, config: ConfigWatcher,
+                 report: StatusReport, figures: RunFigures, pulse: Pulse) -> None:
+        self.clock = clock
+        self.mdm = mdm
+        self.strategies = strategies
+        self.broker = broker
+        self.supervisor = supervisor
+        self.recorder = recorder
+        self.config = config
+        self.report = report
+        self.figures = figures
+        self.pulse = pulse
+
+    async def tick(self) -> None:
+        t0 = time.perf_counter()
+        now = self.clock.now_ms()
+        new = await self.mdm.refresh(now)
+        events = await self._evaluate_all(new)
+        merge(events, await self._fill_at_open())
+        merge(events, await self.broker.sync())
+        await self.supervisor.reconcile_if_due()
+        figures = self.figures
+        figures.number += 1
+        figures.new_candles = sum(r.shape[0] for r in new.values())
+        figures.compute_ms = (time.perf_counter() - t0) * 1000
+        await self.recorder.record(events, save_anyway=figures.number <= 1)
+        await self.config.check(now)
+        figures.cycle_ms = (time.perf_counter() - t0) * 1000
+        await self.report.publish(len(new), bool(events))
+        self.pulse.beat()
+
+    async def evaluate(self, key: SeriesKey, rows: np.ndarray) -> BrokerEvents:
+        """Score a bot's new closed candles (features cached per closed candle); the broker applies the rules."""
+        series = self.mdm.series[key]
+        strategy = self.strategies[key]
+        features = self.mdm.features(key)
+        total = series.candles.shape[0]
+        k = min(rows.shape[0], total)
+        scores = strategy.scores(features, slice(total - k, total))
+        return await self.broker.process_candles(key[0], key[1], rows[-k:], scores, strategy.params)
+
+    async def _evaluate_all(self, new: dict[SeriesKey, np.ndarray]) -> BrokerEvents:
+        events = BrokerEvents()
+        # Together, so live entries go out in parallel; the paper broker never awaits inside, so
+        # paper bots still run one after another in a fixed order.
+        results = await asyncio.gather(*(self.evaluate(key, rows) for key, rows in new.items()), return_exceptions=True)
+        for key, result in zip(new, results):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # a cancellation (stop request) or an exit, not a bot's failure
+                # One bot's failure (an exchange that stays unreachable, a bug) never stops the others.
+                log.error("%s %s: this heartbeat failed: %s: %s", key[0], key[1], type(result).__name__,
+                          str(result)[:200], exc_info=not is_exchange_error(result))
+                continue
+            merge(events, result)
+        return events
+
+    async def _fill_at_open(self) -> BrokerEvents:
+        """Pending entries fill at the open of the candle now forming (when the source reports it)."""
+        events = BrokerEvents()
+        for key, series in self.mdm.series.items():
+            if series.forming_open is not None and series.forming_ts is not None:
+                book = self.broker.book(*key)
+                if book.pending is not None:
+                    params = self.strategies[key].params
+                    merge(events, await self.broker.fill_at_open(key[0], key[1], series.forming_open,
+                                                                 series.forming_ts, params))
+        return events

@@ -1,0 +1,80 @@
+"""Recording what a heartbeat did: the `opened …` / `closed …` log lines, the trade journal and the
+saved state.
+
+Each closed trade is journaled exactly once, by whoever must: the live broker journals a trade itself
+before it drops the position (so a crash in between cannot lose it), so the live daemon builds a
+`Recorder`, which only logs; the paper broker keeps no journal, so paper and replay build a
+`PaperRecorder`, which journals each closed trade before logging it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from trading_bot.domain.formatting import format_price
+from trading_bot.domain.trades import SIDE_NAMES, ClosedTrade
+from trading_bot.domain.wallet import SavedState
+from trading_bot.engine.clock import Clock
+from trading_bot.execution.broker import Broker, BrokerEvents
+from trading_bot.persistence.state_store import StateStore
+
+log = logging.getLogger("trading_bot")
+
+
+def log_trade(trade: ClosedTrade, balance: float) -> None:
+    log.info("closed %s %s %s at %s (%s) pnl=%+.2f balance=%.2f", SIDE_NAMES[trade.side], trade.symbol,
+             trade.timeframe, trade.exit_reason, format_price(trade.exit_price), trade.pnl, balance)
+
+
+class StateSaver:
+    """Saves the broker's books (positions.json) with the bot's clock. Built before the broker: the
+    live broker persists through it while it trades, so it takes the snapshot as a function."""
+
+    def __init__(self, store: StateStore, clock: Clock, source_name: str, snapshot: Callable[[], SavedState]) -> None:
+        self.store = store
+        self.clock = clock
+        self.source_name = source_name
+        self.snapshot = snapshot
+
+    async def save(self) -> None:
+        state = self.snapshot()
+        state.clock_ms = self.clock.now_ms()
+        await self.store.save(state, int(time.time() * 1000), self.source_name)
+
+
+class Recorder:
+    """Logs the events of a heartbeat (or of the catch-up at startup) and saves the state after any.
+    Journals nothing: the live broker has journaled its closed trades already."""
+
+    def __init__(self, broker: Broker, saver: StateSaver) -> None:
+        self.broker = broker
+        self.saver = saver
+
+    async def record(self, events: BrokerEvents, *, save_anyway: bool = False) -> None:
+        for position in events.opened:
+            log.info("opened %s %s %s qty=%.6g @ %s stop=%s target=%s", SIDE_NAMES[position.side], position.symbol,
+                     position.timeframe, position.qty, format_price(position.entry_price),
+                     format_price(position.stop), format_price(position.target))
+        for trade in events.closed:
+            await self._journal(trade)
+            log_trade(trade, self.broker.wallet.balance)
+        if events.rejected:
+            log.info("%d entr%s skipped by the risk limits", events.rejected, "y" if events.rejected == 1 else "ies")
+        if events or save_anyway:
+            await self.save_state()
+
+    async def save_state(self) -> None:
+        await self.saver.save()
+
+    async def _journal(self, trade: ClosedTrade) -> None:
+        """Nothing to do: the live broker journals a trade before it drops the position."""
+
+
+class PaperRecorder(Recorder):
+    """Paper and replay: the paper broker keeps no journal, so each closed trade is journaled here."""
+
+    async def _journal(self, trade: ClosedTrade) -> None:
+        # A resumed replay may close a trade the journal already has: the store keeps one copy.
+        await self.saver.store.append_trade(trade)

@@ -1,0 +1,187 @@
+"""Startup, the composition root: what runs, built once, in order.
+
+`Startup.build()` loads the saved state and the strategy config, opens the market data (candle_source.py
+picks the source), builds the broker and what goes with it, and returns the `Parts`: paper and live
+differ here, by which broker, recorder and supervisor are built, and nowhere else. `Startup.get_ready()`
+then prepares the broker (live: against the exchange), fetches what is due, applies the candles that
+closed while the bot was down, and logs `ready: …`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import cast
+
+from trading_bot.domain.candles import TS
+from trading_bot.domain.sizing import RiskLimits
+from trading_bot.domain.trades import Costs
+from trading_bot.domain.wallet import SavedState
+from trading_bot.engine.candle_source import MarketData, open_market_data
+from trading_bot.engine.clock import Clock
+from trading_bot.engine.config_watch import ConfigWatcher
+from trading_bot.engine.errors import StartupError
+from trading_bot.engine.exchange_link import ExchangeLink
+from trading_bot.engine.heartbeat import Heartbeat, Pulse, merge
+from trading_bot.engine.recording import PaperRecorder, Recorder, StateSaver
+from trading_bot.engine.status import RunFigures, StatusReport
+from trading_bot.engine.supervision import LiveSupervisor, PaperSupervisor, Supervisor
+from trading_bot.execution.broker import Broker, BrokerEvents
+from trading_bot.execution.paper import PaperBroker
+from trading_bot.marketdata.manager import MarketDataManager
+from trading_bot.marketdata.sources import CandleSource
+from trading_bot.ops.systemd import Notifier
+from trading_bot.persistence.state_store import StateStore
+from trading_bot.settings import Settings
+from trading_bot.signals.scoring import WeightedScoringStrategy
+
+log = logging.getLogger("trading_bot")
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What startup built; the heartbeat and the shutdown work with these."""
+
+    clock: Clock
+    store: StateStore
+    mdm: MarketDataManager
+    broker: Broker
+    strategies: dict[tuple[str, str], WeightedScoringStrategy]
+    recorder: Recorder
+    supervisor: Supervisor
+    report: StatusReport
+    heartbeat: Heartbeat
+    replay_end_ms: int | None  # a replay stops there
+
+
+@dataclass(frozen=True)
+class Trading:
+    """The mode-specific parts: which broker, who records its trades, who supervises it."""
+
+    broker: Broker
+    recorder: Recorder
+    supervisor: Supervisor
+
+
+class Startup:
+    def __init__(self, settings: Settings, *, live: bool, replay: bool, speed: float | None,
+                 source: CandleSource | None, clock: Clock, store: StateStore, config: ConfigWatcher,
+                 exchange: ExchangeLink, figures: RunFigures, pulse: Pulse, notifier: Notifier) -> None:
+        self.settings = settings
+        self.keys = settings.bot_keys
+        self.live = live
+        self.replay = replay
+        self.speed = speed
+        self.source = source  # candles from the caller instead of the settings' choice
+        self.clock = clock  # the clock given; a replay brings its own (see Parts.clock)
+        self.store = store
+        self.config = config
+        self.exchange = exchange
+        self.figures = figures
+        self.pulse = pulse
+        self.notifier = notifier
+
+    async def build(self) -> Parts:
+        saved = self._load_state()
+        self.config.load()
+        market = await open_market_data(self.settings, self.keys, self.clock, self.exchange, live=self.live,
+                                        replay=self.replay, speed=self.speed, override=self.source, saved=saved)
+        strategies = {key: WeightedScoringStrategy(key[0], key[1], self.config.current) for key in self.keys}
+        trading = self._live(market, saved) if self.live else self._paper(market, saved)
+        report = StatusReport(self.keys, market.clock, market.mdm, trading.broker, self.config, self.figures,
+                              self.store, self.notifier)
+        heartbeat = Heartbeat(market.clock, market.mdm, strategies, trading.broker, trading.supervisor,
+                              trading.recorder, self.config, report, self.figures, self.pulse)
+        return Parts(clock=market.clock, store=self.store, mdm=market.mdm, broker=trading.broker, strategies=strategies,
+                     recorder=trading.recorder, supervisor=trading.supervisor, report=report, heartbeat=heartbeat,
+                     replay_end_ms=market.replay_end_ms)
+
+    def _costs_and_limits(self) -> tuple[Costs, RiskLimits]:
+        s = self.settings
+        return Costs(s.fee_rate, s.slippage), RiskLimits(s.risk_per_trade, s.leverage, s.max_open_positions)
+
+    def _paper(self, market: MarketData, saved: SavedState | None) -> Trading:
+        costs, limits = self._costs_and_limits()
+        broker = PaperBroker(self.keys, self.settings.initial_balance, costs, limits, saved)
+        broker.mode = "replay" if self.replay else "paper"
+        saver = StateSaver(self.store, market.clock, market.mdm.source.name, broker.snapshot)
+        return Trading(broker, PaperRecorder(broker, saver), PaperSupervisor())
+
+    def _live(self, market: MarketData, saved: SavedState | None) -> Trading:
+        from trading_bot.execution.live.broker import LiveBroker
+
+        s = self.settings
+        costs, limits = self._costs_and_limits()
+        if saved is not None and saved.mode != "live":
+            saved = None  # a paper wallet is no account: live state starts from the exchange
+        clock = market.clock
+        never = asyncio.Event()  # (a stop request must not cut a recvWindow wait short: it decides an order's fate)
+
+        def snapshot() -> SavedState:
+            return broker.snapshot()  # the broker persists through the saver, which snapshots the broker
+
+        saver = StateSaver(self.store, clock, market.mdm.source.name, snapshot)
+        client = self.exchange.get()
+        broker = LiveBroker(client, self.keys, costs, limits, saved, clock.now_ms, persist=saver.save,
+                            journal=self.store.append_trade, sleep_until_ms=lambda wake: clock.sleep_until(wake, never))
+        where = "demo endpoints" if s.exchange_demo else s.exchange_url or "production"
+        supervisor = LiveSupervisor(broker, client, self.config, s.adopt_unknown_positions, where)
+        # The Broker protocol declares `latency: LatencyStats | None` as a settable attribute; the live
+        # broker's is never None, which mypy (rightly, for a settable one) does not accept as a match.
+        as_broker = cast(Broker, broker)
+        return Trading(as_broker, Recorder(as_broker, saver), supervisor)
+
+    def _load_state(self) -> SavedState | None:
+        """Saved positions; an unreadable file is set aside (never deleted). Paper mode then starts
+        afresh; live mode refuses, because starting from nothing while the exchange may hold
+        positions is how stops get lost."""
+        from trading_bot.persistence.state_store import StateError
+
+        if self.store.directory.exists() and self.store.remove_stale_temp_files():
+            log.info("removed the temp file of a write a crash interrupted (the state file itself is intact)")
+        try:
+            saved = self.store.load()
+        except StateError as exc:
+            backup = self.store.set_aside_corrupt()
+            if self.live:
+                raise StartupError(f"{exc}; kept it as {backup}. Live mode will not start without its state: "
+                                   "restore the file, or move the backup away to start from the exchange's positions") from None
+            log.error("%s; kept it as %s and started with an empty paper wallet", exc, backup)
+            saved = None
+        self.store.repair_journal()
+        return saved
+
+    async def get_ready(self, parts: Parts) -> None:
+        s = self.settings
+        await parts.supervisor.start()
+        mdm = parts.mdm
+        if mdm.due(parts.clock.now_ms()):
+            await mdm.refresh(parts.clock.now_ms())
+        not_ready = [f"{symbol} {timeframe}" for symbol, timeframe in mdm.not_ready()]
+        if not_ready:
+            raise StartupError(f"no market data for: {', '.join(not_ready[:5])}{' …' if len(not_ready) > 5 else ''}")
+        events = await self._catch_up(parts)
+        for key in self.keys:
+            mdm.features(key)
+        await parts.recorder.record(events, save_anyway=True)
+        self.figures.ready_ms = int(time.time() * 1000)
+        log.info("ready: %d bots (%d symbols × %d timeframes), mode=%s, data=%s, %d open position(s), "
+                 "equity=%.2f, startup %.2fs", len(self.keys), len(s.symbols), len(s.timeframes),
+                 parts.broker.mode, mdm.source.name, len(parts.broker.open_positions()), parts.report.equity(),
+                 (self.figures.ready_ms - self.figures.started_ms) / 1000)
+
+    async def _catch_up(self, parts: Parts) -> BrokerEvents:
+        """Candles that closed while the bot was down: exits are applied, only the newest candle may
+        signal. A bot seen for the first time starts from its newest candle."""
+        events = BrokerEvents()
+        for key, series in parts.mdm.series.items():
+            book = parts.broker.book(*key)
+            if book.last_candle_ts is None:
+                book.last_candle_ts = series.last_ts
+                continue
+            rows = series.candles[series.candles[:, TS] > book.last_candle_ts]
+            if rows.shape[0]:
+                merge(events, await parts.heartbeat.evaluate(key, rows))
+        return events

@@ -1,0 +1,121 @@
+"""Status reporting: what the running daemon tells people.
+
+status.json (written after a tick that changed something, and by the shutdown), the short STATUS=
+line for `systemctl status`, the `heartbeat N: …` log line, and the marks and equity they show. The
+figures of the run (started, ready, the last tick's timings) are kept here for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from trading_bot.domain.candles import CLOSE
+from trading_bot.domain.wallet import bot_id
+from trading_bot.engine.clock import Clock
+from trading_bot.engine.config_watch import ConfigWatcher
+from trading_bot.execution.broker import Broker
+from trading_bot.marketdata.manager import MarketDataManager
+from trading_bot.ops.systemd import Notifier
+from trading_bot.persistence.state_store import StateStore
+
+log = logging.getLogger("trading_bot")
+
+
+@dataclass
+class RunFigures:
+    """When this run started and got ready (epoch ms), and the last heartbeat's number and timings."""
+
+    started_ms: int
+    ready_ms: int | None = None  # None until startup is done
+    number: int = 0
+    cycle_ms: float = 0.0
+    compute_ms: float = 0.0
+    new_candles: int = 0
+
+
+class StatusReport:
+    def __init__(self, keys: list[tuple[str, str]], clock: Clock, mdm: MarketDataManager, broker: Broker,
+                 config: ConfigWatcher, figures: RunFigures, store: StateStore, notifier: Notifier) -> None:
+        self.keys = keys
+        self.clock = clock
+        self.mdm = mdm
+        self.broker = broker
+        self.config = config
+        self.figures = figures
+        self.store = store
+        self.notifier = notifier
+        self._published_at = 0.0  # wall time (monotonic) of the last heartbeat line
+
+    def marks(self) -> dict[str, float]:
+        return {bot_id(*k): float(s.candles[-1, CLOSE]) for k, s in self.mdm.series.items() if s.candles.shape[0]}
+
+    def equity(self) -> float:
+        marks = self.marks()
+        upnl = sum(p.unrealised(marks.get(bot_id(p.symbol, p.timeframe), p.entry_price))
+                   for p in self.broker.open_positions())
+        return self.broker.wallet.balance + upnl
+
+    def status(self) -> dict[str, Any]:
+        """What status.json holds (read by `trading-bot status`)."""
+        marks = self.marks()
+        wallet = self.broker.wallet
+        figures = self.figures
+        watch = self.config.watch
+        positions = []
+        for p in self.broker.open_positions():
+            mark = marks.get(bot_id(p.symbol, p.timeframe), p.entry_price)
+            positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
+        return {
+            "pid": os.getpid(), "mode": self.broker.mode, "data_source": self.mdm.source.name,
+            "time_ms": int(time.time() * 1000), "clock_ms": self.clock.now_ms(),
+            "started_ms": figures.started_ms, "ready_ms": figures.ready_ms,
+            "heartbeat": figures.number, "cycle_ms": round(figures.cycle_ms, 3),
+            "compute_ms": round(figures.compute_ms, 3), "new_candles": figures.new_candles,
+            "bots": len(self.keys), "open_positions": len(positions), "pending_entries": self.broker.pending_count(),
+            "initial_balance": wallet.initial_balance, "balance": wallet.balance,
+            "realised_pnl": wallet.realised_pnl, "unrealised_pnl": sum(p["unrealised_pnl"] for p in positions),
+            "equity": wallet.balance + sum(p["unrealised_pnl"] for p in positions),
+            "fees_paid": wallet.fees_paid, "trades": wallet.trades, "wins": wallet.wins,
+            "cache": self.mdm.stats.as_json(),
+            "entry_latency": self.broker.latency.as_json() if self.broker.latency is not None else None,
+            "halted": self.broker.halted,
+            "config": {"source": watch.config.source, "reloads": watch.reloads,
+                       "last_reload_ms": watch.last_reload_ms, "last_error": watch.last_error},
+            "positions": positions,
+        }
+
+    async def write(self) -> None:
+        await self.store.write_status(self.status())
+
+    def status_line(self) -> str:
+        """The short STATUS= line for `systemctl status` (ASCII)."""
+        halted = self.broker.halted
+        return (f"{'HALTED (' + halted[:60] + ') | ' if halted else ''}"
+                f"{self.broker.mode} | {len(self.keys)} bots | {len(self.broker.open_positions())} open | "
+                f"equity {self.equity():.2f} | pnl {self.broker.wallet.realised_pnl:+.2f} | "
+                f"tick {self.figures.cycle_ms:.1f} ms | data {self.mdm.source.name}")
+
+    async def publish(self, series_updated: int, changed: bool) -> None:
+        """After a tick: status.json, the heartbeat line and STATUS=. A max-speed replay ticks thousands
+        of times a second: the status file and the heartbeat line are for people, so there they come at
+        most once a second of wall time (status.json also whenever a tick traded)."""
+        wall = time.monotonic()
+        report = not self.clock.simulated or wall - self._published_at >= 1.0
+        if report or changed:
+            await self.write()
+        if report:
+            self._published_at = wall
+            self._log_heartbeat(series_updated)
+            self.notifier.status(self.status_line())
+
+    def _log_heartbeat(self, series_updated: int) -> None:
+        f = self.figures
+        wallet = self.broker.wallet
+        log.info("heartbeat %d: cycle=%.1fms compute=%.1fms bots=%d new=%d open=%d equity=%.2f pnl=%+.2f "
+                 "trades=%d cache_hit=%.1f%%", f.number, f.cycle_ms, f.compute_ms, len(self.keys), series_updated,
+                 len(self.broker.open_positions()), self.equity(), wallet.realised_pnl, wallet.trades,
+                 100 * self.mdm.stats.hit_rate)

@@ -1,0 +1,118 @@
+"""Supervision of the broker against the exchange: what live mode does besides trading.
+
+`LiveSupervisor` prepares the live broker at startup and reconciles its books with the exchange: at
+start, every RECONCILE_EVERY_S, after an outage of the exchange client, and when the broker asks
+(an order's outcome is unknown); a reconciliation the exchange cannot complete is retried after
+RECONCILE_RETRY_S. At shutdown it places whatever stop or target a position cut short still lacks,
+within EXIT_DEADLINE_S of the stop request. `PaperSupervisor` is its paper counterpart: nothing to
+supervise. Paper and live differ by which of the two startup builds, not by branches in the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from trading_bot.engine.config_watch import ConfigWatcher
+from trading_bot.engine.errors import StartupError
+from trading_bot.engine.recording import log_trade
+from trading_bot.exchange.errors import is_exchange_error
+
+if TYPE_CHECKING:
+    from trading_bot.exchange.client import ExchangeClient
+    from trading_bot.execution.live.broker import LiveBroker
+
+log = logging.getLogger("trading_bot")
+
+
+RECONCILE_EVERY_S = 600.0
+
+
+RECONCILE_RETRY_S = 30.0  # after a reconciliation the exchange could not complete
+
+
+EXIT_DEADLINE_S = 4.4  # after the grace, live positions a cut-short tick left bare get until then (ccxt closes in 0.25 s)
+
+
+class Supervisor(Protocol):
+    async def start(self) -> None:
+        """Startup, once the parts are built: get the broker ready to trade."""
+
+    async def reconcile_if_due(self) -> None:
+        """Each heartbeat, after the broker's sync."""
+
+    async def protect_before_exit(self, stop_requested_at: float | None) -> None:
+        """Shutdown of a daemon that got ready, unless a second signal asked to stop at once."""
+
+
+class PaperSupervisor:
+    """Paper and replay: the books are the truth, there is no exchange to answer to."""
+
+    async def start(self) -> None:
+        pass
+
+    async def reconcile_if_due(self) -> None:
+        pass
+
+    async def protect_before_exit(self, stop_requested_at: float | None) -> None:
+        pass
+
+
+class LiveSupervisor:
+    def __init__(self, broker: LiveBroker, client: ExchangeClient, config: ConfigWatcher, adopt_unknown: bool,
+                 where: str) -> None:
+        self.broker = broker
+        self.client = client
+        self.config = config
+        self.adopt_unknown = adopt_unknown
+        self.where = where  # "demo endpoints", the exchange URL or "production" (for the LIVE line)
+        self._reconciled_at = 0.0  # monotonic
+
+    async def start(self) -> None:
+        from trading_bot.execution.live.broker import LiveError
+
+        try:
+            await self.broker.prepare()
+        except LiveError as exc:
+            raise StartupError(str(exc)) from None
+        log.warning("LIVE trading on %s (%s): real orders, balance %.2f USDT", self.client.exchange_id, self.where,
+                    self.broker.wallet.balance)
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Put the books right against the exchange."""
+        self._reconciled_at = time.monotonic()
+        self.client.outage_recovered = False
+        report = await self.broker.reconcile(self.config.current(), self.adopt_unknown)
+        for trade in report.exits_booked:  # already in the journal (the broker writes it first)
+            log_trade(trade, self.broker.wallet.balance)
+
+    async def reconcile_if_due(self) -> None:
+        if not (self.client.outage_recovered or self.broker.reconcile_requested
+                or time.monotonic() - self._reconciled_at >= RECONCILE_EVERY_S):
+            return
+        try:
+            await self.reconcile()
+        except Exception as exc:
+            if not is_exchange_error(exc):
+                raise
+            log.error("reconciliation failed (%s): trying again in %.0f s", str(exc)[:200], RECONCILE_RETRY_S)
+            self._reconciled_at = time.monotonic() - RECONCILE_EVERY_S + RECONCILE_RETRY_S
+
+    async def protect_before_exit(self, stop_requested_at: float | None) -> None:
+        """A tick cut short after an entry filled and before its stop was sent would leave the position
+        bare for the whole downtime: place what is missing, within the exit deadline."""
+        since = time.monotonic() - (stop_requested_at or time.monotonic())
+        budget = max(0.3, EXIT_DEADLINE_S - since)
+        try:
+            await asyncio.wait_for(self.broker.protect_unprotected(), budget)
+        except TimeoutError:
+            log.critical("exiting with a position whose stop or target could not be placed in time: the next start "
+                         "places it")
+        except Exception as exc:
+            if not is_exchange_error(exc):
+                raise
+            log.critical("exiting with a position whose stop or target could not be placed (%s): the next start "
+                         "places it", str(exc)[:200])
