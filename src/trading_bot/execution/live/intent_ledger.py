@@ -1,8 +1,9 @@
 """The intents of the orders in flight: recorded and saved before an order is sent, dropped once its
 outcome is known, kept (for reconciliation to look up) while it is not.
 
-The idea is Hummingbot's in-flight order tracker: the bot's record of an order exists before the
-exchange's does, so no answer, lost or late, can leave an order the bot knows nothing of.
+The idea is Hummingbot's in-flight order tracking (tracking starts before the request is sent): the
+bot's record of an order exists before the exchange's does, so no answer, lost or late, can leave
+an order the bot knows nothing of.
 """
 
 from __future__ import annotations
