@@ -208,7 +208,7 @@ async def test_an_entry_whose_outcome_stays_unknown_keeps_the_daemon_running_and
         clock.advance(60_000)
         await bot.tick()  # survives: no exception out of the heartbeat
         [(client_id, intent)] = bot.parts.broker.intents.items()
-        assert intent["kind"] == "entry" and bot.parts.broker.open_positions() == []
+        assert intent.kind == "entry" and bot.parts.broker.open_positions() == []
         assert "outcome unknown" in caplog.text and fake.positions[SYMBOL_ID]["amount"] != 0
         clock.advance(60_000)
         fake._injections.clear()  # the exchange answers again

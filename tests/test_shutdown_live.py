@@ -11,7 +11,7 @@ import time
 from fakes.live_bot import live_settings
 from fakes.live_daemon import DaemonProcess, assert_state_agrees_with_the_exchange, start_fast_market
 from trading_bot.engine.daemon import Daemon
-from trading_bot.execution.live.broker import LiveBroker
+from trading_bot.execution.live.protection import Protection
 from trading_bot.persistence.state_store import StateStore, decode_state
 
 ENTRY = ("POST", "/fapi/v1/order")
@@ -63,7 +63,7 @@ async def test_sigterm_with_an_order_outlasting_the_grace_period_exits_in_time_a
         store = StateStore(tmp_path / "data" / "state")
         saved = decode_state(store.positions_path.read_bytes(), "positions.json")
         [(client_id, intent)] = saved.intents.items()
-        assert intent["kind"] == "entry"
+        assert intent.kind == "entry"
         deadline = time.monotonic() + 10
         while not any(o["clientOrderId"] == client_id for o in fake.orders.values()):
             assert time.monotonic() < deadline, "the exchange executes it after all"
@@ -88,16 +88,16 @@ async def test_a_tick_cut_short_between_entry_and_stop_leaves_no_bare_position(t
     monkeypatch.setattr("trading_bot.engine.daemon.SHUTDOWN_GRACE_S", 0.3)
     clock, fake = market
     settings = live_settings(tmp_path, fake)
-    original = LiveBroker.place_protection
+    original = Protection.place
     hung = asyncio.Event()
 
-    async def place_protection(self, position, kind):
+    async def place(self, position, kind):
         if not hung.is_set():
             hung.set()
             await asyncio.sleep(3600)  # the first stop never gets an answer
         return await original(self, position, kind)
 
-    monkeypatch.setattr(LiveBroker, "place_protection", place_protection)
+    monkeypatch.setattr(Protection, "place", place)
     bot = Daemon(settings, clock=clock, install_signals=False)
     run = asyncio.create_task(bot.run())
     await asyncio.wait_for(hung.wait(), 30)

@@ -4,8 +4,8 @@ everything that survives a restart (wallet, books, live order intents, replay cl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from trading_bot.domain.intents import OrderIntent
 from trading_bot.domain.trades import BotBook, ClosedTrade
 
 
@@ -39,4 +39,4 @@ class SavedState:
     clock_ms: int | None = None
     mode: str = "paper"
     # Live: every order we mean to send, recorded before it is sent (client order id -> intent).
-    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    intents: dict[str, OrderIntent] = field(default_factory=dict)

@@ -83,9 +83,11 @@ class LiveSupervisor:
 
     async def reconcile(self) -> None:
         """Put the books right against the exchange."""
+        from trading_bot.execution.live.reconcile import reconcile  # live only: paper never loads it
+
         self._reconciled_at = time.monotonic()
         self.client.outage_recovered = False
-        report = await self.broker.reconcile(self.config.current(), self.adopt_unknown)
+        report = await reconcile(self.broker, self.config.current(), self.adopt_unknown)
         for trade in report.exits_booked:  # already in the journal (the broker writes it first)
             log_trade(trade, self.broker.wallet.balance)
 

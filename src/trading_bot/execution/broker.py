@@ -1,5 +1,5 @@
 """Execution: the Broker seam the heartbeat talks to, the books both brokers keep, and the
-PaperBroker (DRY_RUN, the default). The LiveBroker is in live_broker.py.
+PaperBroker (DRY_RUN, the default). The LiveBroker is in execution/live/broker.py.
 
 The PaperBroker decides nothing itself: every fill, stop and target comes from trading_rules, the
 same code the backtest runs, so paper trades and backtest trades agree. It only keeps the books
@@ -9,10 +9,11 @@ and the simulated USDT wallet; the Bot persists them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from trading_bot.domain.intents import OrderIntent
 from trading_bot.domain.params import StrategyParams
 from trading_bot.domain.rules import CandleOutcome
 from trading_bot.domain.sizing import RiskLimits, may_open
@@ -82,7 +83,7 @@ class Books:
                  saved: SavedState | None) -> None:
         self.limits = limits
         self.wallet = saved.wallet if saved else Wallet(initial_balance, initial_balance)
-        self.intents: dict[str, dict[str, Any]] = dict(saved.intents) if saved else {}
+        self.intents: dict[str, OrderIntent] = dict(saved.intents) if saved else {}
         self.books: dict[str, BotBook] = {}
         saved_books = saved.books if saved else {}
         for symbol, timeframe in keys:

@@ -2,7 +2,8 @@
 status.json (the last heartbeat's figures, for `trading-bot status`).
 
 positions.json: {"version": 1, "mode", "clock_ms", "saved_at", "data_source",
-                 "wallet": {...}, "bots": {"BTC/USDT:USDT|5m": {"position", "pending", "last_candle_ts"}}}
+                 "wallet": {...}, "bots": {"BTC/USDT:USDT|5m": {"position", "pending", "last_candle_ts"}},
+                 "intents": {client_id: OrderIntent.to_json()}}
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from trading_bot.domain.intents import OrderIntent
 from trading_bot.domain.trades import BotBook, ClosedTrade, PendingEntry, Position
 from trading_bot.domain.wallet import SavedState, Wallet, bot_id
 from trading_bot.persistence.atomic_files import append_durable_async, atomic_write_bytes_async, cut_torn_tail
@@ -55,7 +57,8 @@ def encode_state(state: SavedState, saved_at: int, data_source: str) -> bytes:
     }
     return _dumps({
         "version": STATE_VERSION, "mode": state.mode, "clock_ms": state.clock_ms, "saved_at": saved_at,
-        "data_source": data_source, "wallet": asdict(state.wallet), "bots": bots, "intents": state.intents,
+        "data_source": data_source, "wallet": asdict(state.wallet), "bots": bots,
+        "intents": {client_id: intent.to_json() for client_id, intent in state.intents.items()},
     })
 
 
@@ -83,9 +86,10 @@ def decode_state(data: bytes, source: str) -> SavedState:
             if raw.get("pending"):
                 book.pending = PendingEntry(**raw["pending"])
             books[key] = book
-        intents = doc.get("intents", {})
-        if not isinstance(intents, dict):
+        raw_intents = doc.get("intents", {})
+        if not isinstance(raw_intents, dict):
             raise ValueError("intents must be an object")
+        intents = {client_id: OrderIntent.from_json(client_id, raw) for client_id, raw in raw_intents.items()}
         return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"), intents)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(f"{source}: unreadable state ({type(exc).__name__}: {exc})") from None
