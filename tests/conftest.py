@@ -93,10 +93,30 @@ def _fail_on_swallowed_task_errors():
 
 
 @pytest.fixture
-async def market():
-    """A loopback fake Binance and the clock it shares with the bot under test."""
-    from fakes.live_bot import start_market
+def market_start_ms() -> int:
+    """When the `market` fixture's clock starts; a module overrides this fixture for another time."""
+    from fakes.live_bot import START_MS
 
-    clock, fake = await start_market()
-    yield clock, fake
-    await fake.stop()
+    return START_MS + 150
+
+
+@pytest.fixture
+async def market(market_start_ms):
+    """The tests' one fake exchange: a loopback FakeBinance (with the live bot's API key) and the
+    SharedClock it shares with the daemon under test. Time moves only when the test moves it."""
+    from fakes.clocks import SharedClock
+    from fakes.fake_binance import FakeBinance
+    from fakes.live_bot import LIVE_KEY, LIVE_SECRET
+
+    clock = SharedClock(market_start_ms)
+    fake = await FakeBinance(now_ms=clock, api_key=LIVE_KEY, api_secret=LIVE_SECRET).start()
+    try:
+        yield clock, fake
+    finally:
+        await fake.stop()
+
+
+@pytest.fixture
+def fake(market):
+    """The `market` fixture's exchange, for tests that never move its clock."""
+    return market[1]

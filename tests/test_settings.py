@@ -64,6 +64,7 @@ def test_secrets_never_show_in_repr_or_format():
     assert isinstance(s.api_key, Secret)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("key", "value", "message"), BAD_VALUES[:6])
 def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path, key, value, message):
     env = subprocess_env(tmp_path, **{key: value})
@@ -75,6 +76,7 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path, key, value, messag
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_bad_value_in_env_file_is_reported_too(tmp_path):
     (tmp_path / ".env").write_text("TRADING_TIMEFRAMES=2m\n")
     result = subprocess.run([sys.executable, "-m", "trading_bot", "check-config"], cwd=tmp_path,
@@ -82,6 +84,7 @@ def test_bad_value_in_env_file_is_reported_too(tmp_path):
     assert result.returncode == 2 and "TRADING_TIMEFRAMES: unknown timeframe '2m'" in result.stderr
 
 
+@pytest.mark.slow
 def test_check_config_ok(tmp_path):
     result = subprocess.run([sys.executable, "-m", "trading_bot", "check-config"], cwd=tmp_path,
                             env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=60)
@@ -99,6 +102,7 @@ def test_env_example_documents_every_setting():
     load_settings(Path(__file__).resolve().parents[1] / ".env.example", environ={})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("env", "message"), [
     ({"DRY_RUN": "false"}, "DRY_RUN=false needs API_KEY and API_SECRET"),
     ({"DRY_RUN": "false", "API_KEY": "abcd1234", "API_SECRET": "efgh5678"}, "needs LIVE_TRADING_CONFIRMED=yes"),

@@ -104,8 +104,8 @@ class Startup:
 
     def _paper(self, market: MarketData, saved: SavedState | None) -> Trading:
         costs, limits = self._costs_and_limits()
-        broker = PaperBroker(self.keys, self.settings.initial_balance, costs, limits, saved)
-        broker.mode = "replay" if self.replay else "paper"
+        broker = PaperBroker(self.keys, self.settings.initial_balance, costs, limits, saved,
+                             mode="replay" if self.replay else "paper")
         saver = StateSaver(self.store, market.clock, market.mdm.source.name, broker.snapshot)
         return Trading(broker, PaperRecorder(broker, saver), PaperSupervisor())
 

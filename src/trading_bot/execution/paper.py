@@ -19,10 +19,10 @@ class PaperBroker(Books):
     name = "paper"
 
     def __init__(self, keys: list[tuple[str, str]], initial_balance: float, costs: Costs, limits: RiskLimits,
-                 saved: SavedState | None = None) -> None:
+                 saved: SavedState | None = None, mode: str = "paper") -> None:
         super().__init__(keys, initial_balance, limits, saved)
         self.costs = costs
-        self.mode = saved.mode if saved else "paper"
+        self.mode = mode  # "paper" or "replay": saved with the books, shown in status
 
     def _size(self, side: int, entry: float, stop: float) -> float:
         return position_size(self.wallet.balance, entry, stop, self.limits)

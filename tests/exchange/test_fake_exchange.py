@@ -37,12 +37,8 @@ BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeBinance]:
-    exchange = await FakeBinance(now_ms=lambda: NOW).start()
-    try:
-        yield exchange
-    finally:
-        await exchange.stop()
+def market_start_ms() -> int:
+    return NOW  # a frozen exchange clock (the `fake` fixture never moves it)
 
 
 @contextlib.asynccontextmanager
@@ -212,17 +208,17 @@ async def test_authentication(fake):
     async with aiohttp.ClientSession() as session:
         query = urlencode({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
                            "timestamp": fake.server_time_ms()})
-        signature = hmac.new(b"fake-secret", query.encode(), hashlib.sha256).hexdigest()
+        signature = hmac.new(fake.api_secret.encode(), query.encode(), hashlib.sha256).hexdigest()
         url = f"{fake.url}/fapi/v1/order"
         async with session.post(url, data=f"{query}&signature={signature}") as response:
             assert response.status == 401 and (await response.json())["code"] == -2014  # no X-MBX-APIKEY
         tampered = query.replace("quantity=0.01", "quantity=1")
         async with session.post(url, data=f"{tampered}&signature={signature}",
-                                headers={"X-MBX-APIKEY": "fake-key"}) as response:
+                                headers={"X-MBX-APIKEY": fake.api_key}) as response:
             assert response.status == 400 and (await response.json())["code"] == -1022
             assert response.headers["X-MBX-USED-WEIGHT-1M"] == str(fake.weight_used())
         async with session.post(url, data=f"{query}&signature={signature}",
-                                headers={"X-MBX-APIKEY": "fake-key"}) as response:
+                                headers={"X-MBX-APIKEY": fake.api_key}) as response:
             assert response.status == 200 and (await response.json())["status"] == "FILLED"
     assert not fake.duplicate_client_ids and len(fake.orders) == 1
 

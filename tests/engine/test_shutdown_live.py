@@ -8,6 +8,8 @@ import asyncio
 import signal
 import time
 
+import pytest
+
 from fakes.live_bot import live_settings
 from fakes.live_daemon import DaemonProcess, assert_state_agrees_with_the_exchange, start_fast_market
 from trading_bot.engine.daemon import Daemon
@@ -34,6 +36,7 @@ async def sigterm_during_the_first_entry(daemon: DaemonProcess, fake, order_dela
     return time.monotonic() - sent
 
 
+@pytest.mark.slow
 async def test_sigterm_mid_order_lets_the_order_finish_protects_it_and_exits_zero(tmp_path):
     fake, clock = await start_fast_market(tmp_path)
     daemon = DaemonProcess(tmp_path, fake, clock)
@@ -52,6 +55,7 @@ async def test_sigterm_mid_order_lets_the_order_finish_protects_it_and_exits_zer
         await fake.stop()
 
 
+@pytest.mark.slow
 async def test_sigterm_with_an_order_outlasting_the_grace_period_exits_in_time_and_the_restart_resolves_it(tmp_path):
     # 10× (not 30×): the exchange refuses a request older than recvWindow (60 s of exchange time),
     # and this order must still execute after 5 s of wall time.

@@ -63,6 +63,7 @@ def fake_systemd(tmp_path):
     systemd.close()
 
 
+@pytest.mark.slow
 def test_daemon_talks_to_systemd(tmp_path, fake_systemd):
     settings = make_settings(tmp_path)
     for symbol, tf in settings.bot_keys:  # a warm cache, as in the startup budget

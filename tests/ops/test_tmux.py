@@ -12,6 +12,8 @@ import pytest
 
 from conftest import PROJECT_ROOT, subprocess_env
 
+pytestmark = pytest.mark.slow  # processes: see the `slow` marker in pyproject.toml
+
 
 class Tmux:
     def __init__(self, env: dict[str, str]) -> None:

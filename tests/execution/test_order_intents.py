@@ -53,6 +53,7 @@ def test_an_intent_of_an_unknown_kind_makes_the_state_unreadable():
         decode_state(json.dumps(broken).encode(), "positions.json")
 
 
+@pytest.mark.slow
 def test_the_typed_intents_and_the_state_store_keep_paper_mode_free_of_ccxt(tmp_path):
     code = ("import sys; import trading_bot.execution.paper, trading_bot.persistence.state_store, "
             "trading_bot.domain.intents, trading_bot.execution.live.reconcile_plan, trading_bot.execution.live.fills; "

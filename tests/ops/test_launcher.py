@@ -14,6 +14,8 @@ import pytest
 
 from conftest import PROJECT_ROOT, subprocess_env
 
+pytestmark = pytest.mark.slow  # processes: see the `slow` marker in pyproject.toml
+
 LAUNCHER_FILES = ("launcher.sh", "requirements.txt", "pyproject.toml", "scripts/ensure-venv.sh")
 
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from conftest import make_settings
-from fakes.fake_binance import FakeBinance
 from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.engine.daemon import Daemon
 from trading_bot.exchange.client import ExchangeClient
@@ -18,10 +17,8 @@ NOW = 1_767_225_600_000 + 30 * 60_000 + 5_000
 
 
 @pytest.fixture
-async def fake():
-    exchange = await FakeBinance(now_ms=lambda: NOW).start()
-    yield exchange
-    await exchange.stop()
+def market_start_ms() -> int:
+    return NOW  # a frozen exchange clock (the `fake` fixture never moves it)
 
 
 async def test_fetch_drops_the_open_candle_and_reports_its_open(fake):

@@ -13,9 +13,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import subprocess_env, write_synthetic_cache
-from test_bot_replay import FAST_EXITS, expected_trades, replay_settings
+from fakes.replay import expected_trades, replay_settings
 from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
+
+pytestmark = pytest.mark.slow  # processes: see the `slow` marker in pyproject.toml
 
 ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "8"))
 
@@ -54,4 +58,3 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
         saved = decode_state(store.positions_path.read_bytes(), "positions.json")
         assert saved.wallet.trades == len(journal)
     assert kills == ITERATIONS
-    assert FAST_EXITS["defaults"]["sl_pct"] == 0.004

@@ -85,6 +85,7 @@ def test_results_do_not_depend_on_the_worker_count(tmp_path):
     assert strip == [{k: v for k, v in r.as_json().items() if k != "seconds"} for r in parallel]
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_rewrites_the_config_keeping_other_bots(tmp_path):
     env = subprocess_env(tmp_path, TRADING_SYMBOLS="BTC/USDT:USDT", TRADING_TIMEFRAMES="5m,1h")
     candles_dir = tmp_path / "data" / "candles"
@@ -107,6 +108,7 @@ def test_cli_end_to_end_rewrites_the_config_keeping_other_bots(tmp_path):
     assert list(config_path.parent.iterdir()) == [config_path]  # no temp file left behind
 
 
+@pytest.mark.slow
 def test_cli_dry_run_writes_nothing_and_bad_arguments_exit_2(tmp_path):
     env = subprocess_env(tmp_path, TRADING_SYMBOLS="BTC/USDT:USDT", TRADING_TIMEFRAMES="5m")
     write_series(tmp_path / "data" / "candles", "BTC/USDT:USDT", "5m", 3000)
@@ -139,6 +141,7 @@ def test_the_same_jobs_run_on_a_dask_cluster(tmp_path):
     assert strip == [{k: v for k, v in r.as_json().items() if k != "seconds"} for r in on_dask]
 
 
+@pytest.mark.slow
 def test_cli_dask_address_that_does_not_answer_is_one_line(tmp_path):
     env = subprocess_env(tmp_path, TRADING_SYMBOLS="BTC/USDT:USDT", TRADING_TIMEFRAMES="5m")
     write_series(tmp_path / "data" / "candles", "BTC/USDT:USDT", "5m", 3000)

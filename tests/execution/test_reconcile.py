@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from fakes.ccxt_client import by_hand
-from fakes.live_bot import SYMBOL, SYMBOL_ID, SharedClock, live_settings, open_a_position
+from fakes.clocks import SharedClock
+from fakes.live_bot import SYMBOL, SYMBOL_ID, live_settings, open_a_position
 from trading_bot.domain.trades import Position
 from trading_bot.engine.daemon import Daemon
 from trading_bot.persistence.state_store import StateStore, read_journal

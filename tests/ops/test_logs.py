@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import subprocess_env
 
 
@@ -16,11 +18,13 @@ def run_bot(tmp_path, **env):
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_terminal_lines_have_timestamps_and_levels(tmp_path):
     out = run_bot(tmp_path).stdout
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO    ready: ", out, re.M), out
 
 
+@pytest.mark.slow
 def test_under_journald_lines_carry_priorities_and_no_timestamps(tmp_path):
     # auto + a closed loopback port: the "exchange unreachable" warning, without touching the internet
     out = run_bot(tmp_path, JOURNAL_STREAM="8:12345", MARKET_DATA="auto", EXCHANGE_URL="http://127.0.0.1:9").stdout
@@ -31,6 +35,7 @@ def test_under_journald_lines_carry_priorities_and_no_timestamps(tmp_path):
     assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", out)
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_the_logs_or_the_status(tmp_path):
     key, secret = "AKIAxxKEYxx1234567", "sEcReT-ValUe-987654321"
     result = run_bot(tmp_path, API_KEY=key, API_SECRET=secret, LOG_LEVEL="DEBUG", LOG_FILE=str(tmp_path / "bot.log"))

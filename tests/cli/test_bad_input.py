@@ -135,6 +135,7 @@ async def test_a_torn_journal_line_is_cut_at_start(tmp_path, caplog):
     assert "cut a torn last line" in caplog.text
 
 
+@pytest.mark.slow
 def test_env_file_unknown_keys_and_loose_permissions_are_warned_about(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("TRADING_SYMBOLS=BTC/USDT:USDT\nTRADNG_TIMEFRAMES=5m\nAPI_SECRET=abc\n")

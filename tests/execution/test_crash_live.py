@@ -20,9 +20,13 @@ import signal
 import time
 from collections import Counter
 
+import pytest
+
 from fakes.fake_binance import FakeBinance
 from fakes.live_daemon import SYMBOLS, DaemonProcess, assert_state_agrees_with_the_exchange, start_fast_market
 from trading_bot.persistence.state_store import StateStore
+
+pytestmark = pytest.mark.slow  # processes: see the `slow` marker in pyproject.toml
 
 ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "8"))
 SEED = int(os.environ.get("CRASH_SEED", "20261124"))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import make_settings, write_synthetic_cache
+from fakes.replay import SYMBOL, TF, expected_trades, replay_settings
 from trading_bot.backtest.reference import backtest_series
 from trading_bot.domain.params import default_config
 from trading_bot.domain.sizing import RiskLimits
@@ -15,27 +16,6 @@ from trading_bot.domain.trades import Costs
 from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES
 from trading_bot.engine.daemon import Daemon
 from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
-from trading_bot.persistence.strategy_config_file import load_config, write_config
-
-SYMBOL, TF = "BTC/USDT:USDT", "1m"
-
-
-FAST_EXITS = {"version": 1, "defaults": {"sl_pct": 0.004, "rr_ratio": 1.5}}
-
-
-def replay_settings(tmp_path, **changes):
-    settings = make_settings(tmp_path, symbols=(SYMBOL,), timeframes=(TF,), history_candles=5000, **changes)
-    write_config(settings.strategy_config, FAST_EXITS)  # tight stops: many trades in a short replay
-    return settings
-
-
-def expected_trades(settings, candles):
-    params = load_config(settings.strategy_config).params_for(SYMBOL, TF)
-    start = REPLAY_WARMUP_CANDLES + 1  # the first candle the replay delivers after its warm-up
-    result = backtest_series(SYMBOL, TF, candles, params, Costs(settings.fee_rate, settings.slippage),
-                             RiskLimits(settings.risk_per_trade, settings.leverage, settings.max_open_positions),
-                             settings.initial_balance, start_index=start)
-    return [t.to_json() for t in result.trades]
 
 
 async def test_replay_trades_equal_the_backtest_and_state_is_valid(tmp_path):

@@ -35,22 +35,9 @@ LAST_CLOSED = last_closed_open_ms(NOW, TF)  # 00:25 closed at 00:30; 00:30 is fo
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 
 
-class Clock:
-    """The fake exchange's time, moved by the test."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
 @pytest.fixture
-async def market():
-    clock = Clock(NOW)
-    fake = await FakeBinance(now_ms=clock).start()
-    yield clock, fake
-    await fake.stop()
+def market_start_ms() -> int:
+    return NOW
 
 
 @pytest.fixture
@@ -113,7 +100,7 @@ async def test_reruns_add_nothing_then_exactly_the_candles_that_closed_since(tmp
     assert second.series[0].added == 0 and "(up to date)" in render_summary(second)
     assert path.read_bytes() == before and len(klines(fake)) == requests_before  # not even a request
 
-    clock.now += 7 * TF + 30_000  # seven more candles close
+    clock.advance(7 * TF + 30_000)  # seven more candles close
     third = await fetch_history(pool, tmp_path, [BTC], ["5m"], since, stream=io.StringIO())
     assert third.series[0].added == 7
     cached, _ = read_candles(path)
@@ -272,6 +259,7 @@ def run_cli(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60, env=subprocess_env(tmp_path, **env))
 
 
+@pytest.mark.slow
 async def test_cli_end_to_end(tmp_path, market):
     _, fake = market
     proc = await asyncio.create_subprocess_exec(
@@ -290,6 +278,7 @@ async def test_cli_end_to_end(tmp_path, market):
     assert_contiguous(cached)
 
 
+@pytest.mark.slow
 def test_cli_unreachable_exchange_is_one_line_and_exit_1(tmp_path):
     result = run_cli(tmp_path, "--since", "2025-12-01", EXCHANGE_URL="http://127.0.0.1:9")
     assert result.returncode == 1
@@ -297,6 +286,7 @@ def test_cli_unreachable_exchange_is_one_line_and_exit_1(tmp_path):
     assert not (tmp_path / "data" / "candles").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--since", "last tuesday"], ["--timeframes", "7m"],
                                   ["--since", "2025-02-01", "--until", "2025-01-01"], ["--until", "soon"]])
 def test_cli_bad_arguments_are_one_line_and_exit_2(tmp_path, args):

@@ -42,6 +42,7 @@ def shell_scripts() -> list[Path]:
     return found
 
 
+@pytest.mark.slow
 def test_shellcheck_is_clean_for_every_shell_script():
     scripts = shell_scripts()
     names = {p.name for p in scripts}
@@ -59,6 +60,7 @@ def rendered(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_rendered_units_pass_systemd_analyze_verify(rendered):
     (rendered / "trading-bot@alpha.service").symlink_to(rendered / "trading-bot@.service")
     for unit in ("trading-bot.service", "trading-bot@alpha.service"):
@@ -68,6 +70,7 @@ def test_rendered_units_pass_systemd_analyze_verify(rendered):
         assert result.returncode == 0 and not result.stderr.strip(), result.stderr
 
 
+@pytest.mark.slow
 def test_verify_does_catch_a_broken_unit(rendered, tmp_path):
     broken = tmp_path / "trading-bot.service"
     broken.write_text((rendered / "trading-bot.service").read_text().replace("Type=notify", "Type=notifyy"))
@@ -75,6 +78,7 @@ def test_verify_does_catch_a_broken_unit(rendered, tmp_path):
     assert result.returncode != 0 or "notifyy" in result.stderr
 
 
+@pytest.mark.slow
 def test_security_exposure_is_ok(rendered):
     result = subprocess.run([tool("systemd-analyze"), "security", "--offline=yes", str(rendered / "trading-bot.service")],
                             capture_output=True, text=True)
@@ -119,6 +123,7 @@ def run_as_nobody(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
                               capture_output=True, text=True, cwd=tmp)
 
 
+@pytest.mark.slow
 def test_install_service_refuses_without_root_and_dry_run_shows_the_plan():
     refused = run_as_nobody(SCRIPTS / "install-service.sh", "--user", "root")
     assert refused.returncode == 1 and "needs root" in refused.stderr
@@ -143,6 +148,7 @@ WANTED = {"net.core.rmem_max": "134217728", "net.core.wmem_max": "134217728",
           "net.ipv4.tcp_max_syn_backlog": "65535", "vm.overcommit_memory": "1"}
 
 
+@pytest.mark.slow
 def test_optimize_dry_run_prints_the_plan_and_changes_nothing():
     result = subprocess.run(["bash", OPTIMIZE, "--dry-run"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -153,6 +159,7 @@ def test_optimize_dry_run_prints_the_plan_and_changes_nothing():
     assert "soft nofile 65536" in result.stdout
 
 
+@pytest.mark.slow
 def test_optimize_check_reports_current_against_wanted():
     result = subprocess.run(["bash", OPTIMIZE, "--check"], capture_output=True, text=True)
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()}
@@ -164,6 +171,7 @@ def test_optimize_check_reports_current_against_wanted():
     assert result.returncode == (1 if differs else 0)
 
 
+@pytest.mark.slow
 def test_optimize_writes_the_files_under_a_root_and_is_idempotent(tmp_path):
     first = subprocess.run(["bash", OPTIMIZE, "--root", str(tmp_path), "--user", "trading"], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
@@ -179,6 +187,7 @@ def test_optimize_writes_the_files_under_a_root_and_is_idempotent(tmp_path):
     assert [(p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*.conf")] == stamp
 
 
+@pytest.mark.slow
 def test_optimize_refuses_without_root():
     result = run_as_nobody(Path(OPTIMIZE))
     assert result.returncode == 1 and "needs root" in result.stderr
@@ -187,6 +196,7 @@ def test_optimize_refuses_without_root():
 # --- logrotate against a running daemon ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_logrotate_loses_and_duplicates_no_line(tmp_path):
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()

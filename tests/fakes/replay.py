@@ -1,0 +1,29 @@
+"""A replay and the backtest it must equal: the settings of a one-series replay with tight stops
+(many trades in a short replay) and the trades the reference backtest makes over the same candles."""
+
+from __future__ import annotations
+
+from conftest import make_settings
+from trading_bot.backtest.reference import backtest_series
+from trading_bot.domain.sizing import RiskLimits
+from trading_bot.domain.trades import Costs
+from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES
+from trading_bot.persistence.strategy_config_file import load_config, write_config
+
+SYMBOL, TF = "BTC/USDT:USDT", "1m"
+FAST_EXITS = {"version": 1, "defaults": {"sl_pct": 0.004, "rr_ratio": 1.5}}
+
+
+def replay_settings(tmp_path, **changes):
+    settings = make_settings(tmp_path, symbols=(SYMBOL,), timeframes=(TF,), history_candles=5000, **changes)
+    write_config(settings.strategy_config, FAST_EXITS)  # tight stops: many trades in a short replay
+    return settings
+
+
+def expected_trades(settings, candles):
+    params = load_config(settings.strategy_config).params_for(SYMBOL, TF)
+    start = REPLAY_WARMUP_CANDLES + 1  # the first candle the replay delivers after its warm-up
+    result = backtest_series(SYMBOL, TF, candles, params, Costs(settings.fee_rate, settings.slippage),
+                             RiskLimits(settings.risk_per_trade, settings.leverage, settings.max_open_positions),
+                             settings.initial_balance, start_index=start)
+    return [t.to_json() for t in result.trades]
