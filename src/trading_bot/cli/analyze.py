@@ -71,22 +71,9 @@ def _dask_client(address: str, timeout: float) -> Any:
         raise CliError(f"--dask: cannot reach the Dask scheduler at {address} ({exc})") from None
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    from trading_bot.backtest.analyzer import (
-        OBJECTIVES,
-        AnalysisOptions,
-        Grid,
-        cpu_workers,
-        jobs_for,
-        make_executor,
-        parse_range,
-        run_jobs,
-        updated_document,
-    )
-    from trading_bot.domain.params import StrategyConfigError
-    from trading_bot.marketdata.candle_csv import cache_file_name
-    from trading_bot.ops.progress import Progress
-    from trading_bot.persistence.strategy_config_file import load_config, write_config
+def _options(args: argparse.Namespace, settings: Settings) -> Any:
+    """The analysis options the arguments ask for (AnalysisOptions), or one line for the user."""
+    from trading_bot.backtest.analyzer import OBJECTIVES, AnalysisOptions, Grid, parse_range
 
     if not 0.1 <= args.train <= 0.95:
         raise CliError(f"--train: expected a fraction between 0.1 and 0.95, got {args.train}")
@@ -99,20 +86,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     parse_range(args.thresholds, "--thresholds") if args.thresholds else None)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    keys = settings.bot_keys
-    try:
-        config = load_config(settings.strategy_config, keys)
-    except StrategyConfigError as exc:
-        raise CliError(f"strategy config: {exc}") from None
-    missing = [f"{s} {tf}" for s, tf in keys if not (settings.candles_dir / cache_file_name(s, tf)).exists()]
-    if len(missing) == len(keys):
-        raise CliError(f"no cached history in {settings.candles_dir} for these bots: run `trading-bot fetch` first")
-    options = AnalysisOptions(grid=grid, train_fraction=args.train, folds=args.folds, objective=args.objective,
-                              min_trades=args.min_trades, fee_rate=settings.fee_rate, slippage=settings.slippage,
-                              risk_per_trade=settings.risk_per_trade, leverage=settings.leverage,
-                              max_open_positions=settings.max_open_positions, initial_balance=settings.initial_balance)
-    jobs = jobs_for(keys, settings.candles_dir, config)
-    started = time.perf_counter()
+    return AnalysisOptions(grid=grid, train_fraction=args.train, folds=args.folds, objective=args.objective,
+                           min_trades=args.min_trades, fee_rate=settings.fee_rate, slippage=settings.slippage,
+                           risk_per_trade=settings.risk_per_trade, leverage=settings.leverage,
+                           max_open_positions=settings.max_open_positions, initial_balance=settings.initial_balance)
+
+
+def _analyze(jobs: list[Any], options: Any, args: argparse.Namespace) -> list[Any]:
+    """Every series' results, on the process pool (or the Dask cluster), with one progress display."""
+    from trading_bot.backtest.analyzer import cpu_workers, make_executor, run_jobs
+    from trading_bot.ops.progress import Progress
+
     progress = Progress(len(jobs), "analyzing", items=len(jobs), unit="series")
     dask_client = _dask_client(args.dask, args.dask_timeout) if args.dask else None
     executor = dask_client.get_executor() if dask_client else make_executor(min(args.workers or cpu_workers(), len(jobs)))
@@ -122,16 +106,35 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             progress.item_done(f"{r.symbol} {r.timeframe}: {r.candles} candles, {r.combinations} backtests, "
                                f"{r.seconds:.2f}s{' — ' + r.error if r.error else ''}")
 
-        results = run_jobs(jobs, options, executor, done)
+        return run_jobs(jobs, options, executor, done)
     finally:
         progress.close()
         if dask_client is not None:
             dask_client.close()
         elif executor is not None:
             executor.shutdown()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from trading_bot.backtest.analyzer import jobs_for, updated_document
+    from trading_bot.domain.params import StrategyConfigError
+    from trading_bot.marketdata.candle_csv import cache_file_name
+    from trading_bot.persistence.strategy_config_file import load_config, write_config
+
+    options = _options(args, settings)
+    keys = settings.bot_keys
+    try:
+        config = load_config(settings.strategy_config, keys)
+    except StrategyConfigError as exc:
+        raise CliError(f"strategy config: {exc}") from None
+    missing = [f"{s} {tf}" for s, tf in keys if not (settings.candles_dir / cache_file_name(s, tf)).exists()]
+    if len(missing) == len(keys):
+        raise CliError(f"no cached history in {settings.candles_dir} for these bots: run `trading-bot fetch` first")
+    started = time.perf_counter()
+    results = _analyze(jobs_for(keys, settings.candles_dir, config), options, args)
     elapsed = time.perf_counter() - started
     if args.json:
-        print(json.dumps({"results": [r.as_json() for r in results], "seconds": elapsed, "grid_size": grid.size},
+        print(json.dumps({"results": [r.as_json() for r in results], "seconds": elapsed, "grid_size": options.grid.size},
                          indent=2, allow_nan=False))
     else:
         print(render_table(results))
@@ -145,4 +148,3 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"wrote {settings.strategy_config} ({len(chosen)} bot(s) updated; the running daemon reloads it)",
               file=sys.stderr)
     return 0
-
