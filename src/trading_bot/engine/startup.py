@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import cast
 
 from trading_bot.domain.candles import TS
 from trading_bot.domain.sizing import RiskLimits
@@ -128,10 +127,7 @@ class Startup:
                             journal=self.store.append_trade, sleep_until_ms=lambda wake: clock.sleep_until(wake, never))
         where = "demo endpoints" if s.exchange_demo else s.exchange_url or "production"
         supervisor = LiveSupervisor(broker, client, self.config, s.adopt_unknown_positions, where)
-        # The Broker protocol declares `latency: LatencyStats | None` as a settable attribute; the live
-        # broker's is never None, which mypy (rightly, for a settable one) does not accept as a match.
-        as_broker = cast(Broker, broker)
-        return Trading(as_broker, Recorder(as_broker, saver), supervisor)
+        return Trading(broker, Recorder(broker, saver), supervisor)
 
     def _load_state(self) -> SavedState | None:
         """Saved positions; an unreadable file is set aside (never deleted). Paper mode then starts

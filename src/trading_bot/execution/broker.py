@@ -46,7 +46,6 @@ class Broker(Protocol):
     name: str
     mode: str
     wallet: Wallet
-    latency: LatencyStats | None  # entry latency (live only)
     halted: str | None  # why new entries are refused (live: set by reconciliation)
     stopping: bool  # a stop was requested: no new entries
     reconcile_requested: bool  # an order's outcome is unknown: reconcile at the next heartbeat
@@ -66,6 +65,10 @@ class Broker(Protocol):
     def pending_count(self) -> int: ...
 
     def snapshot(self) -> SavedState: ...
+
+    @property
+    def latency(self) -> LatencyStats | None:
+        """Entry latency (live only); read-only here, so a broker whose figures always exist matches."""
 
     async def protect_unprotected(self) -> int: ...
 
