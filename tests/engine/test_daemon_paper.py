@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -12,8 +13,9 @@ import pytest
 
 from conftest import make_settings, subprocess_env
 from fakes.clocks import JAN_1_2026_MS, SharedClock
+from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.engine.daemon import Daemon
-from trading_bot.marketdata.sources import SyntheticSource
+from trading_bot.marketdata.sources import FetchResult, SyntheticSource
 from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
 from trading_bot.persistence.strategy_config_file import write_config
 
@@ -161,3 +163,33 @@ async def test_a_second_signal_exits_at_once(tmp_path):
     await asyncio.wait_for(task, 5)
     assert time.monotonic() - started < 0.5
     decode_state(StateStore(settings.state_dir()).positions_path.read_bytes(), "positions.json")
+
+
+class StalledSource(SyntheticSource):
+    """A market whose newest closed candle is never published (the exchange late, a symbol in
+    maintenance): every fetch succeeds without it."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.fetches = 0
+        self.withheld_from = last_closed_open_ms(int(time.time() * 1000), 60_000)
+
+    async def fetch(self, symbol, timeframe, tf_ms, since_ms, now_ms, limit, last_close):
+        self.fetches += 1
+        result = await super().fetch(symbol, timeframe, tf_ms, since_ms, now_ms, limit, last_close)
+        return FetchResult(result.closed[result.closed[:, 0] < self.withheld_from])
+
+
+async def test_the_live_loop_backs_off_while_a_due_candle_does_not_come(tmp_path, caplog):
+    settings = make_settings(tmp_path, symbols=("BTC/USDT:USDT",), timeframes=("1m",), heartbeat_seconds=5.0)
+    source = StalledSource(settings.synthetic_seed)
+    daemon = Daemon(settings, source=source, install_signals=False)
+    caplog.set_level("INFO")
+    task = asyncio.ensure_future(daemon.run())
+    await asyncio.sleep(1.5)
+    daemon.stop_event.set()
+    await asyncio.wait_for(task, 10)
+    # 1.5 s of waiting with a 5 s heartbeat: the start, then 0.2 s, 0.5 s, 1 s apart (plus the
+    # grace after a close); the old loop polled as fast as the source answered.
+    assert daemon.figures.number <= 5 and source.fetches <= 6
+    assert caplog.text.count("not published yet") == 1

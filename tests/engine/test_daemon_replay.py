@@ -15,6 +15,7 @@ from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.trades import Costs
 from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES
 from trading_bot.engine.daemon import Daemon
+from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
 from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
 
 
@@ -37,6 +38,30 @@ async def test_replay_trades_equal_the_backtest_and_state_is_valid(tmp_path):
     assert status["mode"] == "replay" and status["trades"] == len(journal)
     # The replay never writes into the candle cache it reads.
     assert not (settings.data_dir / "state").exists()
+
+
+async def test_replay_jumps_over_gaps_in_the_candles_with_the_backtest_trades(tmp_path):
+    """Hundreds of missing minutes: the replay jumps to the next candle that exists (about one
+    heartbeat per candle, two per gap: its open, then its close) instead of 1 ms steps."""
+    settings = replay_settings(tmp_path)
+    full = write_synthetic_cache(tmp_path / "full", SYMBOL, TF, 2000)
+    keep = np.ones(full.shape[0], dtype=bool)
+    rng = np.random.default_rng(3)
+    for start in rng.choice(np.arange(REPLAY_WARMUP_CANDLES + 10, full.shape[0] - 10), 60, replace=False):
+        keep[start:start + rng.integers(1, 9)] = False  # gaps of 1 to 8 minutes
+    candles = full[keep]
+    gaps = int(np.count_nonzero(np.diff(candles[:, 0]) > 60_000))
+    assert full.shape[0] - candles.shape[0] >= 200 and gaps >= 50
+    append_candles(settings.candles_dir / cache_file_name(SYMBOL, TF), candles)
+
+    delivered = candles.shape[0] - (REPLAY_WARMUP_CANDLES + 1)
+    daemon = Daemon(settings, replay=True, install_signals=False, cycles=10 * delivered)  # the old crawl stops here
+    await daemon.run()
+    assert daemon.figures.number <= delivered + 2 * gaps + 2
+    assert daemon.parts.clock.now_ms() == int(candles[-1, 0]) + 60_000  # reached the end
+    journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
+    assert len(journal) >= 5
+    assert journal == expected_trades(settings, candles)
 
 
 async def test_restart_resumes_open_positions_and_continues_identically(tmp_path):

@@ -137,3 +137,47 @@ async def test_data_hit_rate_counts_reads_served_from_memory(tmp_path):
         await mdm.refresh(NOW + i * 1_000)  # 9 ticks × 3 hits
     assert mdm.stats.data_misses == 3 and mdm.stats.data_hits == 27
     assert mdm.stats.data_hit_rate == pytest.approx(0.9)
+
+
+class LateSource(CountingSource):
+    """The exchange has not published candles opening at or after `withheld_from` (late, or the
+    symbol is in maintenance): every fetch answers successfully, without the due candle."""
+
+    def __init__(self, withheld_from: int) -> None:
+        super().__init__()
+        self.withheld_from = withheld_from
+
+    async def fetch(self, symbol, timeframe, tf_ms, since_ms, now_ms, limit, last_close) -> FetchResult:
+        result = await super().fetch(symbol, timeframe, tf_ms, since_ms, now_ms, limit, last_close)
+        closed = result.closed[result.closed[:, 0] < self.withheld_from]
+        return FetchResult(closed)
+
+
+async def test_a_due_candle_that_does_not_come_is_polled_with_a_back_off_and_logged_once(tmp_path, caplog):
+    from trading_bot.engine.clock import LiveClock
+
+    heartbeat_ms = 5_000
+    key = ("BTC/USDT:USDT", "1m")
+    source = LateSource(withheld_from=last_closed_open_ms(NOW, 60_000))
+    mdm = MarketDataManager([key], tmp_path, source, history_limit=200, max_wait_ms=heartbeat_ms)
+    clock, now = LiveClock(), NOW
+    caplog.set_level("INFO", logger=market_data_module.__name__)
+    for _ in range(1_000):  # the loop of engine/daemon.py, on simulated wall-clock time
+        await mdm.refresh(now)
+        now = clock.next_wake_ms(now, mdm.next_due_ms(), heartbeat_ms)
+        if now >= NOW + 60_000:
+            break
+    # A minute of waiting: 0.2 s, 0.5 s, 1 s, 2 s, 4 s, then once per heartbeat; not a spin.
+    assert now >= NOW + 60_000
+    assert len(source.calls) <= 2 + 5 + 60_000 // heartbeat_ms
+    waiting = [r for r in caplog.records if "not published yet" in r.getMessage()]
+    assert len(waiting) == 1 and waiting[0].getMessage().startswith("BTC/USDT:USDT 1m:")
+
+    # The candle comes: the series is caught up, the back-off ends, one line says so.
+    source.withheld_from = 2**62
+    calls = len(source.calls)
+    await mdm.refresh(now)
+    series = mdm.series[key]
+    assert series.last_ts == last_closed_open_ms(now, 60_000) and series.retry_at_ms == 0
+    assert len(source.calls) == calls + 1
+    assert len([r for r in caplog.records if "candles again" in r.getMessage()]) == 1

@@ -57,7 +57,8 @@ async def open_market_data(settings: Settings, keys: list[SeriesKey], clock: Clo
 
 
 async def _loaded(settings: Settings, keys: list[SeriesKey], cache_dir: Path, source: CandleSource) -> MarketDataManager:
-    mdm = MarketDataManager(keys, cache_dir, source, settings.history_candles, settings.fetch_concurrency)
+    mdm = MarketDataManager(keys, cache_dir, source, settings.history_candles, settings.fetch_concurrency,
+                            max_wait_ms=int(settings.heartbeat_seconds * 1000))  # a late candle: polled at least per heartbeat
     await asyncio.to_thread(mdm.load_cache)
     return mdm
 

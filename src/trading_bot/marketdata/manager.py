@@ -3,6 +3,10 @@
 - At start each series is read from the CSV cache (the newest `history_limit` candles).
 - A series is *due* once the candle after its last closed one has closed; each tick fetches only
   the due series, all in one batch (asyncio.gather under a semaphore); one failure is isolated.
+- A due candle that does not come (the exchange late, a symbol in maintenance or delisted) is polled
+  again after 0.2 s, 0.5 s, 1 s, 2 s … at most every `max_wait_ms` (the heartbeat), with one log line
+  when the wait starts and one when candles come again; a source that knows when its next candle
+  comes (a replay over a gap in its data) is polled then, with no back-off.
 - The still-open candle is never stored; its open price is kept apart (the paper fill price).
 - Memory holds at most `history_limit` candles per series; the CSV on disk keeps everything
   (append-only; not fsynced: candles can always be fetched again).
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +28,22 @@ import numpy as np
 from trading_bot.domain.candles import CLOSE, EMPTY, TS
 from trading_bot.domain.timeframes import last_closed_open_ms, next_close_ms, timeframe_ms
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name, read_candles
-from trading_bot.marketdata.sources import CandleSource
+from trading_bot.marketdata.sources import CandleSource, FetchResult
 from trading_bot.signals.features import DEFAULT_FEATURE_PARAMS, FeatureParams, compute_features
 
 log = logging.getLogger(__name__)
 
 
 SeriesKey = tuple[str, str]
+
+LATE_POLL_DELAYS_MS = (200, 500, 1_000)  # then doubling, up to max_wait_ms
+
+
+def late_poll_delay_ms(polls: int, max_wait_ms: int) -> int:
+    """How long to wait after the `polls`-th fetch in a row without the due candle (1 = the first)."""
+    n = polls - 1
+    delay = LATE_POLL_DELAYS_MS[n] if n < len(LATE_POLL_DELAYS_MS) else 1_000 * 2 ** min(n - 2, 20)
+    return min(delay, max_wait_ms)
 
 
 @dataclass
@@ -44,7 +58,9 @@ class Series:
     features: dict[str, np.ndarray] | None = None
     features_ts: int | None = None
     failures: int = 0
-    retry_at_ms: int = 0
+    retry_at_ms: int = 0  # not fetched before this (a failure's or a late candle's back-off)
+    late_polls: int = 0  # successful fetches in a row without the due candle
+    late_since_ms: int = 0
 
     @property
     def key(self) -> SeriesKey:
@@ -104,11 +120,16 @@ class CacheStats:
         }
 
 
+def _utc(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000)) if ms else "now (no candles yet)"
+
+
 class MarketDataManager:
     def __init__(self, keys: list[SeriesKey], cache_dir: Path, source: CandleSource, history_limit: int = 1000,
                  concurrency: int = 8, feature_params: FeatureParams = DEFAULT_FEATURE_PARAMS,
-                 write_cache: bool = True) -> None:
+                 write_cache: bool = True, max_wait_ms: int = 5_000) -> None:
         self.cache_dir = cache_dir
+        self.max_wait_ms = max_wait_ms  # the longest back-off while a due candle does not come
         self.source = source
         self.history_limit = history_limit
         self.feature_params = feature_params
@@ -140,7 +161,7 @@ class MarketDataManager:
     def next_due_ms(self) -> int:
         return min((max(s.next_due_ms, s.retry_at_ms) for s in self.series.values()), default=0)
 
-    async def _fetch_one(self, series: Series, now_ms: int) -> np.ndarray:
+    async def _fetch_one(self, series: Series, now_ms: int) -> tuple[np.ndarray, FetchResult]:
         last = series.last_ts
         async with self._semaphore:
             self.stats.requests += 1
@@ -158,7 +179,7 @@ class MarketDataManager:
             series.forming_open, series.forming_ts = result.forming_open, result.forming_ts
         else:
             series.forming_open = series.forming_ts = None
-        return closed
+        return closed, result
 
     async def refresh(self, now_ms: int) -> dict[SeriesKey, np.ndarray]:
         """Fetch every due series in one batch; returns the new closed candles per series."""
@@ -176,9 +197,12 @@ class MarketDataManager:
                 self._note_failure(series, result, now_ms)
                 continue
             series.failures = 0
-            series.retry_at_ms = 0
-            if result.shape[0]:
-                new[series.key] = result
+            closed, fetched = result
+            if closed.shape[0]:
+                new[series.key] = closed
+                self._note_arrival(series, now_ms)
+            else:
+                self._note_late(series, fetched.next_change_ms, now_ms)
         if new and self.write_cache:
             await asyncio.to_thread(self._append_to_cache, {k: v for k, v in new.items()})
         return new
@@ -190,6 +214,26 @@ class MarketDataManager:
         series.retry_at_ms = now_ms + backoff_ms
         log.warning("%s %s: candle refresh failed (%s: %s); retry in %.0fs", series.symbol, series.timeframe,
                     type(exc).__name__, exc, backoff_ms / 1000)
+
+    def _note_arrival(self, series: Series, now_ms: int) -> None:
+        series.retry_at_ms = 0
+        if series.late_polls:
+            log.info("%s %s: candles again after %d polls over %.1fs", series.symbol, series.timeframe,
+                     series.late_polls, (now_ms - series.late_since_ms) / 1000)
+        series.late_polls = 0
+
+    def _note_late(self, series: Series, next_change_ms: int | None, now_ms: int) -> None:
+        """A fetch without the due candle: poll again when the source says it can come, or with a back-off."""
+        if next_change_ms is not None:
+            series.retry_at_ms = max(next_change_ms, now_ms + 1)
+            return
+        if not series.late_polls:
+            series.late_since_ms = now_ms
+            log.warning("%s %s: the candle due at %s is not published yet (exchange late, maintenance or "
+                        "delisted?); polling again after 0.2s, 0.5s, 1s … then every %.1fs", series.symbol,
+                        series.timeframe, _utc(series.next_due_ms), self.max_wait_ms / 1000)
+        series.late_polls += 1
+        series.retry_at_ms = now_ms + late_poll_delay_ms(series.late_polls, self.max_wait_ms)
 
     def _append_to_cache(self, new: dict[SeriesKey, np.ndarray]) -> None:
         for key, candles in new.items():

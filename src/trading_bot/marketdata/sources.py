@@ -19,6 +19,12 @@ class FetchResult:
     closed: np.ndarray  # closed candles (domain/candles.py columns), ascending, open time ≥ since
     forming_open: float | None = None  # open price of the candle after the last closed one
     forming_ts: int | None = None
+    # When this answer can change at the earliest, if the source knows (a replay knows its recorded
+    # candles: the next one opens or closes then); None = unknown, poll with a back-off (manager.py).
+    next_change_ms: int | None = None
+
+
+NO_MORE_CANDLES_MS = 2**62  # a replayed series past its last recorded candle: nothing will change
 
 
 class CandleSource(Protocol):
@@ -71,9 +77,13 @@ class ReplaySource:
         hi = int(np.searchsorted(ts, last_open, side="right"))
         closed = candles[max(lo, hi - limit):hi]
         forming_open = forming_ts = None
-        if hi < ts.shape[0] and ts[hi] <= now_ms:
-            forming_open, forming_ts = float(candles[hi, OPEN]), int(ts[hi])
-        return FetchResult(closed, forming_open, forming_ts)
+        next_change_ms = NO_MORE_CANDLES_MS
+        if hi < ts.shape[0]:
+            next_open = int(ts[hi])  # the next recorded candle (not always the next minute: data has gaps)
+            if next_open <= now_ms:
+                forming_open, forming_ts = float(candles[hi, OPEN]), next_open
+            next_change_ms = next_open if next_open > now_ms else next_open + tf_ms
+        return FetchResult(closed, forming_open, forming_ts, next_change_ms)
 
     def end_ms(self) -> int:
         """When the last recorded candle closes (the replay's natural end)."""
