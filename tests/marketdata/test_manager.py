@@ -181,3 +181,10 @@ async def test_a_due_candle_that_does_not_come_is_polled_with_a_back_off_and_log
     assert series.last_ts == last_closed_open_ms(now, 60_000) and series.retry_at_ms == 0
     assert len(source.calls) == calls + 1
     assert len([r for r in caplog.records if "candles again" in r.getMessage()]) == 1
+
+
+def test_late_poll_delays_grow_to_the_heartbeat():
+    from trading_bot.marketdata.manager import late_poll_delay_ms
+
+    assert [late_poll_delay_ms(n, 5_000) for n in range(1, 8)] == [200, 500, 1_000, 2_000, 4_000, 5_000, 5_000]
+    assert late_poll_delay_ms(10_000, 60_000) == 60_000
