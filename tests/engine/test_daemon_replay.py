@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -47,7 +48,7 @@ async def test_one_slot_replay_re_enters_on_the_stop_candle_like_the_backtest(tm
     settings = replay_settings(tmp_path, max_open_positions=1)
     candles = write_synthetic_cache(settings.candles_dir, SYMBOL, TF, 1500)
     expected = expected_trades(settings, candles)
-    assert any(b["signal_ts"] == a["exit_ts"] for a, b in zip(expected, expected[1:])), \
+    assert any(b["signal_ts"] == a["exit_ts"] for a, b in itertools.pairwise(expected)), \
         "the series has an exit followed by a signal on the same candle"
     daemon = Daemon(settings, replay=True, install_signals=False)
     await daemon.run()

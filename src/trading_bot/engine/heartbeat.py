@@ -2,8 +2,9 @@
 
 refresh the due series → the broker's sync with the exchange (exits are booked before any entry is
 capped) → score the new closed candles of each bot and let the broker apply the trading rules → fill
-pending entries at the open of the candle now forming → supervision (live: reconcile when due) → record the events (log lines, journal, state) →
-check the strategy config file → status.json, the heartbeat line and STATUS=.
+pending entries at the open of the candle now forming → supervision (live: reconcile when due) →
+record the events (log lines, journal, state) → check the strategy config file → status.json, the
+heartbeat line and STATUS=.
 """
 
 from __future__ import annotations
