@@ -4,6 +4,10 @@ combination of the default grid, on several seeded series including gaps and fla
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +77,45 @@ def test_kernel_equals_reference_on_the_whole_grid(name):
         assert kernel.final_balance == reference.final_balance
         compared += len(ref)
     assert compared > 1000, "the grid produced trades to compare"
+
+
+
+EVERY_CANDLE_TRADES = """
+import numpy as np
+from trading_bot.backtest.kernel import simulate
+from trading_bot.backtest.reference import backtest_series
+from trading_bot.domain.params import default_config
+from trading_bot.domain.sizing import RiskLimits
+from trading_bot.domain.trades import Costs
+from trading_bot.signals.scoring import signal_sides
+
+costs, limits = Costs(fee_rate=0.0004, slippage=0.0002), RiskLimits(0.02, 5.0, 3)
+n, start = 400, 10
+opens = 100.0 + np.arange(n) * 0.01  # every candle reaches 5 % either side: the stop is hit on each
+candles = np.column_stack([np.arange(n) * 60_000.0, opens, opens * 1.05, opens * 0.95, opens, np.ones(n)])
+scores = np.ones(n)  # long on every close
+params0 = default_config().params_for("X/Y", "1m")
+params = type(params0)(params0.weights, 0.5, 0.01, 2.0)
+reference = backtest_series("X/Y", "1m", candles, params, costs, limits, 10_000.0, start_index=start, scores=scores)
+assert len(reference.trades) == n - start - 1, len(reference.trades)  # the first candle only signals
+kernel = simulate(candles[:, 1], candles[:, 2], candles[:, 3], signal_sides(scores, 0.5), start, n, 0.01, 2.0,
+                  costs.fee_rate, costs.slippage, limits.risk_per_trade, limits.leverage, limits.max_open_positions,
+                  10_000.0)
+ref = [(t.entry_price, t.exit_price, t.qty, t.pnl) for t in reference.trades]
+ker = [(float(e), float(x), float(q), float(p)) for e, x, q, p in
+       zip(kernel.entry_price, kernel.exit_price, kernel.qty, kernel.pnl)]
+assert ker == ref, f"kernel: {len(ker)} trades, reference: {len(ref)}"
+assert kernel.final_balance == reference.final_balance
+print("same trades:", len(ker))
+"""
+
+
+def test_a_trade_on_every_candle_fits_the_kernel_buffer():
+    """The rules allow one trade per candle (stopped out on the fill candle, a new signal at its close).
+    A buffer sized for one trade every two candles was overrun: the kernel returned too few trades
+    with garbage prices and corrupted the heap (SIGSEGV / abort), so this runs in a child process."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    child = subprocess.run([sys.executable, "-c", EVERY_CANDLE_TRADES], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    assert "same trades: 389" in child.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -62,6 +63,20 @@ async def test_replay_jumps_over_gaps_in_the_candles_with_the_backtest_trades(tm
     journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
     assert len(journal) >= 5
     assert journal == expected_trades(settings, candles)
+
+
+async def test_one_slot_replay_re_enters_on_the_stop_candle_like_the_backtest(tmp_path):
+    """MAX_OPEN_POSITIONS=1: a position stopped out on a candle whose close signals again frees its slot
+    for that signal (the backtest re-enters at the next open). The cap used to count the position
+    that was closing on that very candle, so the replay entered one candle later, or not at all."""
+    settings = replay_settings(tmp_path, max_open_positions=1)
+    candles = write_synthetic_cache(settings.candles_dir, SYMBOL, TF, 1500)
+    expected = expected_trades(settings, candles)
+    assert any(b["signal_ts"] == a["exit_ts"] for a, b in itertools.pairwise(expected)), \
+        "the series has an exit followed by a signal on the same candle"
+    daemon = Daemon(settings, replay=True, install_signals=False)
+    await daemon.run()
+    assert read_journal(StateStore(settings.state_dir(replay=True)).trades_path) == expected
 
 
 async def test_restart_resumes_open_positions_and_continues_identically(tmp_path):

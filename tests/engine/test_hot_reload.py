@@ -148,3 +148,46 @@ async def test_the_analyzer_writes_and_the_running_daemon_trades_with_it(tmp_pat
     assert chosen == {"threshold": 0.12, "sl_pct": 0.004, "rr_ratio": 1.5}
     assert seen[50] == 0.15 and seen[51] == 0.12  # in force from the next heartbeat
     assert daemon.parts.strategies[(SYMBOL, TF)].params.sl_pct == 0.004
+
+
+async def test_a_typo_is_refused_at_startup_and_on_reload_the_previous_config_is_kept(tmp_path, caplog):
+    import pytest
+
+    from trading_bot.domain.params import StrategyConfigError
+
+    settings = settings_for(tmp_path)
+    write_config(settings.strategy_config, {"version": 1, "bots": {SYMBOL: {TF: {"treshold": 0.3}}}})
+    with pytest.raises(StrategyConfigError, match=r"unknown key 'treshold' \(did you mean 'threshold'\?\)"):
+        await Daemon(settings, replay=True, install_signals=False).run()
+
+    write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.15}})
+    daemon = Daemon(settings, replay=True, install_signals=False)
+    seen: dict[int, float] = {}
+    original_tick = daemon.tick
+
+    async def tick() -> None:
+        await original_tick()
+        n = daemon.figures.number
+        seen[n] = daemon.parts.strategies[(SYMBOL, TF)].params.threshold
+        if n == 10:
+            write_config(settings.strategy_config, {"version": 1, "bots": {SYMBOL: {TF: {"treshold": 0.9}}}})
+            bump_mtime(settings.strategy_config, 1)
+        if n == 20:
+            write_config(settings.strategy_config, {"version": 1, "strategies": {}, "defaults": {"threshold": 0.9}})
+            bump_mtime(settings.strategy_config, 2)
+        if n == 30:
+            daemon.stop_event.set()
+
+    daemon.tick = tick  # type: ignore[method-assign]  # observe each heartbeat
+    await daemon.run()
+    assert seen[15] == seen[25] == seen[30] == 0.15  # the typos never replaced the config in force
+    assert daemon.config.watch.reloads == 0
+    assert caplog.text.count("strategy config rejected, keeping the previous one") == 2
+    assert "did you mean 'threshold'?" in caplog.text and "unknown key 'strategies'" in caplog.text
+
+
+async def test_an_override_for_an_untraded_symbol_is_a_warning_at_startup(tmp_path, caplog):
+    settings = settings_for(tmp_path)
+    write_config(settings.strategy_config, {"version": 1, "bots": {"DOGE/USDT:USDT": {"1m": {"threshold": 0.2}}}})
+    await Daemon(settings, replay=True, install_signals=False, cycles=2).run()
+    assert "strategy config: bots.DOGE/USDT:USDT: DOGE/USDT:USDT is not traded" in caplog.text

@@ -65,3 +65,21 @@ async def test_status_shows_the_entry_latency(tmp_path, market):
         assert "mode live" in text and "entry latency over 1 order(s): p50 " in text
     finally:
         await bot.shutdown()
+
+
+async def test_a_stop_out_frees_its_slot_for_the_signal_of_the_same_candle(tmp_path, market):
+    """MAX_OPEN_POSITIONS=1: the exchange stops the position out during a candle whose close signals again.
+    The exit is booked before the cap is asked, so the bot re-enters at once, as the backtest does."""
+    clock, fake = market
+    bot, settings = await open_a_position(tmp_path, clock, fake, max_open_positions=1)
+    try:
+        [position] = bot.parts.broker.open_positions()
+        fake.set_price(SYMBOL_ID, position.stop * (1 - 0.001 * position.side))  # the stop fires on the exchange
+        clock.advance(60_000)  # the candle closes (with a signal: the hair-trigger threshold)
+        await bot.tick()
+        [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
+        assert trade["exit_reason"] == "stop"
+        [again] = bot.parts.broker.open_positions()
+        assert again.entry_ts > position.entry_ts
+    finally:
+        await bot.shutdown()

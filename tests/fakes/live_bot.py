@@ -15,9 +15,10 @@ SYMBOL, SYMBOL_ID = "BTC/USDT:USDT", "BTCUSDT"
 
 
 def live_settings(tmp_path, fake, **changes):
+    changes = {"max_open_positions": 5, **changes}
     settings = make_settings(tmp_path, dry_run=False, live_confirmed=True, symbols=(SYMBOL,), timeframes=("1m",),
                              exchange_url=fake.url, api_key=Secret(LIVE_KEY), api_secret=Secret(LIVE_SECRET),
-                             max_open_positions=5, exchange_timeout_ms=2000, exchange_recv_window_ms=1000, **changes)
+                             exchange_timeout_ms=2000, exchange_recv_window_ms=1000, **changes)
     # A hair-trigger threshold: the first new candle signals, whichever way.
     write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.0001, "sl_pct": 0.01, "rr_ratio": 2}})
     return settings

@@ -3,7 +3,7 @@
 It is the reference (backtest/reference.py: the very function the paper broker runs) written once
 more in a form numba compiles, because the analyzer runs it 270 times per series over 100,000
 candles. The float operations are the reference's, in the same order, and the test suite checks the
-two trade for trade over the whole default grid on several series (tests/test_backtest_kernel.py).
+two trade for trade over the whole default grid on several series (tests/backtest/test_kernel.py).
 Imported only by the analyzer: numba costs ~0.4 s and much memory to import, the daemon never does
 (an import contract in pyproject.toml keeps it so).
 """
@@ -124,7 +124,9 @@ def simulate(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, sides: np.n
              sl_pct: float, rr_ratio: float, fee_rate: float, slippage: float, risk: float, leverage: float,
              max_open: int, balance: float) -> KernelTrades:
     """One (threshold, sl, rr) over candles [start, end); `sides` = signal side per candle."""
-    capacity = max(1, (end - start) // 2 + 1)
+    # The rules allow one trade per candle (stopped out on its fill candle, the next signal at that
+    # candle's close), so the true bound is one row per candle; _simulate does not check it.
+    capacity = max(1, end - start)
     out_i = np.empty((capacity, 4), dtype=np.int64)
     out_f = np.empty((capacity, 6), dtype=np.float64)
     n, in_position, final = _simulate(opens, highs, lows, sides.astype(np.int64, copy=False), start, end, sl_pct,

@@ -138,6 +138,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         config = load_config(settings.strategy_config, settings.bot_keys)
     except StrategyConfigError as exc:
         raise CliError(f"strategy config: {exc}") from None
+    for warning in config.unused_overrides(settings.bot_keys):
+        print(f"trading-bot: warning: strategy config: {warning}", file=sys.stderr)
     print(f"ok: settings valid ({len(settings.bot_keys)} bots, {'paper' if settings.dry_run else 'LIVE'} mode); "
           f"strategy config from {config.source}")
     return 0

@@ -5,13 +5,15 @@ Format (config/strategy_config.json):
     {"version": 1,
      "defaults": {"weights": {...}, "threshold": 0.3, "sl_pct": 0.015, "rr_ratio": 2.0},
      "bots": {"BTC/USDT:USDT": {"5m": {"threshold": 0.4, ...}}}}
-A bot's parameters are the defaults overlaid with its own entry. Entries are parsed lazily: only
-the running bots' entries are validated and turned into StrategyParams. default_config() is the
+A bot's parameters are the defaults overlaid with its own entry. Every key is checked when the
+document is parsed (an unknown one, e.g. a typo, is an error with a "did you mean"); the values are
+parsed lazily: only the running bots' entries are validated and turned into StrategyParams. default_config() is the
 embedded defaults; a broken document raises StrategyConfigError saying where and why in one line.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trading_bot.domain.ranges import out_of_range
+from trading_bot.domain.timeframes import TIMEFRAME_MS
 
 COMPONENTS = ("rsi", "ema", "macd", "bollinger", "volume")
 
@@ -37,8 +40,24 @@ DEFAULT_PARAMS_RAW: dict[str, Any] = {
 }
 
 
+TOP_LEVEL_KEYS = ("version", "defaults", "bots")
+PARAM_KEYS = ("weights", "threshold", "sl_pct", "rr_ratio")
+# What the analyzer writes beside a bot's parameters (read by people, not by the bot).
+BOT_ENTRY_KEYS = (*PARAM_KEYS, "metrics", "provenance")
+
+
 class StrategyConfigError(ValueError):
     """The strategy config cannot be used; the message says where and why in one line."""
+
+
+def _check_keys(where: str, given: Iterable[str], known: tuple[str, ...], what: str = "key") -> None:
+    """An unknown key is an error (a typo must not be silently ignored), with the nearest known one."""
+    for key in given:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6) or [
+                k for k in known if len(str(key)) > 1 and k.startswith(str(key))]  # "rr" for "rr_ratio"
+            hint = f"did you mean {near[0]!r}?" if near else f"expected one of {', '.join(known)}"
+            raise StrategyConfigError(f"{where}: unknown {what} {str(key)[:40]!r} ({hint})")
 
 
 @dataclass(frozen=True)
@@ -75,14 +94,10 @@ def _merge_params(where: str, base: Mapping[str, Any], override: Any) -> dict[st
         if key == "weights":
             if not isinstance(value, Mapping):
                 raise StrategyConfigError(f"{where}.weights: expected an object of component weights")
-            unknown = sorted(set(value) - set(COMPONENTS))
-            if unknown:
-                raise StrategyConfigError(
-                    f"{where}.weights: unknown component {unknown[0]!r} (expected {', '.join(COMPONENTS)})"
-                )
+            _check_keys(f"{where}.weights", sorted(value), COMPONENTS, "component")
             merged["weights"] = {**merged.get("weights", {}), **value}
         else:
-            merged[key] = value  # metrics/provenance blocks ride along; only known keys are read
+            merged[key] = value  # keys were checked at parse time; metrics/provenance ride along unread
     return merged
 
 
@@ -113,13 +128,22 @@ class StrategyConfig:
         version = doc.get("version", CONFIG_VERSION)
         if version != CONFIG_VERSION:
             raise StrategyConfigError(f"version: expected {CONFIG_VERSION}, got {json.dumps(version)[:20]}")
-        self._defaults = _merge_params("defaults", DEFAULT_PARAMS_RAW, doc.get("defaults", {}))
+        _check_keys("top level", doc, TOP_LEVEL_KEYS)
+        defaults = doc.get("defaults", {})
+        if isinstance(defaults, Mapping):
+            _check_keys("defaults", defaults, PARAM_KEYS)
+        self._defaults = _merge_params("defaults", DEFAULT_PARAMS_RAW, defaults)
         bots = doc.get("bots", {})
         if not isinstance(bots, Mapping):
             raise StrategyConfigError("bots: expected an object keyed by symbol")
         for symbol, per_tf in bots.items():
             if not isinstance(per_tf, Mapping):
                 raise StrategyConfigError(f"bots.{symbol}: expected an object keyed by timeframe")
+            _check_keys(f"bots.{symbol}", per_tf, tuple(TIMEFRAME_MS), "timeframe")
+            for timeframe, entry in per_tf.items():
+                if not isinstance(entry, Mapping):
+                    raise StrategyConfigError(f"bots.{symbol}.{timeframe}: expected an object, got {type(entry).__name__}")
+                _check_keys(f"bots.{symbol}.{timeframe}", entry, BOT_ENTRY_KEYS)
 
     def params_for(self, symbol: str, timeframe: str) -> StrategyParams:
         key = (symbol, timeframe)
@@ -130,6 +154,21 @@ class StrategyConfig:
             cached = parse_params(where, _merge_params(where, self._defaults, entry))
             self._params[key] = cached
         return cached
+
+    def unused_overrides(self, bot_keys: Iterable[tuple[str, str]]) -> list[str]:
+        """Warnings (not errors): entries for bots that are not running, e.g. a symbol not traded."""
+        running = set(bot_keys)
+        symbols = {symbol for symbol, _ in running}
+        warnings = []
+        for symbol, per_tf in self.document.get("bots", {}).items():
+            if symbol not in symbols:
+                warnings.append(f"bots.{symbol}: {symbol} is not traded (TRADING_SYMBOLS): its overrides are unused")
+                continue
+            unused = [tf for tf in per_tf if (symbol, tf) not in running]
+            if unused:
+                warnings.append(f"bots.{symbol}: timeframe(s) {', '.join(unused)} not traded (TRADING_TIMEFRAMES): "
+                                "their overrides are unused")
+        return warnings
 
     def validate_for(self, bot_keys: Iterable[tuple[str, str]]) -> None:
         """Parse every running bot's entry now, so a reload is all-or-nothing."""

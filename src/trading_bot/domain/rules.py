@@ -19,6 +19,9 @@ from trading_bot.domain.trades import LONG, SHORT, BotBook, ClosedTrade, Costs, 
 
 # Sizing callback: (side, entry_price, stop) -> quantity (0 rejects the entry).
 SizeFn = Callable[[int, float, float], float]
+# Whether a new entry may be signalled (the portfolio cap): asked at the signal step, after this
+# candle's exit is booked, so a position closing on the candle does not count against the cap.
+EntryGate = Callable[[], bool]
 
 
 def signal_side(score: float, threshold: float) -> int:
@@ -112,9 +115,10 @@ def fill_pending(book: BotBook, open_price: float, candle_ts: int, sl_pct: float
 
 def on_closed_candle(book: BotBook, ts: int, open_: float, high: float, low: float, score: float,
                      threshold: float, sl_pct: float, rr_ratio: float, costs: Costs, size: SizeFn,
-                     allow_entry: bool = True) -> CandleOutcome:
+                     allow_entry: bool | EntryGate = True) -> CandleOutcome:
     """Advance one bot by one closed candle: fill → exit check → new signal. The single rule both
-    the paper broker and the backtest run."""
+    the paper broker and the backtest run. `allow_entry` may be a gate, asked only when a signal
+    would be taken (after the exit of this candle is booked)."""
     outcome = CandleOutcome()
     fill_pending(book, open_, ts, sl_pct, rr_ratio, costs, size, outcome)
     position = book.position
@@ -123,9 +127,9 @@ def on_closed_candle(book: BotBook, ts: int, open_: float, high: float, low: flo
         if hit is not None:
             outcome.closed = close_position(position, hit[0], hit[1], ts, costs)
             book.position = None
-    if book.position is None and book.pending is None and allow_entry:
+    if book.position is None and book.pending is None:
         side = signal_side(score, threshold)
-        if side:
+        if side and (allow_entry() if callable(allow_entry) else allow_entry):
             book.pending = PendingEntry(side=side, signal_ts=ts, score=float(score))
             outcome.signalled = book.pending
     book.last_candle_ts = ts

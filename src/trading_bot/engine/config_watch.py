@@ -47,6 +47,11 @@ class ConfigWatcher:
         """Startup: the file must be valid (StrategyConfigError otherwise: the bot does not start)."""
         stamp = config_stamp(self.path)
         self._watch = ConfigWatch(load_config(self.path, self.keys), stamp)
+        self._warn_unused(self._watch.config)
+
+    def _warn_unused(self, config: StrategyConfig) -> None:
+        for warning in config.unused_overrides(self.keys):
+            log.warning("strategy config: %s", warning)
 
     @property
     def loaded(self) -> bool:
@@ -81,6 +86,7 @@ class ConfigWatcher:
             return
         self._watch = ConfigWatch(config, stamp, watch.reloads + 1, now_ms)
         log.info("strategy config reloaded from %s (%d bots)", config.source, len(self.keys))
+        self._warn_unused(config)
 
 
 async def reload_on_sighup(watcher: ConfigWatcher, notifier: Notifier, now_ms: Callable[[], int],

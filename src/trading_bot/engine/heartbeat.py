@@ -1,9 +1,10 @@
 """The heartbeat: one tick of the daemon.
 
-refresh the due series → score the new closed candles of each bot and let the broker apply the trading
-rules → fill pending entries at the open of the candle now forming → the broker's sync with the
-exchange → supervision (live: reconcile when due) → record the events (log lines, journal, state) →
-check the strategy config file → status.json, the heartbeat line and STATUS=.
+refresh the due series → the broker's sync with the exchange (exits are booked before any entry is
+capped) → score the new closed candles of each bot and let the broker apply the trading rules → fill
+pending entries at the open of the candle now forming → supervision (live: reconcile when due) →
+record the events (log lines, journal, state) → check the strategy config file → status.json, the
+heartbeat line and STATUS=.
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ class Heartbeat:
         t0 = time.perf_counter()
         now = self.clock.now_ms()
         new = await self.mdm.refresh(now)
-        events = await self._evaluate_all(new)
+        # Exits first (live: the exchange's stops and targets): a position closed during the candle
+        # must not count against MAX_OPEN_POSITIONS when that candle's signals are evaluated.
+        events = await self.broker.sync()
+        merge(events, await self._evaluate_all(new))
         merge(events, await self._fill_at_open())
-        merge(events, await self.broker.sync())
         await self.supervisor.reconcile_if_due()
         figures = self.figures
         figures.number += 1

@@ -42,7 +42,7 @@ class PaperBroker(Books):
             outcome = on_closed_candle(
                 book, ts, float(candles[i, OPEN]), float(candles[i, HIGH]), float(candles[i, LOW]),
                 float(scores[i]), params.threshold, params.sl_pct, params.rr_ratio, self.costs, self._size,
-                allow_entry=i == last and self.entry_allowed(),
+                allow_entry=self.entry_allowed if i == last else False,  # asked once this candle's exit is booked
             )
             if outcome.closed is not None:
                 self.wallet.apply(outcome.closed)
