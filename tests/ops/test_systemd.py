@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,7 +53,21 @@ class FakeSystemd:
     def fields(self) -> list[str]:
         return [line for _, text in self.messages for line in text.split("\n")]
 
+    def drain_in_background(self) -> None:
+        """Read every datagram as it arrives (for a daemon running in this process), until close()."""
+        self._reading = True
+
+        def read() -> None:
+            while self._reading:
+                self.drain(0.05)
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+
     def close(self) -> None:
+        if getattr(self, "_reader", None) is not None:
+            self._reading = False
+            self._reader.join(2)
         self.sock.close()
 
 
@@ -116,6 +131,7 @@ async def test_a_hung_heartbeat_stops_the_watchdog_pings(tmp_path, fake_systemd,
         await original_tick()
 
     daemon.tick = tick  # type: ignore[method-assign]
+    fake_systemd.drain_in_background()
     task = asyncio.create_task(daemon.run())
     try:
         for _ in range(100):
@@ -123,10 +139,8 @@ async def test_a_hung_heartbeat_stops_the_watchdog_pings(tmp_path, fake_systemd,
             if daemon.figures.number >= 5:
                 break
         await asyncio.sleep(0.6)  # let the watchdog notice: progress older than WatchdogSec/2
-        await asyncio.to_thread(fake_systemd.drain, 0.05)
         count_at_stall = sum(1 for _, m in fake_systemd.messages if m == "WATCHDOG=1")
         await asyncio.sleep(0.6)
-        await asyncio.to_thread(fake_systemd.drain, 0.05)
         count_later = sum(1 for _, m in fake_systemd.messages if m == "WATCHDOG=1")
     finally:
         daemon.stop_event.set()
@@ -170,3 +184,20 @@ def test_without_notify_socket_everything_is_a_no_op():
 def test_watchdog_pid_for_another_process_is_ignored():
     assert Notifier._watchdog_usec({"WATCHDOG_USEC": "5000000", "WATCHDOG_PID": "1"}) == 0
     assert Notifier._watchdog_usec({"WATCHDOG_USEC": "5000000"}) == 5_000_000
+
+
+def test_a_systemd_that_stops_reading_never_blocks_the_daemon(tmp_path, monkeypatch):
+    """The notify socket's queue holds ~10 datagrams (net.unix.max_dgram_qlen): with a reader that
+    lags, a blocking send would stop the event loop (and every heartbeat) for good."""
+    never_read = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    never_read.bind(str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    notifier = Notifier()
+    sender = threading.Thread(target=lambda: [notifier.status(f"heartbeat {i}") for i in range(200)], daemon=True)
+    try:
+        sender.start()
+        sender.join(5)
+        assert not sender.is_alive(), "a send blocked on the full socket queue"
+    finally:
+        notifier.close()
+        never_read.close()

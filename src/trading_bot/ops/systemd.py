@@ -26,6 +26,11 @@ class Notifier:
             import sdnotify
 
             self._notifier = sdnotify.SystemdNotifier()
+            if self._notifier.socket is not None:
+                # Never block the event loop: a datagram socket whose reader lags (systemd busy, a test
+                # that stopped reading) blocks a send once ~10 messages wait. A STATUS or a ping that
+                # finds the queue full is dropped instead (sdnotify swallows the error).
+                self._notifier.socket.setblocking(False)
         self.watchdog_usec = self._watchdog_usec(os.environ)
 
     @staticmethod
