@@ -3,8 +3,9 @@
 Public market data (server time, exchangeInfo, klines, 24h ticker) and the private trading API:
 signed requests (API key, HMAC-SHA256, timestamp/recvWindow), one-way positions with leverage and
 isolated/crossed margin, market and limit orders, conditional (algo) orders that trigger when
-set_price() crosses them, fills with fees and realized PnL, request weight with 429/418, and
-injectable faults. Request and response shapes follow Binance's documented ones (numbers as strings),
+set_price() crosses them, fills with fees and realized PnL, request weight per IP (other clients'
+included) with 429 + Retry-After and a 418 ban for going on over the limit or not waiting for
+Retry-After, and injectable faults. Request and response shapes follow Binance's documented ones (numbers as strings),
 so ccxt 4.5's binanceusdm parses them as it parses the real exchange's.
 
 Candles come from the project's deterministic synthetic market, computed from the fake's clock, so a
