@@ -259,6 +259,7 @@ async def test_injected_faults_surface_as_ccxt_exceptions(fake, kind, path, erro
             assert time.monotonic() - started < 2
         else:
             assert calls(fake, path)[-1].status == status
+        fake.backoff_until = 0.0  # as if a 429's Retry-After had passed
         await call()  # the fault was injected once
     assert len(fake.trades) == (1 if path == "/fapi/v1/order" else 0)
 
@@ -314,6 +315,7 @@ async def test_request_weight_gives_429_then_a_418_ban(fake):
             await client.fetch_time()
         assert client.last_response_headers["Retry-After"] == str(fake.ban_seconds)
         assert fake.banned_until > time.monotonic() + 100
+        assert fake.ignored_retry_after == 3  # the requests after the first 429 did not wait for its Retry-After
         fake.clock = lambda: 6_060.0  # a new minute does not lift a ban
         with pytest.raises(DDoSProtection, match=" 418 "):
             await client.fetch_time()

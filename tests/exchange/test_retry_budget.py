@@ -133,3 +133,94 @@ def test_server_usage_raises_our_count():
     assert budget.used() == 1500
     budget.observe_server_usage(10)
     assert budget.used() == 1500
+
+
+async def _admitted(budget: WeightBudget, weight: int, admitted: list[int], release: asyncio.Event) -> None:
+    async with budget.take(weight):
+        admitted.append(weight)
+        await release.wait()
+
+
+_yield = asyncio.sleep  # the real one: some tests replace asyncio.sleep with a fake clock's
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await _yield(0)
+
+
+async def test_the_exchange_count_plus_our_requests_in_flight_bound_what_goes_out(monkeypatch):
+    clock = FakeClock()
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    monkeypatch.setattr("trading_bot.exchange.budget.asyncio.sleep", fake_sleep)
+    budget = WeightBudget(limit_per_minute=100, headroom=0.8, clock=clock)
+    budget.observe_server_usage(90)  # other clients on our IP: 90 of 100 used, fresh
+    admitted: list[int] = []
+    first, second = asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.create_task(_admitted(budget, 6, admitted, first)),
+             asyncio.create_task(_admitted(budget, 6, admitted, second))]
+    await _settle()
+    assert admitted == [6], "90 + 6 in flight + 6 would pass the exchange's limit"
+    assert budget.used() == 96
+    budget.observe_server_usage(40)  # an answer overtaken by a later one cannot lower the count
+    assert budget.used() == 96
+    budget.observe_server_usage(96)  # the first request's answer
+    first.set()
+    await _settle()
+    second.set()
+    await asyncio.wait_for(tasks[1], 1)
+    assert admitted == [6, 6]
+    assert slept == [pytest.approx(60.0)], "the second waited for the exchange's count to age out"
+    await asyncio.gather(*tasks)
+
+
+async def test_an_old_count_lets_one_request_out_and_the_rest_wait_for_its_answer():
+    clock = FakeClock()
+    budget = WeightBudget(limit_per_minute=100, clock=clock)
+    budget.observe_server_usage(1)
+    clock.now += budget.fresh_s  # since then other clients may have used anything
+    admitted: list[int] = []
+    probe, rest = asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.create_task(_admitted(budget, 1, admitted, probe))]
+    tasks += [asyncio.create_task(_admitted(budget, 1, admitted, rest)) for _ in range(5)]
+    await _settle()
+    assert admitted == [1]
+    budget.observe_server_usage(97)  # the probe's answer: other clients left 3
+    probe.set()
+    await _settle()
+    assert admitted == [1] * 4, "as many as the exchange's count has room for, in flight at once"
+    rest.set()
+    clock.now += 60
+    await _settle()
+    await asyncio.gather(*tasks)
+    assert admitted == [1] * 6
+
+
+async def test_a_pause_that_starts_while_requests_wait_holds_them_all(monkeypatch):
+    clock = FakeClock()
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    budget = WeightBudget(limit_per_minute=100, clock=clock)
+    admitted: list[int] = []
+    probe, rest = asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.create_task(_admitted(budget, 1, admitted, probe))]
+    tasks += [asyncio.create_task(_admitted(budget, 1, admitted, rest)) for _ in range(3)]
+    await _settle()
+    assert admitted == [1], "no count from the exchange yet: one request alone"
+    monkeypatch.setattr("trading_bot.exchange.budget.asyncio.sleep", fake_sleep)
+    budget.pause(5.0, "exchange answered 429")  # the probe's answer
+    budget.observe_server_usage(100)
+    probe.set()
+    rest.set()
+    await asyncio.gather(*tasks)
+    assert slept and slept[0] == pytest.approx(5.0), "the waiting ones waited out Retry-After first"
+    assert admitted == [1] * 4 and clock.now >= 1005.0

@@ -3,8 +3,9 @@
 Public market data (server time, exchangeInfo, klines, 24h ticker) and the private trading API:
 signed requests (API key, HMAC-SHA256, timestamp/recvWindow), one-way positions with leverage and
 isolated/crossed margin, market and limit orders, conditional (algo) orders that trigger when
-set_price() crosses them, fills with fees and realized PnL, request weight with 429/418, and
-injectable faults. Request and response shapes follow Binance's documented ones (numbers as strings),
+set_price() crosses them, fills with fees and realized PnL, request weight per IP (other clients'
+included) with 429 + Retry-After and a 418 ban for going on over the limit or not waiting for
+Retry-After, and injectable faults. Request and response shapes follow Binance's documented ones (numbers as strings),
 so ccxt 4.5's binanceusdm parses them as it parses the real exchange's.
 
 Candles come from the project's deterministic synthetic market, computed from the fake's clock, so a
@@ -184,7 +185,12 @@ class FakeBinance:
         self.weight_limit = weight_limit
         self.latency_ms = 0.0
         self.clock: Callable[[], float] = time.time  # wall clock of the 1-minute weight windows
+        self.window_s = 60.0  # length of a weight window on self.clock (a test may shorten it)
+        self.other_clients_weight = 0  # weight other clients on the same IP use in every window
         self.ban_after_429s = 3  # 429 answers in one window before the next over-limit request is banned
+        # Requests that arrived while an earlier 429's Retry-After was still running (Binance bans an
+        # IP for "failing to back off after receiving 429s"; each one counts as a violation).
+        self.ignored_retry_after = 0
         self.ban_seconds = 120
         self.strict_client_ids = True  # False: like Binance, ids only need to be unique among open orders
         self.refuse_entries = False  # True: anything that would open or grow a position gets -2019
@@ -201,6 +207,7 @@ class FakeBinance:
             s: {"amount": 0.0, "entry_price": 0.0, "leverage": DEFAULT_LEVERAGE, "margin_type": "CROSSED"}
             for s in MARKETS}
         self.banned_until = 0.0
+        self.backoff_until = 0.0  # time.monotonic() until which the last 429's Retry-After runs
         self.port = 0
         self._prices: dict[str, float] = {}
         self._price_cache: dict[tuple[str, int], float] = {}
@@ -261,6 +268,13 @@ class FakeBinance:
     def weight_used(self) -> int:
         self._roll_window()
         return self._weight_used
+
+    def set_other_clients_weight(self, weight: int) -> None:
+        """Other clients on our IP use `weight` in this window and every later one (the shared count
+        X-MBX-USED-WEIGHT-1M reports includes them)."""
+        self._roll_window()
+        self._weight_used += weight - self.other_clients_weight
+        self.other_clients_weight = weight
 
     def server_time_ms(self) -> int:
         """The exchange's clock: now_ms(), ticking with the wall clock while now_ms() stands still (a
@@ -342,6 +356,7 @@ class FakeBinance:
     async def _serve(self, request: web.Request, method: str, path: str, params: dict[str, str], raw_query: str,
                      raw_body: str) -> tuple[web.Response | None, int]:
         """(response or None for a dropped connection, weight charged)."""
+        arrived = time.monotonic()
         if self.latency_ms:
             await self._sleep(self.latency_ms / 1000)
         self._roll_window()
@@ -349,7 +364,13 @@ class FakeBinance:
             remaining = self.banned_until - time.monotonic()
             if remaining > 0:
                 return self._banned(math.ceil(remaining)), 0
-            self.banned_until = 0.0
+            self.banned_until = self.backoff_until = 0.0  # a ban outlasts the back-off before it
+        if arrived < self.backoff_until:  # the client did not wait for Retry-After: a violation
+            self.ignored_retry_after += 1
+            try:
+                self._violation(math.ceil(self.backoff_until - arrived))
+            except BinanceError as e:
+                return self._json_error(e.status, e.code, e.msg, int(e.headers["Retry-After"])), 0
         endpoint = self._endpoints.get((method, path))
         if endpoint is None:
             return web.Response(status=404, text=""), 0
@@ -394,6 +415,7 @@ class FakeBinance:
         """The injected answer; None = drop the connection; False = go on and serve the request."""
         kind = injection.kind
         if kind == "429":
+            self.backoff_until = max(self.backoff_until, time.monotonic() + injection.retry_after)
             return self._json_error(429, -1003, "Too many requests; current limit of IP(127.0.0.1) is "
                                     f"{self.weight_limit} requests per minute. Please use the websocket for live "
                                     "updates to avoid polling the API.", injection.retry_after)
@@ -433,21 +455,25 @@ class FakeBinance:
     # --- weight ----------------------------------------------------------------------------------
 
     def _roll_window(self) -> None:
-        window = int(self.clock() // 60)
+        window = int(self.clock() // self.window_s)
         if window != self._window:
-            self._window, self._weight_used, self._over_limit_answers = window, 0, 0
+            self._window, self._weight_used, self._over_limit_answers = window, self.other_clients_weight, 0
 
     def _charge(self, weight: int) -> None:
         if self._weight_used + weight <= self.weight_limit:
             self._weight_used += weight
             return
+        self._violation(max(1, math.ceil(self.window_s - self.clock() % self.window_s)))
+
+    def _violation(self, retry_after: int) -> None:
+        """429 with Retry-After; past ban_after_429s violations in one window, a 418 ban instead."""
         self._over_limit_answers += 1
         if self._over_limit_answers > self.ban_after_429s:
             self.banned_until = time.monotonic() + self.ban_seconds
             until = self.now_ms() + self.ban_seconds * 1000
             raise BinanceError(418, -1003, f"Way too many requests; IP(127.0.0.1) banned until {until}. Please use "
                                "the websocket for live updates to avoid bans.", {"Retry-After": str(self.ban_seconds)})
-        retry_after = max(1, math.ceil(60 - self.clock() % 60))
+        self.backoff_until = max(self.backoff_until, time.monotonic() + retry_after)
         raise BinanceError(429, -1003, f"Too many requests; current limit of IP(127.0.0.1) is {self.weight_limit} "
                            "requests per minute. Please use the websocket for live updates to avoid polling the API.",
                            {"Retry-After": str(retry_after)})

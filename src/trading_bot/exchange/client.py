@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlparse
 
@@ -32,6 +33,28 @@ OUTAGE_S = 60.0  # failing this long counts as an outage: reconcile when it ends
 
 
 DEFAULT_PAUSE_S = {429: 10.0, 418: 120.0}
+
+
+# The headers of the answer to the request this task is making. ccxt's last_response_headers is
+# shared by every concurrent request (and kept when a request gets no answer at all), so the weight
+# count and Retry-After are read from the request's own answer instead.
+_ANSWER_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("answer_headers", default=None)
+
+
+def capture_answer_headers(client: Any) -> None:
+    original = client.on_rest_response
+
+    def on_rest_response(code: Any, reason: Any, url: Any, method: Any, response_headers: Any, *rest: Any) -> Any:
+        headers = _ANSWER_HEADERS.get()
+        if headers is not None and response_headers:
+            headers.update(response_headers)
+        return original(code, reason, url, method, response_headers, *rest)
+
+    client.on_rest_response = on_rest_response
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((value for key, value in headers.items() if key.lower() == name), None)
 
 
 # Binance USDⓈ-M request weights: exchange quirks as data, not branches.
@@ -130,6 +153,7 @@ class ExchangeClient:
                 point_client_at(client, self.exchange_url)
             if self.now_ms is not None:
                 client.milliseconds = self.now_ms
+            capture_answer_headers(client)
             self._client = client
         return self._client
 
@@ -139,17 +163,20 @@ class ExchangeClient:
         client = await self.client()
         async with self.budget.take(weight):
             self.calls[method] = self.calls.get(method, 0) + 1
+            answer: dict[str, str] = {}
+            token = _ANSWER_HEADERS.set(answer)
             try:
                 result = await getattr(client, method)(*args, **kwargs)
             except ccxt.DDoSProtection as exc:
-                self._pause_for(exc, client)
+                self._pause_for(exc, answer)
                 raise
             except ccxt.NetworkError:
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
                 raise
             finally:
-                self._observe(client)
+                _ANSWER_HEADERS.reset(token)
+                self._observe(answer)
                 self.on_activity()
             if self._failing_since is not None:
                 if time.monotonic() - self._failing_since >= OUTAGE_S:
@@ -157,16 +184,14 @@ class ExchangeClient:
                 self._failing_since = None
             return result
 
-    def _observe(self, client: Any) -> None:
-        headers = getattr(client, "last_response_headers", None) or {}
-        used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
-        if used and str(used).isdigit():
+    def _observe(self, headers: Mapping[str, str]) -> None:
+        used = _header(headers, "x-mbx-used-weight-1m")
+        if used and used.isdigit():
             self.budget.observe_server_usage(int(used))
 
-    def _pause_for(self, exc: BaseException, client: Any) -> None:
-        headers = getattr(client, "last_response_headers", None) or {}
+    def _pause_for(self, exc: BaseException, headers: Mapping[str, str]) -> None:
         status = 418 if "418" in str(exc) else 429
-        retry_after = headers.get("Retry-After") or headers.get("retry-after")
+        retry_after = _header(headers, "retry-after")
         try:
             seconds = float(retry_after) if retry_after else DEFAULT_PAUSE_S[status]
         except ValueError:
