@@ -260,7 +260,8 @@ class FakeBinance:
 
     def inject(self, kind: str, path: str, *, method: str | None = None, times: int = 1, retry_after: int = 2,
                delay: float = 30.0) -> None:
-        """Answer the next `times` requests to `path` ("*" = any; optionally only `method`) with a fault."""
+        """Answer the next `times` requests to `path` ("*" = any; optionally only `method`) with a fault
+        (FAULT_KINDS; "-1001" answers Binance's -1001 without executing, "-1001_executed" after executing)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
         self._injections.append(Injection(kind, path, method.upper() if method else None, times, retry_after, delay))
