@@ -18,12 +18,14 @@ import pytest
 from ccxt.base.errors import (
     AuthenticationError,
     DDoSProtection,
+    ExchangeError,
     ExchangeNotAvailable,
     InsufficientFunds,
     InvalidNonce,
     InvalidOrder,
     MarginModeAlreadySet,
     NetworkError,
+    OperationFailed,
     OrderImmediatelyFillable,
     OrderNotFound,
     RequestTimeout,
@@ -364,3 +366,19 @@ async def test_market_data_account_views_weights_and_latency(fake):
     assert weights[("GET", "/fapi/v1/ticker/24hr", None, True)] == 1
     assert weights[("POST", "/fapi/v1/order", None, True)] == 1
     assert fake.weight_used() == sum(r.weight for r in fake.requests)
+
+
+@pytest.mark.parametrize("code", [-1000, -1001, -1006, -1007, -1008])
+@pytest.mark.parametrize("executed", [False, True])
+async def test_server_errors_leave_the_outcome_unknown_to_ccxt(fake, code, executed):
+    """Binance's 10xx server errors reach ccxt as OperationFailed (-1007 as RequestTimeout, a NetworkError):
+    neither an ExchangeError nor, but for -1007, a NetworkError. "_executed": the order went through."""
+    fake.set_price("BTCUSDT", 60_000)
+    fake.inject(f"{code}_executed" if executed else str(code), "/fapi/v1/order", method="POST")
+    async with client_for(fake, adjustForTimeDifference=True) as client:
+        with pytest.raises(OperationFailed) as raised:
+            await client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "open-1"})
+        assert not isinstance(raised.value, ExchangeError)
+        assert isinstance(raised.value, NetworkError) == (code == -1007) and str(code) in str(raised.value)
+        assert calls(fake, "/fapi/v1/order")[-1].status >= 500
+    assert len(fake.orders) == (1 if executed else 0)

@@ -102,22 +102,23 @@ async def test_a_refused_order_drops_its_intent(policy):
     assert book.pending == {} and saves.snapshots[-1] == [] and not book.reconcile_requested
 
 
-async def test_an_entry_whose_outcome_is_unknown_keeps_its_intent_and_asks_for_a_reconciliation():
+# A lost answer, and Binance's -1001 (ccxt raises OperationFailed, neither a NetworkError nor an ExchangeError).
+UNKNOWN_OUTCOMES = [ccxt.RequestTimeout("lost"), ccxt.OperationFailed('binanceusdm {"code":-1001}')]
+
+
+@pytest.mark.parametrize("failure", UNKNOWN_OUTCOMES, ids=["timeout", "-1001"])
+@pytest.mark.parametrize("intent", [INTENT, OrderIntent("tb-s-1", "stop", "BTC/USDT:USDT", "1m", -1, 0.02, 99.0, 0)],
+                         ids=["entry", "stop"])
+async def test_an_order_whose_outcome_is_unknown_keeps_its_intent_and_asks_for_a_reconciliation(intent, failure):
+    """(The reconciliation looks it up: an entry that filled becomes the bot's position, a stop or target
+    found is attached, and what is not found is dropped and placed again.)"""
     book, saves = ledger()
-    with pytest.raises(ccxt.RequestTimeout):
-        async with book.in_flight(INTENT, ENTRY_POLICY):
-            raise ccxt.RequestTimeout("lost")
-    assert list(book.pending) == ["tb-e-1"] and book.reconcile_requested and saves.snapshots == [["tb-e-1"]]
-
-
-async def test_a_protective_order_whose_outcome_is_unknown_is_dropped():
-    """(It cannot outlive the position: the exit cancels every protective order of ours.)"""
-    book, _ = ledger()
-    with pytest.raises(ccxt.RequestTimeout):
-        async with book.in_flight(OrderIntent("tb-s-1", "stop", "BTC/USDT:USDT", "1m", -1, 0.02, 99.0, 0),
-                                  PROTECTIVE_POLICY):
-            raise ccxt.RequestTimeout("lost")
-    assert book.pending == {} and not book.reconcile_requested
+    policy = ENTRY_POLICY if intent.kind == "entry" else PROTECTIVE_POLICY
+    with pytest.raises(type(failure)):
+        async with book.in_flight(intent, policy):
+            raise failure
+    assert list(book.pending) == [intent.client_id] and book.reconcile_requested
+    assert saves.snapshots == [[intent.client_id]]
 
 
 @pytest.mark.parametrize("failure", [asyncio.CancelledError, RuntimeError])

@@ -65,7 +65,17 @@ def add_markets(symbol_ids: list[str]) -> None:
 CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 API_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 CONDITIONAL_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
-FAULT_KINDS = ("429", "418", "500_html", "503_html", "timeout", "reset", "lost_response", "-1021", "-2019", "-4164")
+# Binance's 10xx server-side errors (HTTP 5xx: "execution status UNKNOWN"), as documented. Kind "-1001"
+# answers one without executing the request; "-1001_executed" executes it, then answers the error.
+SERVER_ERRORS = {
+    -1000: (500, "An unknown error occured while processing the request."),
+    -1001: (500, "Internal error; unable to process your request. Please try again."),
+    -1006: (500, "An unexpected response was received from the message bus. Execution status unknown."),
+    -1007: (503, "Timeout waiting for response from backend server. Send status unknown; execution status unknown."),
+    -1008: (503, "Server is currently overloaded with other requests. Please try again in a few minutes."),
+}
+FAULT_KINDS = ("429", "418", "500_html", "503_html", "timeout", "reset", "lost_response", "-1021", "-2019", "-4164",
+               *(f"{code}{executed}" for code in SERVER_ERRORS for executed in ("", "_executed")))
 ALL_DONE = {"code": 200, "msg": "The operation of cancel all open order is done."}
 
 
@@ -257,7 +267,8 @@ class FakeBinance:
 
     def inject(self, kind: str, path: str, *, method: str | None = None, times: int = 1, retry_after: int = 2,
                delay: float = 30.0) -> None:
-        """Answer the next `times` requests to `path` ("*" = any; optionally only `method`) with a fault."""
+        """Answer the next `times` requests to `path` ("*" = any; optionally only `method`) with a fault
+        (FAULT_KINDS; "-1001" answers Binance's -1001 without executing, "-1001_executed" after executing)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
         self._injections.append(Injection(kind, path, method.upper() if method else None, times, retry_after, delay))
@@ -374,13 +385,13 @@ class FakeBinance:
         endpoint = self._endpoints.get((method, path))
         if endpoint is None:
             return web.Response(status=404, text=""), 0
-        lost = False
+        after: str | None = None  # a fault that comes once the request has executed
         injection = self._take_injection(method, path)
         if injection is not None:
             answer = await self._fault(injection, params)
             if answer is not False:
                 return answer, 0  # type: ignore[return-value]
-            lost = injection.kind == "lost_response"
+            after = injection.kind
         weight = endpoint.weight(params)
         try:
             self._charge(weight)
@@ -394,7 +405,11 @@ class FakeBinance:
             response = web.json_response({"code": e.code, "msg": e.msg}, status=e.status, headers=e.headers)
             if e.code == -1003:
                 weight = 0
-        return (None if lost else response), weight
+        if after == "lost_response":
+            return None, weight
+        if after is not None and after.endswith("_executed") and response.status == 200:
+            return self._server_error(int(after.removesuffix("_executed"))), weight
+        return response, weight
 
     def _drop(self, request: web.Request) -> web.Response:
         """Close the TCP connection without an answer (the response written after this goes nowhere)."""
@@ -432,8 +447,10 @@ class FakeBinance:
         if kind == "timeout":
             await self._sleep(injection.delay)
             return False
-        if kind == "lost_response":
+        if kind == "lost_response" or kind.endswith("_executed"):
             return False
+        if kind.lstrip("-").isdigit() and int(kind) in SERVER_ERRORS:
+            return self._server_error(int(kind))
         if kind == "-1021":
             return self._json_error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         if kind == "-2019":
@@ -442,6 +459,10 @@ class FakeBinance:
         minimum = spec[5] if spec else "5"
         return self._json_error(400, -4164, f"Order's notional must be no smaller than {minimum} (unless you "
                                 "choose reduce only).")
+
+    def _server_error(self, code: int) -> web.Response:
+        status, msg = SERVER_ERRORS[code]
+        return self._json_error(status, code, msg)
 
     def _json_error(self, status: int, code: int, msg: str, retry_after: int | None = None) -> web.Response:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None

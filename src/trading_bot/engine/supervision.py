@@ -1,6 +1,7 @@
 """Supervision of the broker against the exchange: what live mode does besides trading.
 
-`LiveSupervisor` prepares the live broker at startup and reconciles its books with the exchange: at
+`LiveSupervisor` prepares the live broker at startup (an exchange that keeps failing there, after the
+retries, is a StartupError: one line, exit 2) and reconciles its books with the exchange: at
 start, every RECONCILE_EVERY_S, after an outage of the exchange client, and when the broker asks
 (an order's outcome is unknown); a reconciliation the exchange cannot complete is retried after
 RECONCILE_RETRY_S. At shutdown it places whatever stop or target a position cut short still lacks,
@@ -75,11 +76,18 @@ class LiveSupervisor:
 
         try:
             await self.broker.prepare()
+            log.warning("LIVE trading on %s (%s): real orders, balance %.2f USDT", self.client.exchange_id, self.where,
+                        self.broker.wallet.balance)
+            await self.reconcile()
         except LiveError as exc:
             raise StartupError(str(exc)) from None
-        log.warning("LIVE trading on %s (%s): real orders, balance %.2f USDT", self.client.exchange_id, self.where,
-                    self.broker.wallet.balance)
-        await self.reconcile()
+        except Exception as exc:
+            if not is_exchange_error(exc):
+                raise
+            # Each request was already retried (retry.py): the exchange keeps failing, so do not trade blind.
+            reason = " ".join(str(exc).split())[:200]
+            raise StartupError(f"the exchange kept failing at startup ({type(exc).__name__}: {reason}); "
+                               "nothing was traded: start again once it answers") from None
 
     async def reconcile(self) -> None:
         """Put the books right against the exchange."""

@@ -170,7 +170,7 @@ class ExchangeClient:
             except ccxt.DDoSProtection as exc:
                 self._pause_for(exc, answer)
                 raise
-            except ccxt.NetworkError:
+            except ccxt.OperationFailed:  # unreachable, or failing on its side (Binance -1001, …)
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
                 raise

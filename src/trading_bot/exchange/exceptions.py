@@ -1,6 +1,11 @@
 """The ccxt exception types the live trading code catches, and the Binance error codes it tells
 apart, so that ccxt is imported inside `trading_bot.exchange` only.
 
+`OperationFailed` is what an unknown outcome looks like: ccxt's parent of NetworkError (timeouts,
+resets, 5xx pages) that Binance's own server errors map to directly (-1000 unknown, -1001 internal
+error, -1006 "execution status unknown", -1008 server busy; -1007 is a RequestTimeout). It is not an
+ExchangeError, so catching NetworkError and ExchangeError alone lets those through.
+
 Only live code imports this module: it imports ccxt at once, which paper mode must never load
 (`trading_bot.exchange.errors` tells exchange failures apart without it).
 """
@@ -12,14 +17,14 @@ from ccxt import (
     BaseError,
     DDoSProtection,
     ExchangeError,
-    NetworkError,
+    OperationFailed,
     OrderImmediatelyFillable,
     OrderNotFound,
 )
 
 __all__ = [
-    "AuthenticationError", "BaseError", "DDoSProtection", "ExchangeError", "NetworkError", "OrderImmediatelyFillable",
-    "OrderNotFound", "margin_mode_already_set", "margin_mode_locked", "order_does_not_exist",
+    "AuthenticationError", "BaseError", "DDoSProtection", "ExchangeError", "OperationFailed",
+    "OrderImmediatelyFillable", "OrderNotFound", "margin_mode_already_set", "margin_mode_locked", "order_does_not_exist",
 ]
 
 

@@ -1,7 +1,8 @@
 """Retry with exponential backoff and full jitter, as one small testable unit.
 
-Only what the predicate calls transient is retried (by default ccxt's NetworkError family:
-RequestTimeout, ExchangeNotAvailable, DDoSProtection/RateLimitExceeded). Anything else, ccxt's
+Only what the predicate calls transient is retried (by default ccxt's OperationFailed family: the
+NetworkError kinds RequestTimeout, ExchangeNotAvailable, DDoSProtection/RateLimitExceeded, and the
+exchange's own server errors, Binance -1000/-1001/-1006/-1008, which ccxt raises as OperationFailed). Anything else, ccxt's
 ExchangeError above all, goes straight to the caller. Cancellation is never swallowed.
 """
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 def is_transient(exc: BaseException) -> bool:
     import ccxt
 
-    return isinstance(exc, ccxt.NetworkError) and not isinstance(exc, ccxt.InvalidNonce)
+    return isinstance(exc, ccxt.OperationFailed) and not isinstance(exc, ccxt.InvalidNonce)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from trading_bot.domain.rules import protective_levels
 from trading_bot.domain.sizing import RiskLimits, position_size
 from trading_bot.domain.trades import SIDE_NAMES, BotBook, Costs, Position
 from trading_bot.domain.wallet import Wallet
-from trading_bot.exchange.exceptions import ExchangeError, NetworkError
+from trading_bot.exchange.exceptions import ExchangeError, OperationFailed
 from trading_bot.execution.latency import LatencyStats
 from trading_bot.execution.live.fills import position_from_entry
 from trading_bot.execution.live.gateway import OrderGateway
@@ -67,7 +67,7 @@ class EntryOrders:
                     fill_candle_ts=fill_candle_ts, signal_ts=book.last_candle_ts or 0, client_id=intent.client_id,
                     fee_rate=self.costs.fee_rate, params=params, round_price=self.orders.round_price,
                     now_ms=self.now_ms())
-        except NetworkError as exc:
+        except OperationFailed as exc:
             # Sent, and still not found after recvWindow: most likely never executed, but only the
             # exchange can say. The intent stays; reconciliation looks it up; the symbol waits.
             log.error("%s %s: entry %s outcome unknown (%s): kept for reconciliation", symbol, book.timeframe,

@@ -11,7 +11,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from trading_bot.exchange.client import ExchangeClient
-from trading_bot.exchange.exceptions import DDoSProtection, ExchangeError, NetworkError, OrderNotFound, order_does_not_exist
+from trading_bot.exchange.exceptions import (
+    DDoSProtection,
+    ExchangeError,
+    OperationFailed,
+    OrderNotFound,
+    order_does_not_exist,
+)
 from trading_bot.execution.live.fills import ExchangePosition, parse_positions
 from trading_bot.execution.live.orders import is_ours
 
@@ -72,14 +78,15 @@ class OrderGateway:
 
     async def submit(self, symbol: str, order_type: str, side: str, qty: float, params: dict[str, Any],
                      client_id: str, trigger: bool) -> dict[str, Any]:
-        """Send once. On a failure whose outcome is unknown (timeout, reset, 5xx), look the client id
+        """Send once. On a failure whose outcome is unknown (timeout, reset, 5xx, Binance's -1000/-1001/
+        -1006/-1008 server errors), look the client id
         up; if it is not there yet, wait until the request's recvWindow has passed (the exchange
         rejects it after that) and look again; only then resend, with the same id."""
         for attempt in range(SUBMIT_ATTEMPTS):
             sent_at = self.now_ms()
             try:
                 return await self.pool.call("create_order", symbol, order_type, side, qty, None, params, retry=False)
-            except NetworkError as exc:
+            except OperationFailed as exc:
                 log.warning("%s %s order %s: %s: %s; looking it up before anything else", symbol, order_type, client_id,
                             type(exc).__name__, str(exc)[:160])
                 found = await self.lookup(symbol, client_id, trigger)

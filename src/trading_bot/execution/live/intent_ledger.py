@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from trading_bot.domain.intents import OrderIntent
-from trading_bot.exchange.exceptions import BaseError, ExchangeError, NetworkError
+from trading_bot.exchange.exceptions import BaseError, ExchangeError, OperationFailed
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,14 @@ class OutcomePolicy:
 
 
 # An entry whose answer is lost may have opened a position: only the exchange can say.
-ENTRY_POLICY = OutcomePolicy(unknown=(NetworkError,), refused=(ExchangeError,))
+ENTRY_POLICY = OutcomePolicy(unknown=(OperationFailed,), refused=(ExchangeError,))
 
 
-# A stop, target or close: any failure drops it. One that executed after all is cancelled with the
-# position (an exit cancels every protective order of ours on the symbol), so it cannot outlive it.
-PROTECTIVE_POLICY = OutcomePolicy(unknown=(), refused=(BaseError,))
+# A stop, target or close whose outcome is unknown is kept too, and the reconciliation it asks for
+# (at the next heartbeat) attaches the order if it exists or places what the position lacks. A
+# refusal drops it. One that executed after all is cancelled with the position (an exit cancels
+# every protective order of ours on the symbol), so it cannot outlive it.
+PROTECTIVE_POLICY = OutcomePolicy(unknown=(OperationFailed,), refused=(BaseError,))
 
 
 class IntentLedger:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from trading_bot.domain.intents import OrderIntent
 from trading_bot.domain.trades import BotBook, ClosedTrade, Position
-from trading_bot.exchange.exceptions import BaseError, OrderImmediatelyFillable
+from trading_bot.exchange.exceptions import BaseError, OperationFailed, OrderImmediatelyFillable
 from trading_bot.execution.live.exits import ExitBooker
 from trading_bot.execution.live.gateway import OrderGateway
 from trading_bot.execution.live.intent_ledger import PROTECTIVE_POLICY, IntentLedger
@@ -91,8 +91,10 @@ class Protection:
             return "crossed"
         except BaseError as exc:
             # (An order whose outcome stayed unknown may exist after all: the exit cancels every
-            # protective order of ours on the symbol, so it cannot outlive this position.)
-            log.error("%s %s: the exchange refused the %s order (%s)", position.symbol, position.timeframe, kind,
+            # protective order of ours on the symbol, so it cannot outlive this position; its intent
+            # is kept and the next heartbeat's reconciliation attaches it or places what is missing.)
+            what = "got no clear answer on" if isinstance(exc, OperationFailed) else "refused"
+            log.error("%s %s: the exchange %s the %s order (%s)", position.symbol, position.timeframe, what, kind,
                       str(exc)[:200])
             return "refused"
         return "placed"
