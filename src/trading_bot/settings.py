@@ -19,6 +19,10 @@ from trading_bot.domain.timeframes import TIMEFRAME_MS
 DEFAULT_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
 DEFAULT_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Each mode has books and a journal of its own: a paper run must never load, rewrite or journal into
+# the live account's. (Replay's folder is where it always was.)
+STATE_DIRS = {"paper": "state/paper", "live": "state/live", "replay": "replay/state"}
+LEGACY_STATE_DIR = "state"  # before the split: paper and live shared it (moved by persistence/state_migration.py)
 
 
 Number = TypeVar("Number", int, float)
@@ -81,8 +85,16 @@ class Settings:
     def synthetic_dir(self) -> Path:
         return self.data_dir / "synthetic"
 
-    def state_dir(self, replay: bool = False) -> Path:
-        return self.data_dir / ("replay/state" if replay else "state")
+    def mode(self, replay: bool = False) -> str:
+        """paper, live or replay: which books a run (or `status`) works with."""
+        return "replay" if replay else "paper" if self.dry_run else "live"
+
+    def state_dir(self, replay: bool = False, *, mode: str | None = None) -> Path:
+        return self.data_dir / STATE_DIRS[mode or self.mode(replay)]
+
+    @property
+    def legacy_state_dir(self) -> Path:
+        return self.data_dir / LEGACY_STATE_DIR
 
     @property
     def bot_keys(self) -> list[tuple[str, str]]:

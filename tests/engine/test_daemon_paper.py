@@ -90,7 +90,7 @@ def test_sigterm_finishes_the_tick_saves_state_and_exits_zero(tmp_path):
     assert elapsed < 5
     assert "SIGTERM received" in out and "stopped:" in out
     assert "Traceback" not in "".join(lines)
-    state = tmp_path / "data" / "state"
+    state = tmp_path / "data" / "state" / "paper"
     decode_state((state / "positions.json").read_bytes(), "positions.json")
     status = json.loads((state / "status.json").read_text())
     assert status["data_source"] == "synthetic" and status["bots"] == 2

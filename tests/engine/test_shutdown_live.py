@@ -11,7 +11,7 @@ import time
 import pytest
 
 from fakes.live_bot import live_settings
-from fakes.live_daemon import DaemonProcess, assert_state_agrees_with_the_exchange, start_fast_market
+from fakes.live_daemon import DaemonProcess, assert_state_agrees_with_the_exchange, live_store, start_fast_market
 from trading_bot.engine.daemon import Daemon
 from trading_bot.execution.live.protection import Protection
 from trading_bot.persistence.state_store import StateStore, decode_state
@@ -44,7 +44,7 @@ async def test_sigterm_mid_order_lets_the_order_finish_protects_it_and_exits_zer
         took = await sigterm_during_the_first_entry(daemon, fake, order_delay=1.0)
         assert took < 5.0
         assert "SIGTERM received" in daemon.log()
-        store = StateStore(tmp_path / "data" / "state")
+        store = live_store(tmp_path)
         assert_state_agrees_with_the_exchange(fake, store)
         entries = {o["clientOrderId"] for o in fake.orders.values() if o["type"] == "MARKET"}
         saved = decode_state(store.positions_path.read_bytes(), "positions.json")
@@ -64,7 +64,7 @@ async def test_sigterm_with_an_order_outlasting_the_grace_period_exits_in_time_a
     try:
         took = await sigterm_during_the_first_entry(daemon, fake, order_delay=5.0)
         assert took < 5.0
-        store = StateStore(tmp_path / "data" / "state")
+        store = live_store(tmp_path)
         saved = decode_state(store.positions_path.read_bytes(), "positions.json")
         [(client_id, intent)] = saved.intents.items()
         assert intent.kind == "entry"

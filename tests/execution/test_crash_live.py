@@ -23,8 +23,7 @@ from collections import Counter
 import pytest
 
 from fakes.fake_binance import FakeBinance
-from fakes.live_daemon import SYMBOLS, DaemonProcess, assert_state_agrees_with_the_exchange, start_fast_market
-from trading_bot.persistence.state_store import StateStore
+from fakes.live_daemon import SYMBOLS, DaemonProcess, assert_state_agrees_with_the_exchange, live_store, start_fast_market
 
 pytestmark = pytest.mark.slow  # processes: see the `slow` marker in pyproject.toml
 
@@ -72,7 +71,7 @@ async def test_sigkill_of_a_live_daemon_loses_and_duplicates_nothing(tmp_path):
     prices = PricePath(fake, rng)
     mover = asyncio.create_task(prices.run())
     daemon = DaemonProcess(tmp_path, fake, clock)
-    store = StateStore(tmp_path / "data" / "state")
+    store = live_store(tmp_path)
     kills: Counter[str] = Counter()
     trades = 0
     try:

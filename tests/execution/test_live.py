@@ -61,7 +61,7 @@ async def test_status_shows_the_entry_latency(tmp_path, market):
     bot, settings = await open_a_position(tmp_path, clock, fake)
     try:
         await bot.parts.store.write_status(bot.parts.report.status())
-        text = render_status(collect_status(settings.state_dir()))
+        text = render_status(collect_status(settings.state_dir(), settings.mode()))
         assert "mode live" in text and "entry latency over 1 order(s): p50 " in text
     finally:
         await bot.shutdown()

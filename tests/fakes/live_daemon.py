@@ -33,6 +33,11 @@ async def start_fast_market(tmp_path: Path, speed: float = SPEED) -> tuple[FakeB
     return fake, {"CLOCK_SPEED": str(speed), "CLOCK_ORIGIN_MS": str(origin)}
 
 
+def live_store(tmp_path: Path) -> StateStore:
+    """The live books of a DaemonProcess run in tmp_path (Settings.state_dir for DRY_RUN=false)."""
+    return StateStore(tmp_path / "data" / "state" / "live")
+
+
 class DaemonProcess:
     """`trading-bot run` in live mode against the fake, one process per start."""
 

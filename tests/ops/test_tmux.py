@@ -64,7 +64,7 @@ def test_readme_tmux_command_reaches_ready_and_ctrl_c_stops_cleanly(tmp_path, tm
         tmux.kill()
     log = (tmp_path / "bot.log").read_text()
     assert "SIGINT received" in log and "stopped:" in log and "Traceback" not in log
-    status = json.loads((tmp_path / "data" / "state" / "status.json").read_text())
+    status = json.loads((tmp_path / "data" / "state" / "paper" / "status.json").read_text())
     assert status["mode"] == "paper" and status["heartbeat"] >= 2
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from trading_bot import __version__
 from trading_bot.cli.errors import EXIT_USAGE, CliError
 from trading_bot.settings import (
+    STATE_DIRS,
     Settings,
     SettingsError,
     env_file_warnings,
@@ -60,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="open positions, equity, PnL and the last heartbeat")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--replay", action="store_true", help="the replay run's state instead of the live/paper one")
+    which = status.add_mutually_exclusive_group()
+    which.add_argument("--mode", choices=STATE_DIRS, help="whose books: paper, live or replay (default: DRY_RUN's)")
+    which.add_argument("--replay", action="store_true", help="the same as --mode replay")
 
     sub.add_parser("check-config", help="validate .env and the strategy config (exit 0 or 2)")
 
@@ -121,8 +124,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from trading_bot.persistence.state_store import StateError
 
     settings = _settings(args)
+    mode = args.mode or settings.mode(args.replay)
     try:
-        status = collect_status(settings.state_dir(args.replay))
+        status = collect_status(settings.state_dir(mode=mode), mode, settings.legacy_state_dir)
     except StateError as exc:
         raise CliError(str(exc)) from None
     print(status_json(status) if args.json else render_status(status))

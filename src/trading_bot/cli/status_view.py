@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trading_bot.domain.formatting import format_price
-from trading_bot.persistence.state_store import StateStore, read_status
+from trading_bot.persistence.state_store import POSITIONS_FILE, StateStore, read_status
 
 SIDES = {1: "long", -1: "short"}
 
@@ -38,14 +38,17 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
-def collect_status(state_dir: Path) -> dict[str, Any]:
-    """Merge positions.json (authoritative positions) with status.json (last heartbeat figures)."""
+def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -> dict[str, Any]:
+    """Merge positions.json (authoritative positions) with status.json (last heartbeat figures) of
+    one mode's folder (never takes the daemon's lock: it only reads)."""
     store = StateStore(state_dir)
     saved = store.load()
     heartbeat = read_status(store.status_path) or {}
-    result: dict[str, Any] = {"state_dir": str(state_dir), "running": _pid_alive(heartbeat.get("pid"))}
+    result: dict[str, Any] = {"mode": mode, "state_dir": str(state_dir), "running": _pid_alive(heartbeat.get("pid"))}
     if saved is None and not heartbeat:
         result["empty"] = True
+        if legacy_dir is not None and (legacy_dir / POSITIONS_FILE).exists():
+            result["legacy_state"] = str(legacy_dir)  # not moved yet: the next `run` moves it
         return result
     marks = {(p["symbol"], p["timeframe"]): p.get("mark") for p in heartbeat.get("positions", [])}
     positions = []
@@ -59,7 +62,7 @@ def collect_status(state_dir: Path) -> dict[str, Any]:
         wallet = saved.wallet
         result.update(balance=wallet.balance, initial_balance=wallet.initial_balance,
                       realised_pnl=wallet.realised_pnl, fees_paid=wallet.fees_paid, trades=wallet.trades,
-                      wins=wallet.wins, mode=saved.mode)
+                      wins=wallet.wins)
     upnl = sum(p["unrealised_pnl"] for p in positions)
     result["positions"] = positions
     result["unrealised_pnl"] = upnl
@@ -72,11 +75,15 @@ def collect_status(state_dir: Path) -> dict[str, Any]:
 
 def render_status(status: dict[str, Any]) -> str:
     if status.get("empty"):
-        return f"no state yet in {status['state_dir']} (the bot has not run here)"
+        line = f"mode {status['mode']}: no state yet in {status['state_dir']} (the bot has not run here)"
+        if status.get("legacy_state"):
+            line += (f"\nstate from before paper and live had folders of their own is in {status['legacy_state']}: "
+                     "the next `trading-bot run` moves it into the folder of its mode")
+        return line
     hb = status["last_heartbeat"]
     source = hb.get("data_source") or "?"
     lines = [
-        f"trading-bot {'running' if status['running'] else 'not running'} · mode {status.get('mode', '?')} · "
+        f"trading-bot {'running' if status['running'] else 'not running'} · mode {status['mode']} · "
         f"data {source}{' (SYNTHETIC market, not real prices)' if source == 'synthetic' else ''}",
         f"equity {status['equity']:.2f} USDT · balance {status.get('balance', 0):.2f} · "
         f"realised {status.get('realised_pnl', 0):+.2f} · unrealised {status['unrealised_pnl']:+.2f} · "

@@ -25,6 +25,7 @@ from trading_bot.engine.startup import Parts, Startup
 from trading_bot.engine.status import RunFigures
 from trading_bot.marketdata.sources import CandleSource
 from trading_bot.ops.systemd import Notifier, Watchdog
+from trading_bot.persistence.state_lock import StateLock
 from trading_bot.persistence.state_store import StateStore
 from trading_bot.settings import Settings
 
@@ -51,8 +52,10 @@ class Daemon:
         clock = clock or wall_clock(settings.clock_speed, settings.clock_origin_ms)
         self.config = ConfigWatcher(settings.strategy_config, settings.bot_keys)
         self.exchange = ExchangeLink(settings, with_keys=live, now_ms=clock.now_ms, on_activity=self.pulse.beat)
+        state_dir = settings.state_dir(replay)
+        self._lock = StateLock(state_dir)  # one daemon per state folder: taken first thing in start()
         self._startup = Startup(settings, live=live, replay=replay, speed=speed, source=source, clock=clock,
-                                store=StateStore(settings.state_dir(replay)), config=self.config,
+                                store=StateStore(state_dir), config=self.config,
                                 exchange=self.exchange, figures=self.figures, pulse=self.pulse, notifier=self.notifier)
         self._parts: Parts | None = None  # None until startup built them: a stop or a reload may come first
         self._signals_seen = 0
@@ -67,6 +70,7 @@ class Daemon:
         return self._parts
 
     async def start(self) -> None:
+        self._lock.acquire()  # before anything in the state folder is read or written
         self._parts = await self._startup.build()
         await self._startup.get_ready(self._parts)
 
@@ -190,3 +194,4 @@ class Daemon:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         self.notifier.close()
+        self._lock.release()  # (the process's exit would too; an in-process restart needs it now)

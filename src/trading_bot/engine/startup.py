@@ -33,7 +33,7 @@ from trading_bot.marketdata.manager import MarketDataManager
 from trading_bot.marketdata.sources import CandleSource
 from trading_bot.ops.systemd import Notifier
 from trading_bot.persistence.state_store import StateStore
-from trading_bot.settings import Settings
+from trading_bot.settings import STATE_DIRS, Settings
 from trading_bot.signals.scoring import WeightedScoringStrategy
 
 log = logging.getLogger("trading_bot")
@@ -113,8 +113,6 @@ class Startup:
 
         s = self.settings
         costs, limits = self._costs_and_limits()
-        if saved is not None and saved.mode != "live":
-            saved = None  # a paper wallet is no account: live state starts from the exchange
         clock = market.clock
         never = asyncio.Event()  # (a stop request must not cut a recvWindow wait short: it decides an order's fate)
 
@@ -132,9 +130,13 @@ class Startup:
     def _load_state(self) -> SavedState | None:
         """Saved positions; an unreadable file is set aside (never deleted). Paper mode then starts
         afresh; live mode refuses, because starting from nothing while the exchange may hold
-        positions is how stops get lost."""
+        positions is how stops get lost. Books of another mode are never adopted: each mode has its
+        own folder (Settings.state_dir), and the files of before that split are moved first."""
+        from trading_bot.persistence.state_migration import migrate_legacy_state
         from trading_bot.persistence.state_store import StateError
 
+        s = self.settings
+        migrate_legacy_state(s.legacy_state_dir, {mode: s.state_dir(mode=mode) for mode in STATE_DIRS})
         if self.store.directory.exists() and self.store.remove_stale_temp_files():
             log.info("removed the temp file of a write a crash interrupted (the state file itself is intact)")
         try:
@@ -146,6 +148,10 @@ class Startup:
                                    "restore the file, or move the backup away to start from the exchange's positions") from None
             log.error("%s; kept it as %s and started with an empty paper wallet", exc, backup)
             saved = None
+        mode = s.mode(self.replay)
+        if saved is not None and saved.mode != mode:
+            raise StartupError(f"{self.store.positions_path} holds {saved.mode} books, not {mode} ones: "
+                               "move it into the folder of its mode")
         self.store.repair_journal()
         return saved
 
