@@ -4,11 +4,16 @@ a paper daemon in-process, and a flatten of a live daemon against the fake excha
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
-from conftest import make_settings
+from conftest import make_settings, subprocess_env
 from fakes.clocks import JAN_1_2026_MS, SharedClock
 from fakes.live_bot import open_a_position
 from fakes.live_daemon import assert_state_agrees_with_the_exchange
@@ -153,3 +158,34 @@ async def test_live_flatten_closes_at_market_cancels_our_orders_and_journals_the
         assert "nothing to flatten" in capsys.readouterr().out
     finally:
         await daemon.shutdown()
+
+
+@pytest.mark.slow
+def test_a_daemon_in_another_process_answers_and_logs_who_asked(tmp_path):
+    env = subprocess_env(tmp_path, HEARTBEAT_SECONDS="0.2", TRADING_SYMBOLS="BTC/USDT:USDT", TRADING_TIMEFRAMES="1m")
+    proc = subprocess.Popen([sys.executable, "-m", "trading_bot", "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            lines.append(proc.stdout.readline())
+            if "heartbeat 1:" in lines[-1]:
+                break
+        else:
+            pytest.fail("no heartbeat:\n" + "".join(lines))
+        asked = subprocess.run([sys.executable, "-m", "trading_bot", "pause"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert asked.returncode == 0 and asked.stdout.startswith("paused: no new entries"), asked
+        while "PAUSED" not in lines[-1]:  # the next heartbeat line says so
+            assert time.monotonic() < deadline, "".join(lines)
+            lines.append(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)
+        lines += proc.communicate(timeout=30)[0].splitlines(keepends=True)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert f"control: pause asked by uid {os.getuid()}" in "".join(lines)
+    assert not (tmp_path / "data" / "state" / "paper" / CONTROL_SOCKET).exists()
