@@ -154,8 +154,14 @@ async def test_live_flatten_closes_at_market_cancels_our_orders_and_journals_the
         store = StateStore(settings.state_dir())
         assert assert_state_agrees_with_the_exchange(fake, store) == 1  # flat, no orders of ours, no dup ids
         assert not any(pos["amount"] for pos in fake.positions.values())
+        assert [t["exit_reason"] for t in read_journal(store.trades_path)] == ["flatten"]
         assert await cli(cli_env, "flatten", "--mode", "live", "--all") == 0
         assert "nothing to flatten" in capsys.readouterr().out
+        daemon.parts.broker.halted = "a stop was refused"  # as reconciliation sets it
+        assert await cli(cli_env, "pause", "--mode", "live") == 0
+        assert await cli(cli_env, "resume", "--mode", "live") == 0
+        assert capsys.readouterr().out.splitlines()[-1] == ("resumed: new entries allowed; but new entries stay "
+                                                            "HALTED by reconciliation until it clears: a stop was refused")
     finally:
         await daemon.shutdown()
 

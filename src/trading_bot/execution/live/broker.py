@@ -232,7 +232,7 @@ class LiveBroker(Books):
             position = book.position
             assert position is not None
             try:
-                trade = await self.protection.close_at_market(book, position)
+                trade = await self.protection.close_at_market(book, position, reason="flatten")
             except BaseError as exc:  # closed, but not booked yet: the next sync books it from the fills
                 log.warning("%s %s: flatten: booking the close failed (%s): the next heartbeat books it",
                             position.symbol, position.timeframe, str(exc)[:160])
