@@ -54,3 +54,18 @@ async def test_a_write_whose_caller_is_cancelled_still_finishes(tmp_path):
     assert decode_state(store.positions_path.read_bytes(), "positions.json").wallet.balance == 10_123.0
     assert [t["entry_ts"] for t in read_journal(store.trades_path)] == [1_767_225_600_000]
     assert list(store.directory.glob(".*.tmp")) == []
+
+
+def test_the_pause_is_saved_and_a_file_from_before_it_reads_as_not_paused():
+    import json
+
+    from trading_bot.persistence.state_store import StateError, encode_state
+
+    state = SavedState(Wallet(100.0, 100.0), mode="live", paused=True)
+    doc = json.loads(encode_state(state, 0, "exchange"))
+    assert doc["paused"] is True and decode_state(json.dumps(doc).encode(), "p").paused
+    del doc["paused"]  # positions.json as older versions wrote it
+    assert decode_state(json.dumps(doc).encode(), "p").paused is False
+    doc["paused"] = "yes"
+    with pytest.raises(StateError, match="paused must be true or false"):
+        decode_state(json.dumps(doc).encode(), "p")

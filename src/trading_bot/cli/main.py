@@ -1,5 +1,5 @@
-"""Command line: `trading-bot run|status|check-config|fetch|analyze`. Errors a user can cause end in one line on
-stderr and exit code 2, never a traceback. Heavy modules are imported inside the commands."""
+"""Command line: `trading-bot run|status|check-config|fetch|analyze|pause|resume|flatten|reload`. Errors a
+user can cause end in one line on stderr and exit code 2, never a traceback. Heavy modules are imported inside the commands."""
 
 from __future__ import annotations
 
@@ -20,7 +20,13 @@ from trading_bot.settings import (
     parse_timeframes,
 )
 
-COMMANDS = ("run", "status", "check-config", "analyze", "fetch")
+COMMANDS = ("run", "status", "check-config", "analyze", "fetch", "pause", "resume", "flatten", "reload")
+
+
+CONTROL_COMMANDS = ("pause", "resume", "flatten", "reload")
+
+
+EXIT_NO_DAEMON = 1  # a control command with no daemon to answer it (not a usage error: exit 2 is for those)
 
 
 def _speed(raw: str) -> float | None:
@@ -64,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     which = status.add_mutually_exclusive_group()
     which.add_argument("--mode", choices=STATE_DIRS, help="whose books: paper, live or replay (default: DRY_RUN's)")
     which.add_argument("--replay", action="store_true", help="the same as --mode replay")
+
+    helps = {"pause": "running daemon: no new entries (open positions keep their stops and targets)",
+             "resume": "running daemon: allow new entries again", "reload": "running daemon: what SIGHUP does",
+             "flatten": "running daemon: close positions at market and cancel their stops and targets"}
+    for name in CONTROL_COMMANDS:
+        control = sub.add_parser(name, help=helps[name])
+        control.add_argument("--mode", choices=STATE_DIRS, help="which daemon: paper, live or replay (default: DRY_RUN's)")
+        if name == "flatten":
+            # (not `symbols`: _settings reads that as the --symbols override)
+            control.add_argument("flatten_symbols", nargs="*", metavar="SYMBOL", help="e.g. BTC/USDT:USDT")
+            control.add_argument("--all", action="store_true", help="every open position")
 
     sub.add_parser("check-config", help="validate .env and the strategy config (exit 0 or 2)")
 
@@ -133,6 +150,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_control(args: argparse.Namespace) -> int:
+    """pause | resume | flatten | reload: asked of the daemon running on the mode's state folder."""
+    from trading_bot.ops.control import NoDaemon, ask
+
+    request: dict[str, object] = {"command": args.command}
+    if args.command == "flatten":
+        if bool(args.flatten_symbols) == bool(args.all):
+            raise CliError("flatten: name the symbols to close, or --all (not both)")
+        try:
+            request["symbols"] = None if args.all else list(parse_symbols(",".join(args.flatten_symbols)))
+        except ValueError as exc:
+            raise CliError(f"flatten: {exc}") from None
+    settings = _settings(args)
+    try:
+        answer = ask(settings.state_dir(mode=args.mode or settings.mode()), request)
+    except NoDaemon as exc:
+        print(f"trading-bot: {exc}", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    except OSError as exc:  # e.g. the socket belongs to another user
+        raise CliError(f"cannot reach the daemon: {exc.strerror or exc}") from None
+    if not answer.get("ok"):
+        raise CliError(str(answer.get("message")))
+    print(answer.get("message"))
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from trading_bot.domain.params import StrategyConfigError
     from trading_bot.persistence.strategy_config_file import load_config
@@ -194,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(insert_at, "run")
     args = build_parser().parse_args(args_list)
     handlers = {"run": cmd_run, "status": cmd_status, "check-config": cmd_check_config, "analyze": cmd_analyze,
-                "fetch": cmd_fetch}
+                "fetch": cmd_fetch, **dict.fromkeys(CONTROL_COMMANDS, cmd_control)}
     try:
         return handlers[args.command](args)
     except (SettingsError, CliError) as exc:

@@ -65,6 +65,7 @@ def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -
                       wins=wallet.wins)
     upnl = sum(p["unrealised_pnl"] for p in positions)
     result["positions"] = positions
+    result["paused"] = saved.paused if saved is not None else bool(heartbeat.get("paused"))
     result["unrealised_pnl"] = upnl
     result["equity"] = result.get("balance", 0.0) + upnl
     result["last_heartbeat"] = {k: heartbeat.get(k) for k in (
@@ -90,6 +91,8 @@ def render_status(status: dict[str, Any]) -> str:
         f"fees {status.get('fees_paid', 0):.2f}",
         f"trades {status.get('trades', 0)} (won {status.get('wins', 0)}) · open positions {len(status['positions'])}",
     ]
+    if status.get("paused"):
+        lines.append("PAUSED: no new entries until `trading-bot resume` (open positions keep their stops and targets)")
     if hb.get("heartbeat") is not None:
         cache = hb.get("cache") or {}
         lines.append(

@@ -1,5 +1,5 @@
 """The account as the bot books it: the wallet, the key of one bot's books, and the snapshot of
-everything that survives a restart (wallet, books, live order intents, replay clock)."""
+everything that survives a restart (wallet, books, live order intents, replay clock, paused)."""
 
 from __future__ import annotations
 
@@ -40,3 +40,4 @@ class SavedState:
     mode: str = "paper"
     # Live: every order we mean to send, recorded before it is sent (client order id -> intent).
     intents: dict[str, OrderIntent] = field(default_factory=dict)
+    paused: bool = False  # `trading-bot pause`: no new entries until `resume`, across restarts

@@ -3,8 +3,9 @@
 It starts (startup.py builds the parts), runs the loop (one heartbeat.py tick, then sleep until the
 next heartbeat or candle close), handles the signals and shuts down: SIGINT/SIGTERM finish the tick
 (for up to SHUTDOWN_GRACE_S, then cut it short), save and exit 0; a second signal cuts it short at
-once; SIGHUP reloads the strategy config (config_watch.py). It pings the systemd watchdog while the
-loop makes progress. Nothing here depends on paper or live: that is decided by what startup builds.
+once; SIGHUP reloads the strategy config (config_watch.py). Once ready it answers the operator
+controls (pause, resume, flatten, reload) on control.sock in the state folder (control.py). It pings
+the systemd watchdog while the loop makes progress. Nothing here depends on paper or live: that is decided by what startup builds.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from trading_bot.engine.clock import Clock, wall_clock
 from trading_bot.engine.config_watch import ConfigWatcher, reload_on_sighup
+from trading_bot.engine.control import Controls, ControlServer
 from trading_bot.engine.errors import StartupError
 from trading_bot.engine.exchange_link import ExchangeLink
 from trading_bot.engine.heartbeat import Pulse
@@ -53,6 +55,7 @@ class Daemon:
         self.config = ConfigWatcher(settings.strategy_config, settings.bot_keys)
         self.exchange = ExchangeLink(settings, with_keys=live, now_ms=clock.now_ms, on_activity=self.pulse.beat)
         state_dir = settings.state_dir(replay)
+        self.state_dir = state_dir
         self._lock = StateLock(state_dir)  # one daemon per state folder: taken first thing in start()
         self._startup = Startup(settings, live=live, replay=replay, speed=speed, source=source, clock=clock,
                                 store=StateStore(state_dir), config=self.config,
@@ -62,6 +65,8 @@ class Daemon:
         self._stop_requested_at: float | None = None  # monotonic
         self._tick_task: asyncio.Future[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._trading = asyncio.Lock()  # held by each tick and by a flatten: they never interleave
+        self._controls: ControlServer | None = None
 
     @property
     def parts(self) -> Parts:
@@ -75,7 +80,14 @@ class Daemon:
         await self._startup.get_ready(self._parts)
 
     async def tick(self) -> None:
-        await self.parts.heartbeat.tick()
+        async with self._trading:
+            await self.parts.heartbeat.tick()
+
+    async def start_controls(self) -> None:
+        """Answer `trading-bot pause|resume|flatten|reload` (after ready: the books are loaded)."""
+        server = ControlServer(self.state_dir, Controls(self.parts, self._trading, self.reload))
+        if await server.start():
+            self._controls = server
 
     async def run(self) -> None:
         if self.install_signals:
@@ -84,6 +96,7 @@ class Daemon:
             await self.start()
             self.pulse.beat()
             self.notifier.ready(self.parts.report.status_line())
+            await self.start_controls()
             self._start_watchdog()
             await self._loop(self.parts)
         finally:
@@ -175,6 +188,9 @@ class Daemon:
 
     async def shutdown(self) -> None:
         self.notifier.stopping()
+        if self._controls is not None:  # first: no command starts while the books are saved
+            await self._controls.close()
+            self._controls = None
         for task in list(self._background):
             task.cancel()
         if self._background:

@@ -83,6 +83,7 @@ class StatusReport:
             "cache": self.mdm.stats.as_json(),
             "entry_latency": self.broker.latency.as_json() if self.broker.latency is not None else None,
             "halted": self.broker.halted,
+            "paused": self.broker.paused,
             "config": {"source": watch.config.source, "reloads": watch.reloads,
                        "last_reload_ms": watch.last_reload_ms, "last_error": watch.last_error},
             "positions": positions,
@@ -94,7 +95,7 @@ class StatusReport:
     def status_line(self) -> str:
         """The short STATUS= line for `systemctl status` (ASCII)."""
         halted = self.broker.halted
-        return (f"{'HALTED (' + halted[:60] + ') | ' if halted else ''}"
+        return (f"{'HALTED (' + halted[:60] + ') | ' if halted else ''}{'PAUSED | ' if self.broker.paused else ''}"
                 f"{self.broker.mode} | {len(self.keys)} bots | {len(self.broker.open_positions())} open | "
                 f"equity {self.equity():.2f} | pnl {self.broker.wallet.realised_pnl:+.2f} | "
                 f"tick {self.figures.cycle_ms:.1f} ms | data {self.mdm.source.name}")
@@ -116,6 +117,6 @@ class StatusReport:
         f = self.figures
         wallet = self.broker.wallet
         log.info("heartbeat %d: cycle=%.1fms compute=%.1fms bots=%d new=%d open=%d equity=%.2f pnl=%+.2f "
-                 "trades=%d cache_hit=%.1f%%", f.number, f.cycle_ms, f.compute_ms, len(self.keys), series_updated,
+                 "trades=%d cache_hit=%.1f%%%s", f.number, f.cycle_ms, f.compute_ms, len(self.keys), series_updated,
                  len(self.broker.open_positions()), self.equity(), wallet.realised_pnl, wallet.trades,
-                 100 * self.mdm.stats.hit_rate)
+                 100 * self.mdm.stats.hit_rate, " PAUSED (no new entries)" if self.broker.paused else "")

@@ -48,6 +48,7 @@ class Broker(Protocol):
     wallet: Wallet
     halted: str | None  # why new entries are refused (live: set by reconciliation)
     stopping: bool  # a stop was requested: no new entries
+    paused: bool  # `trading-bot pause`: no new entries (saved with the books)
     reconcile_requested: bool  # an order's outcome is unknown: reconcile at the next heartbeat
 
     async def process_candles(self, symbol: str, timeframe: str, candles: np.ndarray, scores: np.ndarray,
@@ -58,7 +59,15 @@ class Broker(Protocol):
 
     async def sync(self) -> BrokerEvents: ...
 
+    async def flatten(self, symbols: set[str] | None, marks: dict[str, float], now_ms: int) -> BrokerEvents:
+        """Close the open positions (of `symbols`, or all) now: paper at `marks` (bot id -> last
+        close), live at market. The closed trades come back as events, for the recorder."""
+
     def book(self, symbol: str, timeframe: str) -> BotBook: ...
+
+    def held(self, symbols: set[str] | None) -> list[BotBook]: ...
+
+    def pause(self) -> int: ...
 
     def open_positions(self) -> list[Position]: ...
 
@@ -87,6 +96,7 @@ class Books:
         self.limits = limits
         self.wallet = saved.wallet if saved else Wallet(initial_balance, initial_balance)
         self.intents: dict[str, OrderIntent] = dict(saved.intents) if saved else {}
+        self.paused = saved.paused if saved else False
         self.books: dict[str, BotBook] = {}
         saved_books = saved.books if saved else {}
         for symbol, timeframe in keys:
@@ -99,6 +109,19 @@ class Books:
     def book(self, symbol: str, timeframe: str) -> BotBook:
         return self.books[bot_id(symbol, timeframe)]
 
+    def held(self, symbols: set[str] | None) -> list[BotBook]:
+        """The books with an open position, of `symbols` (None: every symbol)."""
+        return [b for b in self.books.values() if b.position is not None and (symbols is None or b.symbol in symbols)]
+
+    def pause(self) -> int:
+        """No new entries from now on; signals already waiting for their fill are dropped (an entry).
+        Returns how many were dropped."""
+        self.paused = True
+        dropped = [b for b in self.books.values() if b.pending is not None]
+        for book in dropped:
+            book.pending = None
+        return len(dropped)
+
     def open_positions(self) -> list[Position]:
         return [b.position for b in self.books.values() if b.position is not None]
 
@@ -106,10 +129,12 @@ class Books:
         return sum(1 for b in self.books.values() if b.pending is not None)
 
     def entry_allowed(self, extra_pending: int = 0) -> bool:
+        if self.paused:
+            return False
         return may_open(len(self.open_positions()), self.pending_count() + extra_pending, self.limits)
 
     def snapshot(self) -> SavedState:
-        return SavedState(self.wallet, self.books, mode=self.mode, intents=self.intents)
+        return SavedState(self.wallet, self.books, mode=self.mode, intents=self.intents, paused=self.paused)
 
     async def sync(self) -> BrokerEvents:
         return BrokerEvents()

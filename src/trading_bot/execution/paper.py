@@ -8,10 +8,10 @@ import numpy as np
 
 from trading_bot.domain.candles import HIGH, LOW, OPEN, TS
 from trading_bot.domain.params import StrategyParams
-from trading_bot.domain.rules import CandleOutcome, fill_pending, on_closed_candle
+from trading_bot.domain.rules import CandleOutcome, close_position, fill_pending, on_closed_candle
 from trading_bot.domain.sizing import RiskLimits, position_size
 from trading_bot.domain.trades import Costs
-from trading_bot.domain.wallet import SavedState
+from trading_bot.domain.wallet import SavedState, bot_id
 from trading_bot.execution.broker import Books, BrokerEvents
 
 
@@ -59,4 +59,17 @@ class PaperBroker(Books):
         outcome = CandleOutcome()
         fill_pending(book, open_price, candle_ts, params.sl_pct, params.rr_ratio, self.costs, self._size, outcome)
         events.add(outcome)
+        return events
+
+    async def flatten(self, symbols: set[str] | None, marks: dict[str, float], now_ms: int) -> BrokerEvents:
+        """`trading-bot flatten`: close at the last close (plus the exit fee, as every paper exit)."""
+        events = BrokerEvents()
+        for book in self.held(symbols):
+            position = book.position
+            assert position is not None
+            price = marks.get(bot_id(book.symbol, book.timeframe), position.entry_price)
+            trade = close_position(position, "flatten", price, now_ms, self.costs)
+            book.position = None
+            self.wallet.apply(trade)
+            events.closed.append(trade)
         return events

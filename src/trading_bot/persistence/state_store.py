@@ -3,7 +3,8 @@ status.json (the last heartbeat's figures, for `trading-bot status`).
 
 positions.json: {"version": 1, "mode", "clock_ms", "saved_at", "data_source",
                  "wallet": {...}, "bots": {"BTC/USDT:USDT|5m": {"position", "pending", "last_candle_ts"}},
-                 "intents": {client_id: OrderIntent.to_json()}}
+                 "intents": {client_id: OrderIntent.to_json()},
+                 "paused": bool (optional: older files lack it, meaning not paused)}
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def encode_state(state: SavedState, saved_at: int, data_source: str) -> bytes:
         "version": STATE_VERSION, "mode": state.mode, "clock_ms": state.clock_ms, "saved_at": saved_at,
         "data_source": data_source, "wallet": asdict(state.wallet), "bots": bots,
         "intents": {client_id: intent.to_json() for client_id, intent in state.intents.items()},
+        "paused": state.paused,
     })
 
 
@@ -90,7 +92,10 @@ def decode_state(data: bytes, source: str) -> SavedState:
         if not isinstance(raw_intents, dict):
             raise ValueError("intents must be an object")
         intents = {client_id: OrderIntent.from_json(client_id, raw) for client_id, raw in raw_intents.items()}
-        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"), intents)
+        paused = doc.get("paused", False)
+        if not isinstance(paused, bool):
+            raise ValueError("paused must be true or false")
+        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"), intents, paused)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(f"{source}: unreadable state ({type(exc).__name__}: {exc})") from None
 

@@ -182,9 +182,9 @@ class LiveBroker(Books):
             log.info("%s %s: %s signal from a candle that closed %.0fs ago: too old to act on", symbol, timeframe,
                      SIDE_NAMES[side], closed_ms_ago / 1000)
             return True
-        if self.halted or self.stopping:
+        if self.halted or self.stopping or self.paused:
             log.warning("%s %s: %s signal skipped: new entries are halted (%s)", symbol, timeframe, SIDE_NAMES[side],
-                        self.halted or "shutting down")
+                        self.halted or ("shutting down" if self.stopping else "paused by the operator"))
             return True
         if self.ledger.unresolved_entry(symbol):
             log.warning("%s %s: %s signal skipped: an earlier entry's outcome is not known yet", symbol, timeframe,
@@ -221,6 +221,27 @@ class LiveBroker(Books):
             self.closed_elsewhere.append(outcome.trade)
 
     # --- exits ---------------------------------------------------------------------------------
+
+    async def flatten(self, symbols: set[str] | None, marks: dict[str, float], now_ms: int) -> BrokerEvents:
+        """`trading-bot flatten`: each position closed with a reduce-only market order, our stop and
+        target cancelled, the trade journaled before the position leaves the books (Protection's
+        close at market, the path an unprotectable position takes). A close that fails is logged
+        and the position kept, with its stop and target."""
+        events = BrokerEvents()
+        for book in self.held(symbols):
+            position = book.position
+            assert position is not None
+            try:
+                trade = await self.protection.close_at_market(book, position, reason="flatten")
+            except BaseError as exc:  # closed, but not booked yet: the next sync books it from the fills
+                log.warning("%s %s: flatten: booking the close failed (%s): the next heartbeat books it",
+                            position.symbol, position.timeframe, str(exc)[:160])
+                continue
+            if trade is not None:
+                events.closed.append(trade)
+        if events.closed:
+            await self.refresh_balance()
+        return events
 
     async def sync(self) -> BrokerEvents:
         """One positions request per heartbeat while anything is open: a position the exchange no

@@ -29,10 +29,11 @@ class ExitBooker:
         self.now_ms = now_ms
         self._fill_waits: dict[str, int] = {}  # entry order id -> heartbeats spent waiting for exit fills
 
-    async def book_exit(self, position: Position, require_fills: bool = False) -> ClosedTrade:
+    async def book_exit(self, position: Position, require_fills: bool = False, reason: str | None = None) -> ClosedTrade:
         """The closed trade, from the exchange's fills (FillsNotVisible: see closed_trade_from_fills).
-        Every protective order of ours on the symbol is cancelled first."""
-        reason = await self._exit_reason(position)
+        Every protective order of ours on the symbol is cancelled first. `reason`: known to the
+        caller (a flatten), else found from the position's stop and target."""
+        reason = reason or await self._exit_reason(position)
         await self.orders.cancel_our_triggers(position.symbol)
         fills = await self.orders.fills(position.symbol, fills_since_ms(position))
         return closed_trade_from_fills(position, fills, reason, now_ms=self.now_ms(), require_fills=require_fills)

@@ -104,8 +104,9 @@ class Protection:
         """A stop or target placed before a crash, never recorded: now the position's."""
         position.orders[kind] = order_id
 
-    async def close_at_market(self, book: BotBook, position: Position) -> ClosedTrade | None:
-        """Close the position with a reduce-only market order and book the trade; None if that failed."""
+    async def close_at_market(self, book: BotBook, position: Position, reason: str | None = None) -> ClosedTrade | None:
+        """Close the position with a reduce-only market order and book the trade (with `reason`, if
+        given); None if that failed."""
         intent = OrderIntent(new_client_id("x"), "close", position.symbol, position.timeframe, -position.side,
                              position.qty, None, self.now_ms())
         try:
@@ -114,9 +115,9 @@ class Protection:
                                          {"reduceOnly": True, "clientOrderId": intent.client_id}, intent.client_id,
                                          trigger=False)
         except BaseError as exc:
-            log.critical("%s: closing the unprotected position FAILED (%s): act by hand", position.symbol, exc)
+            log.critical("%s: closing the position at market FAILED (%s): act by hand", position.symbol, exc)
             return None
-        trade = await self.exits.book_exit(position)
+        trade = await self.exits.book_exit(position, reason=reason)
         await self.exits.close_book(book, trade)
         await self._persist()
         return trade
