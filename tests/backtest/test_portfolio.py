@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from conftest import make_settings, write_synthetic_cache
 from fakes.replay import FAST_EXITS
 from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
@@ -14,9 +12,8 @@ from trading_bot.backtest.reference import backtest_series
 from trading_bot.domain.candles import TS
 from trading_bot.domain.params import default_config
 from trading_bot.domain.sizing import RiskLimits
-from trading_bot.domain.timeframes import timeframe_ms
 from trading_bot.domain.trades import Costs
-from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES
+from trading_bot.engine.candle_source import replay_start_ms
 from trading_bot.engine.daemon import Daemon
 from trading_bot.marketdata.synthetic import synthetic_candles
 from trading_bot.persistence.state_store import StateStore, read_journal
@@ -24,11 +21,6 @@ from trading_bot.persistence.strategy_config_file import load_config, write_conf
 
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT")
 TIMEFRAMES = ("1m", "3m", "5m")
-
-
-def replay_start_ms(history: dict[tuple[str, str], np.ndarray]) -> int:
-    """Where a replay starts (engine/candle_source.open_replay): every series past its warm-up."""
-    return max(int(c[REPLAY_WARMUP_CANDLES, TS]) + timeframe_ms(tf) for (_, tf), c in history.items())
 
 
 def portfolio_of(settings, history, start_ms):

@@ -68,11 +68,17 @@ class _Bot:
         # Candles whose score would signal (the comparisons of rules.signal_side; NaN never does).
         self.candidates = np.flatnonzero((self.scores >= th) | (self.scores <= -th))
         self.first = int(np.searchsorted(self.ts + self.tf_ms, start_ms, side="right"))  # first delivered candle
+        # Python lists for the per-event reads: indexing a numpy array for one float is slower.
+        self.ts_l: list[int] = self.ts.tolist()
+        self.opens_l: list[float] = self.opens.tolist()
+        self.highs_l: list[float] = self.highs.tolist()
+        self.lows_l: list[float] = self.lows.tolist()
+        self.scores_l: list[float] = np.asarray(self.scores, dtype=np.float64).tolist()
         self.n = c.shape[0]
         self.entry_index = -1
 
     def close_ms(self, k: int) -> int:
-        return int(self.ts[k]) + self.tf_ms
+        return self.ts_l[k] + self.tf_ms
 
     def next_candidate(self, k: int) -> int | None:
         i = int(np.searchsorted(self.candidates, k, side="left"))
@@ -98,11 +104,11 @@ class _Bot:
 
     def closing(self, k: int) -> ClosingCandle:
         p = self.params
-        return ClosingCandle(self.book, int(self.ts[k]), float(self.opens[k]), float(self.highs[k]),
-                             float(self.lows[k]), float(self.scores[k]), p.threshold, p.sl_pct, p.rr_ratio)
+        return ClosingCandle(self.book, self.ts_l[k], self.opens_l[k], self.highs_l[k], self.lows_l[k],
+                             self.scores_l[k], p.threshold, p.sl_pct, p.rr_ratio)
 
     def opening(self, k: int) -> OpeningCandle:
-        return OpeningCandle(self.book, int(self.ts[k]), float(self.opens[k]), self.params.sl_pct, self.params.rr_ratio)
+        return OpeningCandle(self.book, self.ts_l[k], self.opens_l[k], self.params.sl_pct, self.params.rr_ratio)
 
 
 def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: RiskLimits, initial_balance: float,
@@ -127,9 +133,8 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
         return position_size(wallet.balance, entry, stop, limits)
 
     def entry_allowed() -> bool:
-        open_count = sum(1 for b in books if b.position is not None)
-        pending = sum(1 for b in books if b.pending is not None)
-        allowed = may_open(open_count, pending, limits)
+        # A book holds a position or a waiting signal, never both: one count is both terms of may_open.
+        allowed = may_open(sum(1 for b in books if b.position is not None or b.pending is not None), 0, limits)
         if not allowed:
             result.skipped_entries += 1
         return allowed
@@ -155,10 +160,10 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
                 bot.entry_index = -1
             if bot.book.pending is not None:
                 if k + 1 < bot.n:
-                    if int(bot.ts[k + 1]) == instant:
+                    if bot.ts_l[k + 1] == instant:
                         opens.append((bot, k + 1))
                     else:  # a gap in the data: it fills when the next recorded candle opens
-                        heapq.heappush(events, (int(bot.ts[k + 1]), OPEN_EVENT, bot.order, k + 1))
+                        heapq.heappush(events, (bot.ts_l[k + 1], OPEN_EVENT, bot.order, k + 1))
             else:
                 schedule_flat(bot, k + 1)
         if not opens:
