@@ -104,6 +104,8 @@ class Heartbeat:
     async def _paper_instant(self, broker: PaperBroker, new: dict[SeriesKey, np.ndarray]) -> BrokerEvents:
         """Every bot's closes and the opens now forming in one step, in the shared order of events, so
         a position closing now frees its slot for any bot's signal of this instant."""
+        if not new and not broker.pending_count():
+            return BrokerEvents()  # nothing closed and no signal waits for an open: the common idle tick
         scored: list[NewCandles] = []
         for key, rows in new.items():  # the settings' order (mdm.series)
             try:
