@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from conftest import make_settings, write_synthetic_cache
 from fakes.replay import FAST_EXITS
 from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
@@ -76,3 +78,33 @@ def test_portfolio_metrics_come_from_the_shared_equity_curve():
     assert report.portfolio.trades == len(result.trades) == sum(m.trades for m in report.per_bot.values())
     assert report.portfolio.final_equity == result.wallet.balance
     assert 0 < report.portfolio.exposure <= 1.0  # one slot: never two positions at once
+
+
+async def test_replay_over_gaps_in_the_data_is_the_portfolio_backtest(tmp_path):
+    """Missing minutes in the 1m series: a signal before a gap fills at the open of the next recorded
+    candle, sized by the wallet as it stands then (after the exits of that instant), in both."""
+    from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
+
+    settings = make_settings(tmp_path, symbols=SYMBOLS, timeframes=("1m", "5m"), history_candles=5000,
+                             max_open_positions=2)
+    write_config(settings.strategy_config, FAST_EXITS)
+    end_ms = (int(time.time() * 1000) // 900_000) * 900_000
+    history = {}
+    rng = np.random.default_rng(5)
+    for s in SYMBOLS:
+        full = write_synthetic_cache(tmp_path / "full", s, "1m", 1500, seed=23, end_ms=end_ms)
+        keep = np.ones(full.shape[0], dtype=bool)
+        for start in rng.choice(np.arange(260, full.shape[0] - 10), 40, replace=False):
+            keep[start:start + rng.integers(1, 7)] = False
+        history[(s, "1m")] = full[keep]
+        append_candles(settings.candles_dir / cache_file_name(s, "1m"), full[keep])
+        history[(s, "5m")] = write_synthetic_cache(settings.candles_dir, s, "5m", 500, seed=23, end_ms=end_ms)
+    expected = portfolio_of(settings, history, replay_start_ms(history))
+    assert len(expected.trades) >= 20 and expected.skipped_entries > 0
+    assert any(t.timeframe == "1m" and t.entry_ts > t.signal_ts + 60_000 for t in expected.trades), \
+        "a signal before a gap fills after it"
+
+    daemon = Daemon(settings, replay=True, install_signals=False)
+    await daemon.run()
+    journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
+    assert journal == [t.to_json() for t in expected.trades]
