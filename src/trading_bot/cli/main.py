@@ -1,5 +1,6 @@
-"""Command line: `trading-bot run|status|check-config|fetch|analyze|pause|resume|flatten|reload`. Errors a
-user can cause end in one line on stderr and exit code 2, never a traceback. Heavy modules are imported inside the commands."""
+"""Command line: `trading-bot run|status|check-config|fetch|analyze|backtest|pause|resume|flatten|reload`.
+Errors a user can cause end in one line on stderr and exit code 2, never a traceback. Heavy modules are imported
+inside the commands."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from trading_bot.settings import (
     parse_timeframes,
 )
 
-COMMANDS = ("run", "status", "check-config", "analyze", "fetch", "pause", "resume", "flatten", "reload")
+COMMANDS = ("run", "status", "check-config", "analyze", "fetch", "backtest", "pause", "resume", "flatten", "reload")
 
 
 CONTROL_COMMANDS = ("pause", "resume", "flatten", "reload")
@@ -87,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     from trading_bot.cli.analyze import add_arguments as add_analyze_arguments
 
     add_analyze_arguments(sub.add_parser("analyze", help="grid-search sl/rr/threshold per bot and rewrite the strategy config"))
+
+    from trading_bot.cli.backtest import add_arguments as add_backtest_arguments
+
+    add_backtest_arguments(sub.add_parser("backtest", help="backtest the whole portfolio (one wallet, the cap) "
+                                                           "over the cached candles, as `run --replay` trades"))
 
     fetch = sub.add_parser("fetch", help="download candle history into the CSV cache (resumable)")
     fetch.add_argument("--symbols", help="comma-separated symbols (default: TRADING_SYMBOLS)")
@@ -198,6 +204,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return run(args, _settings(args))
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from trading_bot.cli.backtest import run
+
+    return run(args, _settings(args))
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -237,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(insert_at, "run")
     args = build_parser().parse_args(args_list)
     handlers = {"run": cmd_run, "status": cmd_status, "check-config": cmd_check_config, "analyze": cmd_analyze,
-                "fetch": cmd_fetch, **dict.fromkeys(CONTROL_COMMANDS, cmd_control)}
+                "fetch": cmd_fetch, "backtest": cmd_backtest, **dict.fromkeys(CONTROL_COMMANDS, cmd_control)}
     try:
         return handlers[args.command](args)
     except (SettingsError, CliError) as exc:

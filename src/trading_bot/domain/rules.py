@@ -113,13 +113,9 @@ def fill_pending(book: BotBook, open_price: float, candle_ts: int, sl_pct: float
         outcome.opened = position
 
 
-def on_closed_candle(book: BotBook, ts: int, open_: float, high: float, low: float, score: float,
-                     threshold: float, sl_pct: float, rr_ratio: float, costs: Costs, size: SizeFn,
-                     allow_entry: bool | EntryGate = True) -> CandleOutcome:
-    """Advance one bot by one closed candle: fill → exit check → new signal. The single rule both
-    the paper broker and the backtest run. `allow_entry` may be a gate, asked only when a signal
-    would be taken (after the exit of this candle is booked)."""
-    outcome = CandleOutcome()
+def settle_candle(book: BotBook, ts: int, open_: float, high: float, low: float, sl_pct: float, rr_ratio: float,
+                  costs: Costs, size: SizeFn, outcome: CandleOutcome) -> None:
+    """The first half of a closed candle: a waiting signal fills at its open, then the exit check."""
     fill_pending(book, open_, ts, sl_pct, rr_ratio, costs, size, outcome)
     position = book.position
     if position is not None:
@@ -127,11 +123,27 @@ def on_closed_candle(book: BotBook, ts: int, open_: float, high: float, low: flo
         if hit is not None:
             outcome.closed = close_position(position, hit[0], hit[1], ts, costs)
             book.position = None
+
+
+def take_signal(book: BotBook, ts: int, score: float, threshold: float, allow_entry: bool | EntryGate,
+                outcome: CandleOutcome) -> None:
+    """The second half: the signal at the close, when the bot is flat and the gate allows it."""
     if book.position is None and book.pending is None:
         side = signal_side(score, threshold)
         if side and (allow_entry() if callable(allow_entry) else allow_entry):
             book.pending = PendingEntry(side=side, signal_ts=ts, score=float(score))
             outcome.signalled = book.pending
     book.last_candle_ts = ts
-    return outcome
 
+
+def on_closed_candle(book: BotBook, ts: int, open_: float, high: float, low: float, score: float,
+                     threshold: float, sl_pct: float, rr_ratio: float, costs: Costs, size: SizeFn,
+                     allow_entry: bool | EntryGate = True) -> CandleOutcome:
+    """Advance one bot by one closed candle: fill → exit check → new signal. The single rule both
+    the paper broker and the backtest run (across bots, domain/instant.py orders these halves).
+    `allow_entry` may be a gate, asked only when a signal would be taken (after the exit of this
+    candle is booked)."""
+    outcome = CandleOutcome()
+    settle_candle(book, ts, open_, high, low, sl_pct, rr_ratio, costs, size, outcome)
+    take_signal(book, ts, score, threshold, allow_entry, outcome)
+    return outcome

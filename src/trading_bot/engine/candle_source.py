@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from trading_bot.domain.candles import TS
-from trading_bot.domain.timeframes import last_closed_open_ms
+from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
 from trading_bot.domain.wallet import SavedState
 from trading_bot.engine.clock import Clock, ReplayClock
 from trading_bot.engine.errors import StartupError
@@ -83,6 +83,17 @@ async def _paper_market(settings: Settings, keys: list[SeriesKey], clock: Clock,
     return await _loaded(settings, keys, s.synthetic_dir, SyntheticSource(s.synthetic_seed))
 
 
+def replay_start_ms(history: dict[SeriesKey, np.ndarray]) -> int:
+    """Where a replay starts: once every series has REPLAY_WARMUP_CANDLES closed (`trading-bot backtest`
+    starts there too, so both trade the same candles)."""
+    start = 0
+    for (_, timeframe), candles in history.items():
+        if candles.shape[0]:
+            index = min(REPLAY_WARMUP_CANDLES, candles.shape[0] - 1)
+            start = max(start, int(candles[index, TS]) + timeframe_ms(timeframe))
+    return start
+
+
 async def open_replay(settings: Settings, keys: list[SeriesKey], clock: Clock, speed: float | None,
                       saved: SavedState | None) -> MarketData:
     """The cached candles from REPLAY_WARMUP_CANDLES on (or from where the last replay stopped)."""
@@ -98,10 +109,7 @@ async def open_replay(settings: Settings, keys: list[SeriesKey], clock: Clock, s
                            f"{' …' if len(missing) > 5 else ''}")
     source = ReplaySource(history)
     mdm = MarketDataManager(keys, s.candles_dir, source, s.history_candles, s.fetch_concurrency, write_cache=False)
-    start = 0
-    for key, candles in history.items():
-        index = min(REPLAY_WARMUP_CANDLES, candles.shape[0] - 1)
-        start = max(start, int(candles[index, TS]) + mdm.series[key].tf_ms)
+    start = replay_start_ms(history)
     if saved is not None and saved.clock_ms:
         start = max(start, saved.clock_ms)  # resume where the last replay stopped
     if not isinstance(clock, ReplayClock):

@@ -2,7 +2,8 @@
 
 refresh the due series → the broker's sync with the exchange (exits are booked before any entry is
 capped) → score the new closed candles of each bot and let the broker apply the trading rules → fill
-pending entries at the open of the candle now forming → supervision (live: reconcile when due) →
+pending entries at the open of the candle now forming (paper: both steps at once, every bot in
+domain/instant.py's order of events, as the portfolio backtest) → supervision (live: reconcile when due) →
 record the events (log lines, journal, state) → check the strategy config file → status.json, the
 heartbeat line and STATUS=.
 """
@@ -22,6 +23,7 @@ from trading_bot.engine.status import RunFigures, StatusReport
 from trading_bot.engine.supervision import Supervisor
 from trading_bot.exchange.errors import is_exchange_error
 from trading_bot.execution.broker import Broker, BrokerEvents
+from trading_bot.execution.paper import Forming, NewCandles, PaperBroker
 from trading_bot.marketdata.manager import MarketDataManager, SeriesKey
 from trading_bot.signals.scoring import WeightedScoringStrategy
 
@@ -68,8 +70,11 @@ class Heartbeat:
         # Exits first (live: the exchange's stops and targets): a position closed during the candle
         # must not count against MAX_OPEN_POSITIONS when that candle's signals are evaluated.
         events = await self.broker.sync()
-        merge(events, await self._evaluate_all(new))
-        merge(events, await self._fill_at_open())
+        if isinstance(self.broker, PaperBroker):
+            merge(events, await self._paper_instant(self.broker, new))
+        else:
+            merge(events, await self._evaluate_all(new))
+            merge(events, await self._fill_at_open())
         await self.supervisor.reconcile_if_due()
         figures = self.figures
         figures.number += 1
@@ -81,15 +86,37 @@ class Heartbeat:
         await self.report.publish(len(new), bool(events))
         self.pulse.beat()
 
-    async def evaluate(self, key: SeriesKey, rows: np.ndarray) -> BrokerEvents:
-        """Score a bot's new closed candles (features cached per closed candle); the broker applies the rules."""
+    def _scored(self, key: SeriesKey, rows: np.ndarray) -> NewCandles:
+        """A bot's new closed candles and their scores (features cached per closed candle)."""
         series = self.mdm.series[key]
         strategy = self.strategies[key]
         features = self.mdm.features(key)
         total = series.candles.shape[0]
         k = min(rows.shape[0], total)
         scores = strategy.scores(features, slice(total - k, total))
-        return await self.broker.process_candles(key[0], key[1], rows[-k:], scores, strategy.params)
+        return NewCandles(key[0], key[1], rows[-k:], scores, strategy.params)
+
+    async def evaluate(self, key: SeriesKey, rows: np.ndarray) -> BrokerEvents:
+        """Score a bot's new closed candles; the broker applies the rules."""
+        bot = self._scored(key, rows)
+        return await self.broker.process_candles(bot.symbol, bot.timeframe, bot.candles, bot.scores, bot.params)
+
+    async def _paper_instant(self, broker: PaperBroker, new: dict[SeriesKey, np.ndarray]) -> BrokerEvents:
+        """Every bot's closes and the opens now forming in one step, in the shared order of events, so
+        a position closing now frees its slot for any bot's signal of this instant."""
+        if not new and not broker.pending_count():
+            return BrokerEvents()  # nothing closed and no signal waits for an open: the common idle tick
+        scored: list[NewCandles] = []
+        for key, rows in new.items():  # the settings' order (mdm.series)
+            try:
+                scored.append(self._scored(key, rows))
+            except Exception as exc:  # a bug in one bot's scoring never stops the others
+                log.error("%s %s: this heartbeat failed: %s: %s", key[0], key[1], type(exc).__name__,
+                          str(exc)[:200], exc_info=True)
+        forming = [Forming(key[0], key[1], series.forming_open, series.forming_ts, self.strategies[key].params)
+                   for key, series in self.mdm.series.items()
+                   if series.forming_open is not None and series.forming_ts is not None]
+        return await broker.process_instant(scored, forming)
 
     async def _evaluate_all(self, new: dict[SeriesKey, np.ndarray]) -> BrokerEvents:
         events = BrokerEvents()

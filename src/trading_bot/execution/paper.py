@@ -4,15 +4,41 @@ keeps the books and the simulated USDT wallet."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
 from trading_bot.domain.candles import HIGH, LOW, OPEN, TS
+from trading_bot.domain.instant import ClosingCandle, OpeningCandle, run_instant
 from trading_bot.domain.params import StrategyParams
 from trading_bot.domain.rules import CandleOutcome, close_position, fill_pending, on_closed_candle
 from trading_bot.domain.sizing import RiskLimits, position_size
 from trading_bot.domain.trades import Costs
 from trading_bot.domain.wallet import SavedState, bot_id
 from trading_bot.execution.broker import Books, BrokerEvents
+
+
+@dataclass(frozen=True)
+class NewCandles:
+    """One bot's newly closed candles (the newest closes now) and their scores."""
+
+    symbol: str
+    timeframe: str
+    candles: np.ndarray
+    scores: np.ndarray
+    params: StrategyParams
+
+
+@dataclass(frozen=True)
+class Forming:
+    """A bot's candle now forming: a signal waiting fills at its open."""
+
+    symbol: str
+    timeframe: str
+    open: float
+    ts: int
+    params: StrategyParams
 
 
 class PaperBroker(Books):
@@ -46,6 +72,36 @@ class PaperBroker(Books):
             )
             if outcome.closed is not None:
                 self.wallet.apply(outcome.closed)
+            events.add(outcome)
+        return events
+
+    async def process_instant(self, new: Sequence[NewCandles], forming: Sequence[Forming]) -> BrokerEvents:
+        """One heartbeat's candles, every bot at once, in domain/instant.py's order of events (the
+        portfolio backtest runs the same function). Older candles in a bot's batch are catch-up after
+        downtime: checked for exits first, never signalling."""
+        events = BrokerEvents()
+        closing: list[ClosingCandle] = []
+        for bot in new:
+            book = self.book(bot.symbol, bot.timeframe)
+            p = bot.params
+            rows = [i for i in range(bot.candles.shape[0])
+                    if book.last_candle_ts is None or int(bot.candles[i, TS]) > book.last_candle_ts]
+            for i in rows[:-1]:
+                c = bot.candles[i]
+                outcome = on_closed_candle(book, int(c[TS]), float(c[OPEN]), float(c[HIGH]), float(c[LOW]),
+                                           float(bot.scores[i]), p.threshold, p.sl_pct, p.rr_ratio, self.costs,
+                                           self._size, allow_entry=False)
+                if outcome.closed is not None:
+                    self.wallet.apply(outcome.closed)
+                events.add(outcome)
+            if rows:
+                i = rows[-1]
+                c = bot.candles[i]
+                closing.append(ClosingCandle(book, int(c[TS]), float(c[OPEN]), float(c[HIGH]), float(c[LOW]),
+                                             float(bot.scores[i]), p.threshold, p.sl_pct, p.rr_ratio))
+        opening = [OpeningCandle(self.book(f.symbol, f.timeframe), f.ts, f.open, f.params.sl_pct, f.params.rr_ratio)
+                   for f in forming]
+        for outcome in run_instant(closing, opening, self.costs, self._size, self.entry_allowed, self.wallet.apply):
             events.add(outcome)
         return events
 

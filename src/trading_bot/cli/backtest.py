@@ -1,0 +1,71 @@
+"""`trading-bot backtest`: the whole portfolio over the cached candles, as `run --replay` would trade it.
+
+    trading-bot backtest                                  # every symbol × timeframe in the settings
+    trading-bot backtest --symbols BTC/USDT:USDT,ETH/USDT:USDT --timeframes 1m,5m --json
+
+All bots on one wallet under MAX_OPEN_POSITIONS, in the daemon's order of events (domain/instant.py),
+from where a replay starts (every series past its warm-up). Prints each bot's metrics and the
+portfolio's, from the shared equity curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+from trading_bot.cli.errors import CliError
+from trading_bot.settings import Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--symbols", help="comma-separated symbols (default: TRADING_SYMBOLS)")
+    parser.add_argument("--timeframes", help="comma-separated timeframes (default: TRADING_TIMEFRAMES)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def _row(name: str, m: Any) -> str:
+    pf = "inf" if not math.isfinite(m.profit_factor) else f"{m.profit_factor:.2f}"
+    return (f"{name:<24} {m.trades:>6} {100 * m.win_rate:6.1f}% {100 * m.total_return:+8.2f}% {m.sharpe:7.2f} "
+            f"{100 * m.max_drawdown:6.1f}% {pf:>6} {100 * m.exposure:6.1f}%")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
+    from trading_bot.domain.params import StrategyConfigError
+    from trading_bot.domain.sizing import RiskLimits
+    from trading_bot.domain.trades import Costs
+    from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES, replay_start_ms
+    from trading_bot.marketdata.candle_csv import cache_file_name, read_candles
+    from trading_bot.persistence.strategy_config_file import load_config
+
+    keys = settings.bot_keys
+    try:
+        config = load_config(settings.strategy_config, keys)
+    except StrategyConfigError as exc:
+        raise CliError(f"strategy config: {exc}") from None
+    history = {(s, tf): read_candles(settings.candles_dir / cache_file_name(s, tf))[0] for s, tf in keys}
+    missing = [f"{s} {tf}" for (s, tf), c in history.items() if c.shape[0] <= REPLAY_WARMUP_CANDLES]
+    if missing:
+        raise CliError(f"backtest needs more than {REPLAY_WARMUP_CANDLES} cached candles in {settings.candles_dir} "
+                       f"for: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''} (trading-bot fetch)")
+    series = [PortfolioSeries(s, tf, history[(s, tf)], config.params_for(s, tf)) for s, tf in keys]
+    limits = RiskLimits(settings.risk_per_trade, settings.leverage, settings.max_open_positions)
+    result = backtest_portfolio(series, Costs(settings.fee_rate, settings.slippage), limits, settings.initial_balance,
+                                replay_start_ms(history))
+    report = portfolio_metrics(result)
+    if args.json:
+        print(json.dumps({"bots": {k: m.as_json() for k, m in report.per_bot.items()},
+                          "portfolio": report.portfolio.as_json(), "skipped_entries": report.skipped_entries,
+                          "open_positions": result.open_positions,
+                          "max_open_positions": settings.max_open_positions}, indent=2))
+        return 0
+    head = f"{'bot':<24} {'trades':>6} {'win':>7} {'return':>9} {'sharpe':>7} {'mdd':>7} {'pf':>6} {'exposure':>7}"
+    lines = [head, "-" * len(head)]
+    lines += [_row(key.replace("|", " "), m) for key, m in report.per_bot.items()]
+    lines += ["-" * len(head), _row("portfolio (one wallet)", report.portfolio),
+              f"{report.skipped_entries} signal(s) skipped at MAX_OPEN_POSITIONS={settings.max_open_positions}; "
+              f"{result.open_positions} position(s) still open at the end"]
+    print("\n".join(lines))
+    return 0

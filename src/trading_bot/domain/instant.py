@@ -1,0 +1,76 @@
+"""The order of events within one instant, across all bots on one wallet (pure).
+
+The paper broker (through the heartbeat) and the portfolio backtest (backtest/portfolio.py) both run
+`run_instant`, so a replay and the portfolio backtest make the same trades, sizes included, with any
+number of bots and any MAX_OPEN_POSITIONS. At an instant t, with the bots in their fixed order (the
+settings' symbol × timeframe order):
+
+1. every bot with a candle closing at t: a signal still waiting fills at that candle's open, then the
+   candle's stop/target check; an exit is booked on the wallet at once;
+2. every such bot, in the same order: its signal at the close, checked against the cap (open positions
+   plus waiting signals) as it stands, so a position closed at t by any bot frees its slot;
+3. every bot whose next candle opens at t with a signal waiting: the fill at that open, sized by the
+   wallet as it stands (after every exit of t).
+
+A 5m close is also a 1m close: all timeframes closing at t are one instant. With one bot this is
+exactly `rules.on_closed_candle` followed by the fill at the next open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from trading_bot.domain.rules import CandleOutcome, EntryGate, SizeFn, fill_pending, settle_candle, take_signal
+from trading_bot.domain.trades import BotBook, ClosedTrade, Costs
+
+
+@dataclass
+class ClosingCandle:
+    """One bot's candle that closes at this instant, with its score and the bot's parameters."""
+
+    book: BotBook
+    ts: int  # open time of the candle
+    open: float
+    high: float
+    low: float
+    score: float
+    threshold: float
+    sl_pct: float
+    rr_ratio: float
+    may_signal: bool = True
+
+
+@dataclass
+class OpeningCandle:
+    """A bot's next candle opening at this instant (its signal, if one waits, fills at this price)."""
+
+    book: BotBook
+    ts: int
+    open: float
+    sl_pct: float
+    rr_ratio: float
+
+
+def run_instant(closing: Sequence[ClosingCandle], opening: Sequence[OpeningCandle], costs: Costs, size: SizeFn,
+                entry_allowed: EntryGate, book_exit: Callable[[ClosedTrade], None]) -> list[CandleOutcome]:
+    """Apply one instant's events in the documented order; returns one outcome per candle event."""
+    outcomes: list[CandleOutcome] = []
+    settled: list[tuple[ClosingCandle, CandleOutcome]] = []
+    for c in closing:  # 1. fills still due and exits
+        outcome = CandleOutcome()
+        settle_candle(c.book, c.ts, c.open, c.high, c.low, c.sl_pct, c.rr_ratio, costs, size, outcome)
+        if outcome.closed is not None:
+            book_exit(outcome.closed)
+        settled.append((c, outcome))
+        outcomes.append(outcome)
+    for c, outcome in settled:  # 2. signals, each against the cap as it stands
+        take_signal(c.book, c.ts, c.score, c.threshold, entry_allowed if c.may_signal else False, outcome)
+    for o in opening:  # 3. fills at the open
+        book = o.book
+        if book.pending is None or book.last_candle_ts is None or o.ts <= book.last_candle_ts:
+            continue
+        outcome = CandleOutcome()
+        fill_pending(book, o.open, o.ts, o.sl_pct, o.rr_ratio, costs, size, outcome)
+        outcomes.append(outcome)
+    return outcomes

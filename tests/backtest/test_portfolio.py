@@ -1,0 +1,110 @@
+"""The portfolio backtest is the replay: all bots on one wallet under one cap, in the daemon's order of
+events within an instant (domain/instant.py)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from conftest import make_settings, write_synthetic_cache
+from fakes.replay import FAST_EXITS
+from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
+from trading_bot.backtest.reference import backtest_series
+from trading_bot.domain.candles import TS
+from trading_bot.domain.params import default_config
+from trading_bot.domain.sizing import RiskLimits
+from trading_bot.domain.trades import Costs
+from trading_bot.engine.candle_source import replay_start_ms
+from trading_bot.engine.daemon import Daemon
+from trading_bot.marketdata.synthetic import synthetic_candles
+from trading_bot.persistence.state_store import StateStore, read_journal
+from trading_bot.persistence.strategy_config_file import load_config, write_config
+
+SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT")
+TIMEFRAMES = ("1m", "3m", "5m")
+
+
+def portfolio_of(settings, history, start_ms):
+    config = load_config(settings.strategy_config)
+    series = [PortfolioSeries(s, tf, history[(s, tf)], config.params_for(s, tf)) for s, tf in settings.bot_keys]
+    return backtest_portfolio(series, Costs(settings.fee_rate, settings.slippage),
+                              RiskLimits(settings.risk_per_trade, settings.leverage, settings.max_open_positions),
+                              settings.initial_balance, start_ms)
+
+
+async def test_replay_of_six_bots_under_a_cap_of_two_is_the_portfolio_backtest(tmp_path):
+    """2 symbols × 3 timeframes, MAX_OPEN_POSITIONS=2: the cap binds often, and bots of different
+    timeframes close together (a 5m close is also a 1m and a 3m close). The replay's journal is the
+    portfolio backtest's trade list, sizes included. Before the shared order, a bot evaluated first at
+    an instant saw the slot of a position another bot was closing at that instant as taken."""
+    settings = make_settings(tmp_path, symbols=SYMBOLS, timeframes=TIMEFRAMES, history_candles=5000,
+                             max_open_positions=2)
+    write_config(settings.strategy_config, FAST_EXITS)
+    end_ms = (int(time.time() * 1000) // 900_000) * 900_000  # every series closes its last candle together
+    history = {(s, tf): write_synthetic_cache(settings.candles_dir, s, tf, 1500 if tf == "1m" else 700,
+                                              seed=22, end_ms=end_ms)
+               for s in SYMBOLS for tf in TIMEFRAMES}
+    expected = portfolio_of(settings, history, replay_start_ms(history))
+    assert len(expected.trades) >= 30 and len({(t.symbol, t.timeframe) for t in expected.trades}) == 6
+    assert expected.skipped_entries > 0, "the cap must bind in this run"
+
+    daemon = Daemon(settings, replay=True, install_signals=False)
+    await daemon.run()
+    journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
+    assert journal == [t.to_json() for t in expected.trades]
+    assert daemon.parts.broker.wallet.balance == expected.wallet.balance
+
+
+def test_one_bot_portfolio_is_the_per_bot_backtest():
+    params = default_config().params_for("BTC/USDT:USDT", "1m")
+    candles = synthetic_candles("BTC/USDT:USDT", 60_000, 0, 5000, None, 5)
+    costs, limits = Costs(0.0004, 0.0002), RiskLimits(0.01, 5.0, 1)
+    start = 300
+    per_bot = backtest_series("BTC/USDT:USDT", "1m", candles, params, costs, limits, 1000.0, start_index=start)
+    portfolio = backtest_portfolio([PortfolioSeries("BTC/USDT:USDT", "1m", candles, params)], costs, limits, 1000.0,
+                                   int(candles[start - 1, TS]) + 60_000)
+    assert len(per_bot.trades) >= 10
+    assert portfolio.trades == per_bot.trades and portfolio.wallet.balance == per_bot.final_balance
+    assert portfolio.skipped_entries == 0  # one bot never meets the cap: its own position stops it first
+
+
+def test_portfolio_metrics_come_from_the_shared_equity_curve():
+    params = default_config().params_for("BTC/USDT:USDT", "1m")
+    series = [PortfolioSeries(s, "1m", synthetic_candles(s, 60_000, 0, 3000, None, 5), params) for s in SYMBOLS]
+    result = backtest_portfolio(series, Costs(), RiskLimits(0.01, 5.0, 1), 1000.0, 300 * 60_000)
+    report = portfolio_metrics(result)
+    assert result.skipped_entries > 0
+    assert report.portfolio.trades == len(result.trades) == sum(m.trades for m in report.per_bot.values())
+    assert report.portfolio.final_equity == result.wallet.balance
+    assert 0 < report.portfolio.exposure <= 1.0  # one slot: never two positions at once
+
+
+async def test_replay_over_gaps_in_the_data_is_the_portfolio_backtest(tmp_path):
+    """Missing minutes in the 1m series: a signal before a gap fills at the open of the next recorded
+    candle, sized by the wallet as it stands then (after the exits of that instant), in both."""
+    from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
+
+    settings = make_settings(tmp_path, symbols=SYMBOLS, timeframes=("1m", "5m"), history_candles=5000,
+                             max_open_positions=2)
+    write_config(settings.strategy_config, FAST_EXITS)
+    end_ms = (int(time.time() * 1000) // 900_000) * 900_000
+    history = {}
+    rng = np.random.default_rng(5)
+    for s in SYMBOLS:
+        full = write_synthetic_cache(tmp_path / "full", s, "1m", 1500, seed=23, end_ms=end_ms)
+        keep = np.ones(full.shape[0], dtype=bool)
+        for start in rng.choice(np.arange(260, full.shape[0] - 10), 40, replace=False):
+            keep[start:start + rng.integers(1, 7)] = False
+        history[(s, "1m")] = full[keep]
+        append_candles(settings.candles_dir / cache_file_name(s, "1m"), full[keep])
+        history[(s, "5m")] = write_synthetic_cache(settings.candles_dir, s, "5m", 500, seed=23, end_ms=end_ms)
+    expected = portfolio_of(settings, history, replay_start_ms(history))
+    assert len(expected.trades) >= 20 and expected.skipped_entries > 0
+    assert any(t.timeframe == "1m" and t.entry_ts > t.signal_ts + 60_000 for t in expected.trades), \
+        "a signal before a gap fills after it"
+
+    daemon = Daemon(settings, replay=True, install_signals=False)
+    await daemon.run()
+    journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
+    assert journal == [t.to_json() for t in expected.trades]
