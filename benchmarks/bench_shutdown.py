@@ -1,5 +1,7 @@
 """Time from SIGTERM to exit (a paper daemon with 21 bots; a live daemon holding positions against the
-fake exchange), and both crash tests at full size (50 SIGKILLs each).
+fake exchange), both crash tests at full size (50 SIGKILLs each), and the live fault rounds at full size
+(every unknown-outcome fault on the entry, stop, target and each startup request) with the longest time a
+position was without a stop or a target.
 
     .venv/bin/python benchmarks/bench_shutdown.py      # prints a table, writes results/shutdown.json
 """
@@ -67,10 +69,13 @@ async def live_sigterm_to_exit() -> float:
 def crash_test(path: str) -> dict[str, object]:
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", path], cwd=ROOT,
-                         env={**os.environ, "CRASH_ITERATIONS": "50"}, capture_output=True, text=True)
-    summary = re.search(r"live crash test: .*", run.stdout)
+                         env={**os.environ, "CRASH_ITERATIONS": "50", "CRASH_FAULT_ROUNDS": "all"},
+                         capture_output=True, text=True)
+    summary = re.search(r"(live crash test|fault rounds): .*", run.stdout)
+    unprotected = re.search(r"without a stop or a target ([0-9.]+) s", summary.group(0)) if summary else None
     return {"passed": run.returncode == 0, "seconds": time.perf_counter() - started,
-            "summary": summary.group(0) if summary else None}
+            "summary": summary.group(0) if summary else None,
+            "longest_unprotected_s": float(unprotected.group(1)) if unprotected else None}
 
 
 def main() -> None:
@@ -79,8 +84,9 @@ def main() -> None:
     results = {
         "sigterm_to_exit_s": {"median": statistics.median(paper), "max": max(paper), "runs": paper},
         "live_sigterm_to_exit_s": {"median": statistics.median(live), "max": max(live), "runs": live},
-        "crash_test_50_kills": crash_test("tests/test_crash.py"),
-        "live_crash_test_50_kills": crash_test("tests/test_crash_live.py"),
+        "crash_test_50_kills": crash_test("tests/engine/test_crash_replay.py"),
+        "live_crash_test_50_kills": crash_test("tests/execution/test_crash_live.py"),
+        "live_fault_rounds_all": crash_test("tests/execution/test_crash_faults_live.py"),
     }
     print(f"{'measure':<52} {'median':>9} {'max':>9} {'target':>9}")
     for label, key in (("SIGTERM → exit, paper, 21 bots", "sigterm_to_exit_s"),
@@ -88,11 +94,15 @@ def main() -> None:
         figures = results[key]
         print(f"{label:<52} {figures['median'] * 1000:>7.0f}ms {figures['max'] * 1000:>7.0f}ms {TARGET_S:>8.0f}s")
     for label, key in (("crash test, paper replay, 50 SIGKILLs", "crash_test_50_kills"),
-                       ("crash test, live against the fake, 50 SIGKILLs", "live_crash_test_50_kills")):
+                       ("crash test, live against the fake, 50 SIGKILLs", "live_crash_test_50_kills"),
+                       ("fault rounds, live against the fake, all 81", "live_fault_rounds_all")):
         outcome = results[key]
         print(f"{label:<52} {'passed' if outcome['passed'] else 'FAILED':>9} in {outcome['seconds']:.0f} s")
         if outcome.get("summary"):
             print(f"    {outcome['summary']}")
+    spells = [results[k]["longest_unprotected_s"] for k in ("live_crash_test_50_kills", "live_fault_rounds_all")]
+    results["longest_unprotected_s"] = max((s for s in spells if s is not None), default=None)
+    print(f"{'longest time a position had no stop or no target':<52} {results['longest_unprotected_s']} s (wall)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "shutdown.json").write_text(json.dumps(results, indent=2) + "\n")
 

@@ -382,3 +382,30 @@ async def test_server_errors_leave_the_outcome_unknown_to_ccxt(fake, code, execu
         assert isinstance(raised.value, NetworkError) == (code == -1007) and str(code) in str(raised.value)
         assert calls(fake, "/fapi/v1/order")[-1].status >= 500
     assert len(fake.orders) == (1 if executed else 0)
+
+
+async def test_an_injection_can_pick_requests_by_their_params_and_spells_without_protection_are_measured(fake):
+    fake.set_price("BTCUSDT", 60_000)
+    target_fault = fake.inject("-1000", "/fapi/v1/algoOrder", method="POST",
+                               match=lambda p: p.get("type") == "TAKE_PROFIT_MARKET")
+    async with client_for(fake, adjustForTimeDifference=True) as client:
+        await client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "entry-1"})
+        assert list(fake.unprotected_since) == ["BTCUSDT"] and fake.unprotected_spells == []
+        await client.create_order(BTC, "market", "sell", 0.01, None,
+                                  {"triggerPrice": 59_000, "reduceOnly": True, "clientOrderId": "sl-1"})
+        assert target_fault.answered_at is None, "the stop is not the request it picks"
+        with pytest.raises(OperationFailed):
+            await client.create_order(BTC, "market", "sell", 0.01, None,
+                                      {"takeProfitPrice": 62_000, "reduceOnly": True, "clientOrderId": "tp-1"})
+        assert target_fault.answered_at is not None and list(fake.unprotected_since) == ["BTCUSDT"]
+        await client.create_order(BTC, "market", "sell", 0.01, None,
+                                  {"takeProfitPrice": 62_000, "reduceOnly": True, "clientOrderId": "tp-1"})
+        [(symbol, seconds)] = fake.unprotected_spells
+        assert symbol == "BTCUSDT" and 0 < seconds == fake.longest_unprotected_s() and fake.unprotected_since == {}
+        await client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "entry-2"})
+        assert list(fake.unprotected_since) == ["BTCUSDT"], "orders for half the size do not protect it"
+        fake.set_price("BTCUSDT", 58_900)  # the stop closes half: the take-profit alone does not protect the rest
+        assert fake.positions["BTCUSDT"]["amount"] == pytest.approx(0.01) and list(fake.unprotected_since) == ["BTCUSDT"]
+        await client.create_order(BTC, "market", "sell", 0.01, None,
+                                  {"triggerPrice": 58_000, "reduceOnly": True, "clientOrderId": "sl-2"})
+    assert len(fake.unprotected_spells) == 2 and fake.unprotected_since == {}

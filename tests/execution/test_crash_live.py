@@ -22,32 +22,19 @@ from collections import Counter
 
 import pytest
 
-from fakes.fake_binance import FakeBinance
-from fakes.live_daemon import SYMBOLS, DaemonProcess, assert_state_agrees_with_the_exchange, live_store, start_fast_market
+from fakes.live_daemon import (
+    DaemonProcess,
+    PricePath,
+    assert_state_agrees_with_the_exchange,
+    live_store,
+    start_fast_market,
+)
 
 pytestmark = pytest.mark.slow  # processes: see the `slow` marker in pyproject.toml
 
 ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "8"))
 SEED = int(os.environ.get("CRASH_SEED", "20261124"))
 ORDER_PATHS = ("/fapi/v1/order", "/fapi/v1/algoOrder")
-
-
-class PricePath:
-    """Mean-reverting noise around the synthetic price, a step every 10 ms of wall time: a 0.4 % stop
-    or a 0.6 % target is reached within a second or two. Held still while `moving` is False."""
-
-    def __init__(self, fake: FakeBinance, rng: random.Random) -> None:
-        self.fake, self.rng = fake, rng
-        self.moving = False
-        self.offsets = dict.fromkeys(SYMBOLS.values(), 0.0)
-
-    async def run(self) -> None:
-        while True:
-            if self.moving:
-                for symbol_id, offset in self.offsets.items():
-                    self.offsets[symbol_id] = offset = 0.95 * offset + self.rng.gauss(0.0, 0.0012)
-                    self.fake.set_price(symbol_id, self.fake.synthetic_price(symbol_id) * (1 + offset))
-            await asyncio.sleep(0.01)
 
 
 class KillAfterOrder:
@@ -106,6 +93,7 @@ async def test_sigkill_of_a_live_daemon_loses_and_duplicates_nothing(tmp_path):
         await asyncio.gather(mover, return_exceptions=True)
         await fake.stop()
     print(f"\nlive crash test: {sum(kills.values())} kills ({dict(kills)}), {trades} trades booked, "
-          f"{len(fake.trades)} fills, realised PnL {fake.realized_pnl():+.2f}")
+          f"{len(fake.trades)} fills, realised PnL {fake.realized_pnl():+.2f}, longest time a position was without "
+          f"a stop or a target {fake.longest_unprotected_s():.2f} s")
     assert sum(kills.values()) == ITERATIONS
     assert trades >= ITERATIONS // 2, "the price path must actually close trades"

@@ -154,6 +154,8 @@ class Injection:
     times: int
     retry_after: int
     delay: float
+    match: Callable[[dict[str, str]], bool] | None = None  # only requests whose params it accepts
+    answered_at: float | None = None  # time.monotonic() when the faulted request was answered (or dropped)
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,10 @@ class FakeBinance:
         self.algo_orders: dict[int, dict] = {}
         self.trades: list[dict] = []
         self.duplicate_client_ids: list[str] = []
+        # Spells a position went without its protection (a reduce-only stop and take-profit for its full
+        # size, or closePosition ones): (symbol, seconds of time.monotonic()), and the open spells' starts.
+        self.unprotected_spells: list[tuple[str, float]] = []
+        self.unprotected_since: dict[str, float] = {}
         self.positions: dict[str, dict] = {
             s: {"amount": 0.0, "entry_price": 0.0, "leverage": DEFAULT_LEVERAGE, "margin_type": "CROSSED"}
             for s in MARKETS}
@@ -264,14 +270,24 @@ class FakeBinance:
             raise KeyError(symbol_id)
         self._prices[symbol_id] = self._round_price(symbol_id, price)
         self._match(symbol_id)
+        self._note_protection()
 
     def inject(self, kind: str, path: str, *, method: str | None = None, times: int = 1, retry_after: int = 2,
-               delay: float = 30.0) -> None:
-        """Answer the next `times` requests to `path` ("*" = any; optionally only `method`) with a fault
-        (FAULT_KINDS; "-1001" answers Binance's -1001 without executing, "-1001_executed" after executing)."""
+               delay: float = 30.0, match: Callable[[dict[str, str]], bool] | None = None) -> Injection:
+        """Answer the next `times` requests to `path` ("*" = any; optionally only `method`, only those whose
+        params `match` accepts) with a fault (FAULT_KINDS; "-1001" answers Binance's -1001 without
+        executing, "-1001_executed" after executing). The Injection returned tells when it was used."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
-        self._injections.append(Injection(kind, path, method.upper() if method else None, times, retry_after, delay))
+        injection = Injection(kind, path, method.upper() if method else None, times, retry_after, delay, match)
+        self._injections.append(injection)
+        return injection
+
+    def longest_unprotected_s(self) -> float:
+        """The longest spell any position went without its stop and target, open spells included."""
+        now = time.monotonic()
+        return max([s for _, s in self.unprotected_spells] + [now - t for t in self.unprotected_since.values()],
+                   default=0.0)
 
     def realized_pnl(self) -> float:
         return sum(float(t["realizedPnl"]) for t in self.trades)
@@ -385,13 +401,24 @@ class FakeBinance:
         endpoint = self._endpoints.get((method, path))
         if endpoint is None:
             return web.Response(status=404, text=""), 0
-        after: str | None = None  # a fault that comes once the request has executed
-        injection = self._take_injection(method, path)
+        injection = self._take_injection(method, path, params)
         if injection is not None:
-            answer = await self._fault(injection, params)
-            if answer is not False:
-                return answer, 0  # type: ignore[return-value]
-            after = injection.kind
+            try:
+                return await self._serve_faulted(request, endpoint, injection, params, raw_query, raw_body)
+            finally:
+                injection.answered_at = time.monotonic()
+        return self._execute(request, endpoint, None, params, raw_query, raw_body)
+
+    async def _serve_faulted(self, request: web.Request, endpoint: Endpoint, injection: Injection,
+                             params: dict[str, str], raw_query: str, raw_body: str) -> tuple[web.Response | None, int]:
+        answer = await self._fault(injection, params)
+        if answer is not False:
+            return answer, 0  # type: ignore[return-value]
+        return self._execute(request, endpoint, injection.kind, params, raw_query, raw_body)
+
+    def _execute(self, request: web.Request, endpoint: Endpoint, after: str | None, params: dict[str, str],
+                 raw_query: str, raw_body: str) -> tuple[web.Response | None, int]:
+        """Serve the request; `after` is a fault that comes once it has executed."""
         weight = endpoint.weight(params)
         try:
             self._charge(weight)
@@ -399,8 +426,9 @@ class FakeBinance:
                 self._authenticate(request, params, raw_query, raw_body)
             body = endpoint.handler(params)
             response = web.json_response(body)
+            self._note_protection()
             if self.on_executed is not None:
-                self.on_executed(method, path, params)
+                self.on_executed(request.method, request.path, params)
         except BinanceError as e:
             response = web.json_response({"code": e.code, "msg": e.msg}, status=e.status, headers=e.headers)
             if e.code == -1003:
@@ -417,9 +445,27 @@ class FakeBinance:
             request.transport.abort()
         return web.Response(status=500)
 
-    def _take_injection(self, method: str, path: str) -> Injection | None:
+    def _note_protection(self) -> None:
+        """Open or close the unprotected spells (see unprotected_spells) after anything that may change them."""
+        now = time.monotonic()
+        for symbol, position in self.positions.items():
+            amount = position["amount"]
+            covered = set()
+            for algo in self.algo_orders.values():
+                if (algo["symbol"] == symbol and algo["algoStatus"] == "NEW" and amount
+                        and algo["side"] == ("SELL" if amount > 0 else "BUY")
+                        and (algo["closePosition"] or (algo["reduceOnly"] and float(algo["quantity"]) >= abs(amount)))):
+                    covered.add("stop" if algo["orderType"].startswith("STOP") else "target")
+            since = self.unprotected_since.get(symbol)
+            if amount and covered != {"stop", "target"}:
+                self.unprotected_since.setdefault(symbol, now)
+            elif since is not None:
+                self.unprotected_spells.append((symbol, now - self.unprotected_since.pop(symbol)))
+
+    def _take_injection(self, method: str, path: str, params: dict[str, str]) -> Injection | None:
         for injection in self._injections:
-            if injection.times > 0 and injection.path in (path, "*") and injection.method in (None, method):
+            if (injection.times > 0 and injection.path in (path, "*") and injection.method in (None, method)
+                    and (injection.match is None or injection.match(params))):
                 injection.times -= 1
                 if injection.times == 0:
                     self._injections.remove(injection)
