@@ -3,8 +3,6 @@ events within an instant (domain/instant.py)."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from conftest import make_settings, write_synthetic_cache
@@ -41,7 +39,7 @@ async def test_replay_of_six_bots_under_a_cap_of_two_is_the_portfolio_backtest(t
     settings = make_settings(tmp_path, symbols=SYMBOLS, timeframes=TIMEFRAMES, history_candles=5000,
                              max_open_positions=2)
     write_config(settings.strategy_config, FAST_EXITS)
-    end_ms = (int(time.time() * 1000) // 900_000) * 900_000  # every series closes its last candle together
+    end_ms = 1_767_225_600_000  # fixed (the same data every run); every series closes its last candle together
     history = {(s, tf): write_synthetic_cache(settings.candles_dir, s, tf, 1500 if tf == "1m" else 700,
                                               seed=22, end_ms=end_ms)
                for s in SYMBOLS for tf in TIMEFRAMES}
@@ -88,7 +86,7 @@ async def test_replay_over_gaps_in_the_data_is_the_portfolio_backtest(tmp_path):
     settings = make_settings(tmp_path, symbols=SYMBOLS, timeframes=("1m", "5m"), history_candles=5000,
                              max_open_positions=2)
     write_config(settings.strategy_config, FAST_EXITS)
-    end_ms = (int(time.time() * 1000) // 900_000) * 900_000
+    end_ms = 1_767_225_600_000  # fixed, so the data (and the gap this test needs) is the same every run
     history = {}
     rng = np.random.default_rng(5)
     for s in SYMBOLS:
