@@ -115,24 +115,32 @@ def test_ready_line_and_status_command(tmp_path):
     assert doc["last_heartbeat"]["bots"] == 21 and doc["equity"] == pytest.approx(10_000.0)
 
 
-async def test_a_stuck_tick_is_cut_short_on_stop_and_state_is_saved(tmp_path, monkeypatch):
+async def a_daemon_stuck_after_tick(settings, number: int):
+    """A paper daemon running whose tick `number` never returns (an order call that never comes back)."""
     import asyncio
 
-    monkeypatch.setattr("trading_bot.engine.daemon.SHUTDOWN_GRACE_S", 0.5)
-    settings = paper_settings(tmp_path)
     daemon = Daemon(settings, clock=minute_clock(START_MS), source=SyntheticSource(settings.synthetic_seed),
                     install_signals=False)
     original_tick = daemon.tick
 
     async def tick() -> None:
         await original_tick()
-        if daemon.figures.number == 3:
-            await asyncio.sleep(3600)  # an order call that never comes back
+        if daemon.figures.number == number:
+            await asyncio.sleep(3600)
 
     daemon.tick = tick  # type: ignore[method-assign]
     task = asyncio.create_task(daemon.run())
-    while daemon.figures.number < 3:
+    while daemon.figures.number < number:
         await asyncio.sleep(0.01)
+    return daemon, task
+
+
+async def test_a_stuck_tick_is_cut_short_on_stop_and_state_is_saved(tmp_path, monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr("trading_bot.engine.daemon.SHUTDOWN_GRACE_S", 0.5)
+    settings = paper_settings(tmp_path)
+    daemon, task = await a_daemon_stuck_after_tick(settings, 3)
     started = time.monotonic()
     daemon.request_stop("SIGTERM")
     await asyncio.wait_for(task, 5)
@@ -144,19 +152,7 @@ async def test_a_second_signal_exits_at_once(tmp_path):
     import asyncio
 
     settings = paper_settings(tmp_path)
-    daemon = Daemon(settings, clock=minute_clock(START_MS), source=SyntheticSource(settings.synthetic_seed),
-                    install_signals=False)
-    original_tick = daemon.tick
-
-    async def tick() -> None:
-        await original_tick()
-        if daemon.figures.number == 2:
-            await asyncio.sleep(3600)
-
-    daemon.tick = tick  # type: ignore[method-assign]
-    task = asyncio.create_task(daemon.run())
-    while daemon.figures.number < 2:
-        await asyncio.sleep(0.01)
+    daemon, task = await a_daemon_stuck_after_tick(settings, 2)
     started = time.monotonic()
     daemon.request_stop("SIGINT")
     daemon.request_stop("SIGINT")
