@@ -13,8 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trading_bot.domain.protections import ProtectionLimits
 from trading_bot.domain.ranges import out_of_range
+from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.timeframes import TIMEFRAME_MS
+from trading_bot.domain.trades import Costs
 
 DEFAULT_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
 DEFAULT_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
@@ -76,6 +79,24 @@ class Settings:
     adopt_unknown_positions: bool = True  # live: protect exchange positions the bot did not open
     clock_speed: float = 1.0  # >1: time-lapse (synthetic market or a local fake exchange only)
     clock_origin_ms: int | None = None  # the epoch ms at which the time-lapse clock equals the wall clock
+    # Account-level protection (domain/protections.py); 0 switches each off.
+    daily_loss_limit: float = 0.0
+    max_drawdown: float = 0.0
+    cooldown_stopouts: int = 0
+    cooldown_candles: int = 0
+    max_order_notional: float = 0.0
+
+    @property
+    def costs(self) -> Costs:
+        return Costs(self.fee_rate, self.slippage)
+
+    @property
+    def risk_limits(self) -> RiskLimits:
+        return RiskLimits(self.risk_per_trade, self.leverage, self.max_open_positions, self.max_order_notional)
+
+    @property
+    def protections(self) -> ProtectionLimits:
+        return ProtectionLimits(self.daily_loss_limit, self.max_drawdown, self.cooldown_stopouts, self.cooldown_candles)
 
     @property
     def candles_dir(self) -> Path:
@@ -225,6 +246,9 @@ def check_consistency(settings: Settings) -> None:
         # requests with timestamps the exchange refuses.
         raise SettingsError("CLOCK_SPEED: a time-lapse clock needs MARKET_DATA=synthetic or an EXCHANGE_URL on this "
                             f"machine (127.0.0.1 or localhost), got {settings.exchange_url or 'the real exchange'}")
+    if bool(settings.cooldown_stopouts) != bool(settings.cooldown_candles):
+        raise SettingsError("COOLDOWN_STOPOUTS and COOLDOWN_CANDLES: set both (N stop-outs in a row → no signal for M "
+                            f"candles) or neither, got {settings.cooldown_stopouts} and {settings.cooldown_candles}")
 
 
 # env name -> (field name, parser)
@@ -258,6 +282,11 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "ADOPT_UNKNOWN_POSITIONS": ("adopt_unknown_positions", _bool),
     "CLOCK_SPEED": ("clock_speed", _in_range(_number, 0.0, 10_000.0, low_open=True)),
     "CLOCK_ORIGIN_MS": ("clock_origin_ms", _optional_epoch_ms),
+    "DAILY_LOSS_LIMIT": ("daily_loss_limit", _in_range(_number, 0.0, 1.0)),
+    "MAX_DRAWDOWN": ("max_drawdown", _in_range(_number, 0.0, 1.0)),
+    "COOLDOWN_STOPOUTS": ("cooldown_stopouts", _in_range(_integer, 0, 1000)),
+    "COOLDOWN_CANDLES": ("cooldown_candles", _in_range(_integer, 0, 100_000)),
+    "MAX_ORDER_NOTIONAL": ("max_order_notional", _in_range(_number, 0.0, 1e12)),
 }
 
 

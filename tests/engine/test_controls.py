@@ -74,7 +74,7 @@ async def test_pause_flatten_resume_over_the_socket_and_the_pause_survives_a_res
     store = StateStore(settings.state_dir())
     assert decode_state(store.positions_path.read_bytes(), "positions.json").paused
     assert read_status(store.status_path)["paused"] is True
-    assert daemon.parts.report.status_line().startswith("PAUSED | ")
+    assert daemon.parts.report.status_line().startswith("HALTED (paused by the operator) | ")
 
     assert await cli(cli_env, "flatten", "--all") == 0
     assert capsys.readouterr().out.startswith("flattened")
@@ -90,7 +90,7 @@ async def test_pause_flatten_resume_over_the_socket_and_the_pause_survives_a_res
         await daemon.tick()
     assert broker.open_positions() == [] and broker.pending_count() == 0
     assert await cli(cli_env, "status") == 0
-    assert "PAUSED" in capsys.readouterr().out
+    assert "trading HALTED: paused by the operator" in capsys.readouterr().out
     await daemon.shutdown()
     assert not sock.exists()
 
@@ -99,9 +99,9 @@ async def test_pause_flatten_resume_over_the_socket_and_the_pause_survives_a_res
     assert again.parts.broker.paused, "the pause survived the restart"
     await again.start_controls()
     assert await cli(cli_env, "resume") == 0
-    assert capsys.readouterr().out.startswith("resumed: new entries allowed")
+    assert capsys.readouterr().out.startswith("resumed: lifted the pause; new entries allowed")
     assert await cli(cli_env, "resume") == 0
-    assert "not paused" in capsys.readouterr().out
+    assert "not paused or halted: nothing to resume" in capsys.readouterr().out
     assert await cli(cli_env, "reload") == 0
     assert capsys.readouterr().out.startswith("reloaded")
     await tick_until(again, clock, lambda: again.parts.broker.open_positions())
@@ -160,8 +160,9 @@ async def test_live_flatten_closes_at_market_cancels_our_orders_and_journals_the
         daemon.parts.broker.halted = "a stop was refused"  # as reconciliation sets it
         assert await cli(cli_env, "pause", "--mode", "live") == 0
         assert await cli(cli_env, "resume", "--mode", "live") == 0
-        assert capsys.readouterr().out.splitlines()[-1] == ("resumed: new entries allowed; but new entries stay "
-                                                            "HALTED by reconciliation until it clears: a stop was refused")
+        assert capsys.readouterr().out.splitlines()[-1] == (
+            "resumed: lifted the pause; but new entries stay refused: trading is halted (reconciliation: a stop was "
+            "refused)")
     finally:
         await daemon.shutdown()
 
@@ -183,7 +184,7 @@ def test_a_daemon_in_another_process_answers_and_logs_who_asked(tmp_path):
         asked = subprocess.run([sys.executable, "-m", "trading_bot", "pause"], cwd=tmp_path, env=env,
                                capture_output=True, text=True, timeout=60)
         assert asked.returncode == 0 and asked.stdout.startswith("paused: no new entries"), asked
-        while "PAUSED" not in lines[-1]:  # the next heartbeat line says so
+        while "state=halted (paused by the operator)" not in lines[-1]:  # the next heartbeat line says so
             assert time.monotonic() < deadline, "".join(lines)
             lines.append(proc.stdout.readline())
         proc.send_signal(signal.SIGTERM)

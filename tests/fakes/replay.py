@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from conftest import make_settings
 from trading_bot.backtest.reference import backtest_series
-from trading_bot.domain.sizing import RiskLimits
-from trading_bot.domain.trades import Costs
 from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES
 from trading_bot.persistence.strategy_config_file import load_config, write_config
 
@@ -23,7 +21,6 @@ def replay_settings(tmp_path, **changes):
 def expected_trades(settings, candles):
     params = load_config(settings.strategy_config).params_for(SYMBOL, TF)
     start = REPLAY_WARMUP_CANDLES + 1  # the first candle the replay delivers after its warm-up
-    result = backtest_series(SYMBOL, TF, candles, params, Costs(settings.fee_rate, settings.slippage),
-                             RiskLimits(settings.risk_per_trade, settings.leverage, settings.max_open_positions),
+    result = backtest_series(SYMBOL, TF, candles, params, settings.costs, settings.risk_limits,
                              settings.initial_balance, start_index=start)
     return [t.to_json() for t in result.trades]

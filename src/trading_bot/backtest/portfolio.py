@@ -22,6 +22,7 @@ from trading_bot.backtest.reference import series_scores
 from trading_bot.domain.candles import HIGH, LOW, OPEN, TS
 from trading_bot.domain.instant import ClosingCandle, OpeningCandle, run_instant
 from trading_bot.domain.params import StrategyParams
+from trading_bot.domain.protections import AccountGuard, ProtectionLimits, TradingState
 from trading_bot.domain.sizing import RiskLimits, may_open, position_size
 from trading_bot.domain.timeframes import timeframe_ms
 from trading_bot.domain.trades import LONG, BotBook, ClosedTrade, Costs
@@ -50,6 +51,7 @@ class PortfolioResult:
     candles: dict[str, int] = field(default_factory=dict)  # candles traded per bot
     candles_in_position: dict[str, int] = field(default_factory=dict)
     time_in_position_ms: int = 0  # time with at least one position open
+    final_state: TradingState = field(default_factory=TradingState)  # the account rules' state at the end
 
 
 class _Bot:
@@ -112,11 +114,13 @@ class _Bot:
 
 
 def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: RiskLimits, initial_balance: float,
-                       start_ms: int) -> PortfolioResult:
+                       start_ms: int, protections: ProtectionLimits | None = None) -> PortfolioResult:
     """Trade every candle that closes after start_ms (earlier ones only warm the indicators up), the bots
-    in the given order (the daemon's: the settings' symbol × timeframe order)."""
+    in the given order (the daemon's: the settings' symbol × timeframe order), under the account rules
+    (domain/protections.py) as the daemon applies them."""
     bots = [_Bot(i, s, start_ms) for i, s in enumerate(series)]
     wallet = Wallet(initial_balance, initial_balance)
+    guard = AccountGuard(protections or ProtectionLimits(), wallet)
     result = PortfolioResult(wallet=wallet, start_ms=start_ms)
     books = [b.book for b in bots]
     events: list[tuple[int, int, int, int]] = []  # (instant ms, close/open, bot order, candle index)
@@ -140,7 +144,6 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
         return allowed
 
     def book_exit(trade: ClosedTrade) -> None:
-        wallet.apply(trade)
         result.trades.append(trade)
 
     while events:
@@ -152,7 +155,7 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
             (closes if kind == CLOSE_EVENT else opens).append((bots[order], k))
         # Phases 1–2 first: a signal taken now fills at an open of this same instant (phase 3), so the
         # opens are known only then. run_instant's phases run in sequence, so two calls are one.
-        run_instant([b.closing(k) for b, k in closes], [], costs, size, entry_allowed, book_exit)
+        run_instant(instant, [b.closing(k) for b, k in closes], [], costs, size, entry_allowed, guard, book_exit)
         for bot, k in closes:  # what each bot waits for next (a close event never leaves a position open)
             if bot.entry_index >= 0 and bot.book.position is None:
                 key = bot_id(bot.book.symbol, bot.book.timeframe)
@@ -169,7 +172,7 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
         if not opens:
             continue
         opens.sort(key=lambda e: e[0].order)
-        run_instant([], [b.opening(k) for b, k in opens], costs, size, entry_allowed, book_exit)
+        run_instant(instant, [], [b.opening(k) for b, k in opens], costs, size, entry_allowed, guard, book_exit)
         for bot, k in opens:
             if bot.book.position is not None:
                 bot.entry_index = k
@@ -188,6 +191,7 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
         if bot.n:
             result.end_ms = max(result.end_ms, bot.close_ms(bot.n - 1))
     result.time_in_position_ms = _time_in_position(result.trades, bots)
+    result.final_state = guard.state()
     return result
 
 

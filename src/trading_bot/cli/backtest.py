@@ -34,8 +34,6 @@ def _row(name: str, m: Any) -> str:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
     from trading_bot.domain.params import StrategyConfigError
-    from trading_bot.domain.sizing import RiskLimits
-    from trading_bot.domain.trades import Costs
     from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES, replay_start_ms
     from trading_bot.marketdata.candle_csv import cache_file_name, read_candles
     from trading_bot.persistence.strategy_config_file import load_config
@@ -51,9 +49,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"backtest needs more than {REPLAY_WARMUP_CANDLES} cached candles in {settings.candles_dir} "
                        f"for: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''} (trading-bot fetch)")
     series = [PortfolioSeries(s, tf, history[(s, tf)], config.params_for(s, tf)) for s, tf in keys]
-    limits = RiskLimits(settings.risk_per_trade, settings.leverage, settings.max_open_positions)
-    result = backtest_portfolio(series, Costs(settings.fee_rate, settings.slippage), limits, settings.initial_balance,
-                                replay_start_ms(history))
+    result = backtest_portfolio(series, settings.costs, settings.risk_limits, settings.initial_balance,
+                                replay_start_ms(history), settings.protections)
     report = portfolio_metrics(result)
     if args.json:
         print(json.dumps({"bots": {k: m.as_json() for k, m in report.per_bot.items()},

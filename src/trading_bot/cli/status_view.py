@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trading_bot.domain.formatting import format_price
+from trading_bot.domain.wallet import SavedState
 from trading_bot.persistence.state_store import POSITIONS_FILE, StateStore, read_status
 
 SIDES = {1: "long", -1: "short"}
@@ -66,12 +67,24 @@ def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -
     upnl = sum(p["unrealised_pnl"] for p in positions)
     result["positions"] = positions
     result["paused"] = saved.paused if saved is not None else bool(heartbeat.get("paused"))
+    result["trading_state"] = _trading_state(saved, heartbeat)
     result["unrealised_pnl"] = upnl
     result["equity"] = result.get("balance", 0.0) + upnl
     result["last_heartbeat"] = {k: heartbeat.get(k) for k in (
         "heartbeat", "time_ms", "cycle_ms", "compute_ms", "bots", "new_candles", "pending_entries",
         "data_source", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted")}
     return result
+
+
+def _trading_state(saved: SavedState | None, heartbeat: dict[str, Any]) -> dict[str, str]:
+    """The daemon's own word (status.json); the saved halts when it has not said (or not yet run)."""
+    reported = heartbeat.get("trading_state")
+    if isinstance(reported, dict) and isinstance(reported.get("state"), str):
+        return {"state": reported["state"], "reason": str(reported.get("reason") or "")}
+    halts = (["paused by the operator"] if saved.paused else []) if saved is not None else []
+    if saved is not None and saved.guard.drawdown_halt:
+        halts.append(saved.guard.drawdown_halt)
+    return {"state": "halted", "reason": "; ".join(halts)} if halts else {"state": "active", "reason": ""}
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -91,8 +104,13 @@ def render_status(status: dict[str, Any]) -> str:
         f"fees {status.get('fees_paid', 0):.2f}",
         f"trades {status.get('trades', 0)} (won {status.get('wins', 0)}) · open positions {len(status['positions'])}",
     ]
-    if status.get("paused"):
-        lines.append("PAUSED: no new entries until `trading-bot resume` (open positions keep their stops and targets)")
+    state = status.get("trading_state") or {}
+    if state.get("state") == "halted":
+        lines.append(f"trading HALTED: {state.get('reason')}: no new entries until `trading-bot resume` "
+                     "(open positions keep their stops and targets)")
+    elif state.get("state") == "reducing":
+        lines.append(f"trading REDUCING: {state.get('reason')}: no new entries for now "
+                     "(open positions keep their stops and targets)")
     if hb.get("heartbeat") is not None:
         cache = hb.get("cache") or {}
         lines.append(
@@ -101,8 +119,6 @@ def render_status(status: dict[str, Any]) -> str:
             f"cache hit {100 * cache.get('hit_rate', 0):.1f}% (data {100 * cache.get('data_hit_rate', 0):.1f}%; "
             f"features computed {cache.get('feature_misses', 0)}×, reused {cache.get('feature_hits', 0)}×)"
         )
-        if hb.get("halted"):
-            lines.append(f"NEW ENTRIES HALTED: {hb['halted']}")
         latency = hb.get("entry_latency") or {}
         if latency.get("orders"):
             lines.append(f"entry latency over {latency['orders']} order(s): p50 {latency['p50_ms']:.0f} ms, "

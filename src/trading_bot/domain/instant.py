@@ -5,10 +5,14 @@ The paper broker (through the heartbeat) and the portfolio backtest (backtest/po
 number of bots and any MAX_OPEN_POSITIONS. At an instant t, with the bots in their fixed order (the
 settings' symbol × timeframe order):
 
+0. the account rules see the instant first (domain/protections.py): a new UTC day starts from the
+   balance before any of t's exits;
 1. every bot with a candle closing at t: a signal still waiting fills at that candle's open, then the
-   candle's stop/target check; an exit is booked on the wallet at once;
-2. every such bot, in the same order: its signal at the close, checked against the cap (open positions
-   plus waiting signals) as it stands, so a position closed at t by any bot frees its slot;
+   candle's stop/target check; an exit is booked at once (wallet, the bot's stop-out streak, then the
+   daily loss and drawdown limits);
+2. every such bot, in the same order: its signal at the close, unless the bot is cooling down, checked
+   against the account rules and the cap (open positions plus waiting signals) as they stand, so a
+   position closed at t by any bot frees its slot, and a loss booked at t can stop every bot's entry;
 3. every bot whose next candle opens at t with a signal waiting: the fill at that open, sized by the
    wallet as it stands (after every exit of t).
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from trading_bot.domain.protections import AccountGuard
 from trading_bot.domain.rules import CandleOutcome, EntryGate, SizeFn, fill_pending, settle_candle, take_signal
 from trading_bot.domain.trades import BotBook, ClosedTrade, Costs
 
@@ -52,20 +57,30 @@ class OpeningCandle:
     rr_ratio: float
 
 
-def run_instant(closing: Sequence[ClosingCandle], opening: Sequence[OpeningCandle], costs: Costs, size: SizeFn,
-                entry_allowed: EntryGate, book_exit: Callable[[ClosedTrade], None]) -> list[CandleOutcome]:
-    """Apply one instant's events in the documented order; returns one outcome per candle event."""
+def run_instant(now_ms: int, closing: Sequence[ClosingCandle], opening: Sequence[OpeningCandle], costs: Costs,
+                size: SizeFn, entry_allowed: EntryGate, guard: AccountGuard,
+                on_booked: Callable[[ClosedTrade], None] | None = None) -> list[CandleOutcome]:
+    """Apply the events of the instant `now_ms` in the documented order; returns one outcome per candle
+    event. `entry_allowed` is the cap (and the operator's pause); `on_booked` sees each booked exit."""
     outcomes: list[CandleOutcome] = []
     settled: list[tuple[ClosingCandle, CandleOutcome]] = []
+    guard.begin(now_ms)  # 0. the account rules' day
     for c in closing:  # 1. fills still due and exits
         outcome = CandleOutcome()
         settle_candle(c.book, c.ts, c.open, c.high, c.low, c.sl_pct, c.rr_ratio, costs, size, outcome)
         if outcome.closed is not None:
-            book_exit(outcome.closed)
+            guard.book(c.book, outcome.closed)
+            if on_booked is not None:
+                on_booked(outcome.closed)
         settled.append((c, outcome))
         outcomes.append(outcome)
-    for c, outcome in settled:  # 2. signals, each against the cap as it stands
-        take_signal(c.book, c.ts, c.score, c.threshold, entry_allowed if c.may_signal else False, outcome)
+
+    def gate() -> bool:
+        return guard.allows_entries() and entry_allowed()
+
+    for c, outcome in settled:  # 2. signals, each against the account rules and the cap as they stand
+        may = c.may_signal and not guard.cooling_down(c.book, c.ts)
+        take_signal(c.book, c.ts, c.score, c.threshold, gate if may else False, outcome)
     for o in opening:  # 3. fills at the open
         book = o.book
         if book.pending is None or book.last_candle_ts is None or o.ts <= book.last_candle_ts:

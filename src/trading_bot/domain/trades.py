@@ -82,3 +82,5 @@ class BotBook:
     pending: PendingEntry | None = None
     position: Position | None = None
     last_candle_ts: int | None = None  # open time of the last closed candle processed
+    stop_streak: int = 0  # stop-outs in a row (domain/protections.py: the cooldown)
+    cooldown_until_ts: int | None = None  # no signal on a candle opening before this

@@ -1,5 +1,6 @@
 """The account as the bot books it: the wallet, the key of one bot's books, and the snapshot of
-everything that survives a restart (wallet, books, live order intents, replay clock, paused)."""
+everything that survives a restart (wallet, books, live order intents, replay clock, paused, the
+account rules' record)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ class Wallet:
 
 
 @dataclass
+class GuardRecord:
+    """What the account rules (domain/protections.py) remember, saved with the books so a restart
+    changes nothing."""
+
+    day: int | None = None  # the UTC day (days since the epoch) of the last instant seen
+    day_start_balance: float | None = None
+    peak_balance: float | None = None
+    daily_limit_day: int | None = None  # the UTC day on which the daily loss limit was reached
+    drawdown_halt: str | None = None  # why entries are halted until an operator resumes
+
+
+@dataclass
 class SavedState:
     wallet: Wallet
     books: dict[str, BotBook] = field(default_factory=dict)
@@ -41,3 +54,4 @@ class SavedState:
     # Live: every order we mean to send, recorded before it is sent (client order id -> intent).
     intents: dict[str, OrderIntent] = field(default_factory=dict)
     paused: bool = False  # `trading-bot pause`: no new entries until `resume`, across restarts
+    guard: GuardRecord = field(default_factory=GuardRecord)

@@ -63,15 +63,16 @@ class Controls:
                 f"targets{note}")
 
     async def resume(self) -> str:
+        """Lifts the operator's pause and a drawdown halt; what only time or reconciliation clears stays."""
         broker = self.parts.broker
-        was = broker.paused
-        broker.paused = False
-        if was:
+        lifted = broker.resume()
+        if lifted:
             await self._save()
-        answer = "resumed: new entries allowed" if was else "not paused: nothing to resume"
-        if broker.halted:
-            answer += f"; but new entries stay HALTED by reconciliation until it clears: {broker.halted}"
-        return answer
+        state = broker.trading_state()
+        answer = f"resumed: lifted {' and '.join(lifted)}" if lifted else "not paused or halted: nothing to resume"
+        if state.allows_entries:
+            return answer + "; new entries allowed"
+        return answer + f"; but new entries stay refused: trading is {state.describe()}"
 
     async def flatten(self, symbols: set[str] | None) -> str:
         async with self.trading:  # between heartbeats: no entry is in flight

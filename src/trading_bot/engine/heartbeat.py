@@ -116,7 +116,7 @@ class Heartbeat:
         forming = [Forming(key[0], key[1], series.forming_open, series.forming_ts, self.strategies[key].params)
                    for key, series in self.mdm.series.items()
                    if series.forming_open is not None and series.forming_ts is not None]
-        return await broker.process_instant(scored, forming)
+        return await broker.process_instant(self.clock.now_ms(), scored, forming)
 
     async def _evaluate_all(self, new: dict[SeriesKey, np.ndarray]) -> BrokerEvents:
         events = BrokerEvents()

@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 
 from trading_bot.domain.candles import TS
-from trading_bot.domain.sizing import RiskLimits
-from trading_bot.domain.trades import Costs
 from trading_bot.domain.wallet import SavedState
 from trading_bot.engine.candle_source import MarketData, open_market_data
 from trading_bot.engine.clock import Clock
@@ -97,14 +95,10 @@ class Startup:
                      recorder=trading.recorder, supervisor=trading.supervisor, report=report, heartbeat=heartbeat,
                      replay_end_ms=market.replay_end_ms)
 
-    def _costs_and_limits(self) -> tuple[Costs, RiskLimits]:
-        s = self.settings
-        return Costs(s.fee_rate, s.slippage), RiskLimits(s.risk_per_trade, s.leverage, s.max_open_positions)
-
     def _paper(self, market: MarketData, saved: SavedState | None) -> Trading:
-        costs, limits = self._costs_and_limits()
-        broker = PaperBroker(self.keys, self.settings.initial_balance, costs, limits, saved,
-                             mode="replay" if self.replay else "paper")
+        s = self.settings
+        broker = PaperBroker(self.keys, s.initial_balance, s.costs, s.risk_limits, saved,
+                             mode="replay" if self.replay else "paper", protections=s.protections)
         saver = StateSaver(self.store, market.clock, market.mdm.source.name, broker.snapshot)
         return Trading(broker, PaperRecorder(broker, saver), PaperSupervisor())
 
@@ -112,7 +106,6 @@ class Startup:
         from trading_bot.execution.live.broker import LiveBroker
 
         s = self.settings
-        costs, limits = self._costs_and_limits()
         clock = market.clock
         never = asyncio.Event()  # (a stop request must not cut a recvWindow wait short: it decides an order's fate)
 
@@ -121,8 +114,9 @@ class Startup:
 
         saver = StateSaver(self.store, clock, market.mdm.source.name, snapshot)
         client = self.exchange.get()
-        broker = LiveBroker(client, self.keys, costs, limits, saved, clock.now_ms, persist=saver.save,
-                            journal=self.store.append_trade, sleep_until_ms=lambda wake: clock.sleep_until(wake, never))
+        broker = LiveBroker(client, self.keys, s.costs, s.risk_limits, saved, clock.now_ms, persist=saver.save,
+                            journal=self.store.append_trade, sleep_until_ms=lambda wake: clock.sleep_until(wake, never),
+                            protections=s.protections)
         where = "demo endpoints" if s.exchange_demo else s.exchange_url or "production"
         supervisor = LiveSupervisor(broker, client, self.config, s.adopt_unknown_positions, where)
         return Trading(broker, Recorder(broker, saver), supervisor)

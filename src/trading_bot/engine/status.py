@@ -49,6 +49,7 @@ class StatusReport:
         self.store = store
         self.notifier = notifier
         self._published_at = 0.0  # wall time (monotonic) of the last heartbeat line
+        self._state = broker.trading_state()  # the trading state last reported (logged when it changes)
 
     def marks(self) -> dict[str, float]:
         return {bot_id(*k): float(s.candles[-1, CLOSE]) for k, s in self.mdm.series.items() if s.candles.shape[0]}
@@ -65,6 +66,7 @@ class StatusReport:
         wallet = self.broker.wallet
         figures = self.figures
         watch = self.config.watch
+        state = self.broker.trading_state()
         positions = []
         for p in self.broker.open_positions():
             mark = marks.get(bot_id(p.symbol, p.timeframe), p.entry_price)
@@ -84,6 +86,7 @@ class StatusReport:
             "entry_latency": self.broker.latency.as_json() if self.broker.latency is not None else None,
             "halted": self.broker.halted,
             "paused": self.broker.paused,
+            "trading_state": {"state": state.state, "reason": state.reason},
             "config": {"source": watch.config.source, "reloads": watch.reloads,
                        "last_reload_ms": watch.last_reload_ms, "last_error": watch.last_error},
             "positions": positions,
@@ -94,8 +97,8 @@ class StatusReport:
 
     def status_line(self) -> str:
         """The short STATUS= line for `systemctl status` (ASCII)."""
-        halted = self.broker.halted
-        return (f"{'HALTED (' + halted[:60] + ') | ' if halted else ''}{'PAUSED | ' if self.broker.paused else ''}"
+        state = self.broker.trading_state()
+        return (f"{state.state.upper() + ' (' + state.reason[:80] + ') | ' if not state.allows_entries else ''}"
                 f"{self.broker.mode} | {len(self.keys)} bots | {len(self.broker.open_positions())} open | "
                 f"equity {self.equity():.2f} | pnl {self.broker.wallet.realised_pnl:+.2f} | "
                 f"tick {self.figures.cycle_ms:.1f} ms | data {self.mdm.source.name}")
@@ -104,6 +107,7 @@ class StatusReport:
         """After a tick: status.json, the heartbeat line and STATUS=. A max-speed replay ticks thousands
         of times a second: the status file and the heartbeat line are for people, so there they come at
         most once a second of wall time (status.json also whenever a tick traded)."""
+        self._log_state_change()
         wall = time.monotonic()
         report = not self.clock.simulated or wall - self._published_at >= 1.0
         if report or changed:
@@ -113,10 +117,17 @@ class StatusReport:
             self._log_heartbeat(series_updated)
             self.notifier.status(self.status_line())
 
+    def _log_state_change(self) -> None:
+        state = self.broker.trading_state()
+        if state != self._state:
+            level = logging.INFO if state.allows_entries else logging.WARNING
+            log.log(level, "trading state: %s → %s", self._state.describe(), state.describe())
+            self._state = state
+
     def _log_heartbeat(self, series_updated: int) -> None:
         f = self.figures
         wallet = self.broker.wallet
         log.info("heartbeat %d: cycle=%.1fms compute=%.1fms bots=%d new=%d open=%d equity=%.2f pnl=%+.2f "
-                 "trades=%d cache_hit=%.1f%%%s", f.number, f.cycle_ms, f.compute_ms, len(self.keys), series_updated,
-                 len(self.broker.open_positions()), self.equity(), wallet.realised_pnl, wallet.trades,
-                 100 * self.mdm.stats.hit_rate, " PAUSED (no new entries)" if self.broker.paused else "")
+                 "trades=%d cache_hit=%.1f%% state=%s", f.number, f.cycle_ms, f.compute_ms, len(self.keys),
+                 series_updated, len(self.broker.open_positions()), self.equity(), wallet.realised_pnl, wallet.trades,
+                 100 * self.mdm.stats.hit_rate, self.broker.trading_state().describe())

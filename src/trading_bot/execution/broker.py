@@ -15,6 +15,7 @@ import numpy as np
 
 from trading_bot.domain.intents import OrderIntent
 from trading_bot.domain.params import StrategyParams
+from trading_bot.domain.protections import AccountGuard, ProtectionLimits, TradingState, trading_state
 from trading_bot.domain.rules import CandleOutcome
 from trading_bot.domain.sizing import RiskLimits, may_open
 from trading_bot.domain.trades import BotBook, ClosedTrade, Position
@@ -69,6 +70,10 @@ class Broker(Protocol):
 
     def pause(self) -> int: ...
 
+    def resume(self) -> list[str]: ...
+
+    def trading_state(self) -> TradingState: ...
+
     def open_positions(self) -> list[Position]: ...
 
     def pending_count(self) -> int: ...
@@ -92,9 +97,10 @@ class Books:
     reconcile_requested = False
 
     def __init__(self, keys: list[tuple[str, str]], initial_balance: float, limits: RiskLimits,
-                 saved: SavedState | None) -> None:
+                 saved: SavedState | None, protections: ProtectionLimits | None = None) -> None:
         self.limits = limits
         self.wallet = saved.wallet if saved else Wallet(initial_balance, initial_balance)
+        self.guard = AccountGuard(protections or ProtectionLimits(), self.wallet, saved.guard if saved else None)
         self.intents: dict[str, OrderIntent] = dict(saved.intents) if saved else {}
         self.paused = saved.paused if saved else False
         self.books: dict[str, BotBook] = {}
@@ -122,6 +128,24 @@ class Books:
             book.pending = None
         return len(dropped)
 
+    def resume(self) -> list[str]:
+        """`trading-bot resume`: the operator's pause and a drawdown halt are lifted (reconciliation's
+        halt stays until reconciliation clears it). Returns what was lifted."""
+        lifted = ["the pause"] if self.paused else []
+        self.paused = False
+        halt = self.guard.resume()
+        if halt:
+            lifted.append(f"the halt ({halt})")
+        return lifted
+
+    def trading_state(self) -> TradingState:
+        """active, reducing (no new entries; clears by itself) or halted (until someone acts), and why."""
+        halts = [f"reconciliation: {self.halted}"] if self.halted else []
+        halts += ["paused by the operator"] if self.paused else []
+        halts += self.guard.halts()
+        reductions = ["shutting down"] if self.stopping else []
+        return trading_state(halts, reductions + self.guard.reductions())
+
     def open_positions(self) -> list[Position]:
         return [b.position for b in self.books.values() if b.position is not None]
 
@@ -129,12 +153,13 @@ class Books:
         return sum(1 for b in self.books.values() if b.pending is not None)
 
     def entry_allowed(self, extra_pending: int = 0) -> bool:
-        if self.paused:
+        if not self.trading_state().allows_entries:
             return False
         return may_open(len(self.open_positions()), self.pending_count() + extra_pending, self.limits)
 
     def snapshot(self) -> SavedState:
-        return SavedState(self.wallet, self.books, mode=self.mode, intents=self.intents, paused=self.paused)
+        return SavedState(self.wallet, self.books, mode=self.mode, intents=self.intents, paused=self.paused,
+                          guard=self.guard.record)
 
     async def sync(self) -> BrokerEvents:
         return BrokerEvents()

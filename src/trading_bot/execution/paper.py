@@ -12,8 +12,10 @@ import numpy as np
 from trading_bot.domain.candles import HIGH, LOW, OPEN, TS
 from trading_bot.domain.instant import ClosingCandle, OpeningCandle, run_instant
 from trading_bot.domain.params import StrategyParams
-from trading_bot.domain.rules import CandleOutcome, close_position, fill_pending, on_closed_candle
+from trading_bot.domain.protections import ProtectionLimits
+from trading_bot.domain.rules import close_position, on_closed_candle
 from trading_bot.domain.sizing import RiskLimits, position_size
+from trading_bot.domain.timeframes import timeframe_ms
 from trading_bot.domain.trades import Costs
 from trading_bot.domain.wallet import SavedState, bot_id
 from trading_bot.execution.broker import Books, BrokerEvents
@@ -45,8 +47,9 @@ class PaperBroker(Books):
     name = "paper"
 
     def __init__(self, keys: list[tuple[str, str]], initial_balance: float, costs: Costs, limits: RiskLimits,
-                 saved: SavedState | None = None, mode: str = "paper") -> None:
-        super().__init__(keys, initial_balance, limits, saved)
+                 saved: SavedState | None = None, mode: str = "paper",
+                 protections: ProtectionLimits | None = None) -> None:
+        super().__init__(keys, initial_balance, limits, saved, protections)
         self.costs = costs
         self.mode = mode  # "paper" or "replay": saved with the books, shown in status
 
@@ -55,44 +58,36 @@ class PaperBroker(Books):
 
     async def process_candles(self, symbol: str, timeframe: str, candles: np.ndarray, scores: np.ndarray,
                               params: StrategyParams) -> BrokerEvents:
-        """Run the rules over newly closed candles in order. Only the newest candle may signal an
-        entry: older ones in the batch are catch-up after downtime, checked for exits only.
-        (No await inside: bots evaluated together still run one after another, deterministically.)"""
-        book = self.book(symbol, timeframe)
-        events = BrokerEvents()
-        last = candles.shape[0] - 1
-        for i in range(candles.shape[0]):
-            ts = int(candles[i, TS])
-            if book.last_candle_ts is not None and ts <= book.last_candle_ts:
-                continue
-            outcome = on_closed_candle(
-                book, ts, float(candles[i, OPEN]), float(candles[i, HIGH]), float(candles[i, LOW]),
-                float(scores[i]), params.threshold, params.sl_pct, params.rr_ratio, self.costs, self._size,
-                allow_entry=self.entry_allowed if i == last else False,  # asked once this candle's exit is booked
-            )
-            if outcome.closed is not None:
-                self.wallet.apply(outcome.closed)
-            events.add(outcome)
-        return events
+        """One bot's newly closed candles: the instant of the newest close, this bot alone."""
+        return await self.process_instant(self.clock_of(candles, timeframe),
+                                          [NewCandles(symbol, timeframe, candles, scores, params)], [])
 
-    async def process_instant(self, new: Sequence[NewCandles], forming: Sequence[Forming]) -> BrokerEvents:
+    @staticmethod
+    def clock_of(candles: np.ndarray, timeframe: str) -> int:
+        return int(candles[-1, TS]) + timeframe_ms(timeframe) if candles.shape[0] else 0
+
+    async def process_instant(self, now_ms: int, new: Sequence[NewCandles], forming: Sequence[Forming]) -> BrokerEvents:
         """One heartbeat's candles, every bot at once, in domain/instant.py's order of events (the
         portfolio backtest runs the same function). Older candles in a bot's batch are catch-up after
-        downtime: checked for exits first, never signalling."""
+        downtime: checked for exits first (each at its own instant), never signalling.
+        (No await inside: the instant is applied whole, deterministically.)"""
         events = BrokerEvents()
         closing: list[ClosingCandle] = []
+        guard = self.guard
         for bot in new:
             book = self.book(bot.symbol, bot.timeframe)
             p = bot.params
+            tf_ms = timeframe_ms(bot.timeframe)
             rows = [i for i in range(bot.candles.shape[0])
                     if book.last_candle_ts is None or int(bot.candles[i, TS]) > book.last_candle_ts]
             for i in rows[:-1]:
                 c = bot.candles[i]
+                guard.begin(int(c[TS]) + tf_ms)
                 outcome = on_closed_candle(book, int(c[TS]), float(c[OPEN]), float(c[HIGH]), float(c[LOW]),
                                            float(bot.scores[i]), p.threshold, p.sl_pct, p.rr_ratio, self.costs,
                                            self._size, allow_entry=False)
                 if outcome.closed is not None:
-                    self.wallet.apply(outcome.closed)
+                    guard.book(book, outcome.closed)
                 events.add(outcome)
             if rows:
                 i = rows[-1]
@@ -101,21 +96,14 @@ class PaperBroker(Books):
                                              float(bot.scores[i]), p.threshold, p.sl_pct, p.rr_ratio))
         opening = [OpeningCandle(self.book(f.symbol, f.timeframe), f.ts, f.open, f.params.sl_pct, f.params.rr_ratio)
                    for f in forming]
-        for outcome in run_instant(closing, opening, self.costs, self._size, self.entry_allowed, self.wallet.apply):
+        for outcome in run_instant(now_ms, closing, opening, self.costs, self._size, self.entry_allowed, guard):
             events.add(outcome)
         return events
 
     async def fill_at_open(self, symbol: str, timeframe: str, open_price: float, candle_ts: int,
                            params: StrategyParams) -> BrokerEvents:
         """The candle after the signal has opened: fill now rather than when it closes (same price)."""
-        book = self.book(symbol, timeframe)
-        events = BrokerEvents()
-        if book.pending is None or book.last_candle_ts is None or candle_ts <= book.last_candle_ts:
-            return events
-        outcome = CandleOutcome()
-        fill_pending(book, open_price, candle_ts, params.sl_pct, params.rr_ratio, self.costs, self._size, outcome)
-        events.add(outcome)
-        return events
+        return await self.process_instant(candle_ts, [], [Forming(symbol, timeframe, open_price, candle_ts, params)])
 
     async def flatten(self, symbols: set[str] | None, marks: dict[str, float], now_ms: int) -> BrokerEvents:
         """`trading-bot flatten`: close at the last close (plus the exit fee, as every paper exit)."""
@@ -126,6 +114,6 @@ class PaperBroker(Books):
             price = marks.get(bot_id(book.symbol, book.timeframe), position.entry_price)
             trade = close_position(position, "flatten", price, now_ms, self.costs)
             book.position = None
-            self.wallet.apply(trade)
+            self.guard.book(book, trade)
             events.closed.append(trade)
         return events

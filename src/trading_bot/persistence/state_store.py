@@ -4,7 +4,9 @@ status.json (the last heartbeat's figures, for `trading-bot status`).
 positions.json: {"version": 1, "mode", "clock_ms", "saved_at", "data_source",
                  "wallet": {...}, "bots": {"BTC/USDT:USDT|5m": {"position", "pending", "last_candle_ts"}},
                  "intents": {client_id: OrderIntent.to_json()},
-                 "paused": bool (optional: older files lack it, meaning not paused)}
+                 "paused": bool (optional: older files lack it, meaning not paused),
+                 "guard": GuardRecord (optional: the account rules' day, peak and limits reached)}
+A bot may also carry "stop_streak" and "cooldown_until_ts" (written only when set).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from trading_bot.domain.intents import OrderIntent
 from trading_bot.domain.trades import BotBook, ClosedTrade, PendingEntry, Position
-from trading_bot.domain.wallet import SavedState, Wallet, bot_id
+from trading_bot.domain.wallet import GuardRecord, SavedState, Wallet, bot_id
 from trading_bot.persistence.atomic_files import append_durable_async, atomic_write_bytes_async, cut_torn_tail
 
 STATE_VERSION = 1
@@ -53,6 +55,8 @@ def encode_state(state: SavedState, saved_at: int, data_source: str) -> bytes:
             "position": book.position.to_json() if book.position else None,
             "pending": asdict(book.pending) if book.pending else None,
             "last_candle_ts": book.last_candle_ts,
+            **({"stop_streak": book.stop_streak} if book.stop_streak else {}),
+            **({"cooldown_until_ts": book.cooldown_until_ts} if book.cooldown_until_ts is not None else {}),
         }
         for book in state.books.values()
     }
@@ -60,7 +64,7 @@ def encode_state(state: SavedState, saved_at: int, data_source: str) -> bytes:
         "version": STATE_VERSION, "mode": state.mode, "clock_ms": state.clock_ms, "saved_at": saved_at,
         "data_source": data_source, "wallet": asdict(state.wallet), "bots": bots,
         "intents": {client_id: intent.to_json() for client_id, intent in state.intents.items()},
-        "paused": state.paused,
+        "paused": state.paused, "guard": asdict(state.guard),
     })
 
 
@@ -82,7 +86,8 @@ def decode_state(data: bytes, source: str) -> SavedState:
         books: dict[str, BotBook] = {}
         for key, raw in doc["bots"].items():
             symbol, _, timeframe = key.rpartition("|")
-            book = BotBook(symbol, timeframe, last_candle_ts=raw.get("last_candle_ts"))
+            book = BotBook(symbol, timeframe, last_candle_ts=raw.get("last_candle_ts"),
+                           stop_streak=int(raw.get("stop_streak", 0)), cooldown_until_ts=raw.get("cooldown_until_ts"))
             if raw.get("position"):
                 book.position = Position.from_json(raw["position"])
             if raw.get("pending"):
@@ -95,9 +100,23 @@ def decode_state(data: bytes, source: str) -> SavedState:
         paused = doc.get("paused", False)
         if not isinstance(paused, bool):
             raise ValueError("paused must be true or false")
-        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"), intents, paused)
+        guard = _guard_record(doc.get("guard", {}))
+        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"), intents, paused, guard)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(f"{source}: unreadable state ({type(exc).__name__}: {exc})") from None
+
+
+def _guard_record(raw: Any) -> GuardRecord:
+    if not isinstance(raw, dict):
+        raise ValueError("guard must be an object")
+    record = GuardRecord(**{k: raw[k] for k in GuardRecord.__dataclass_fields__ if k in raw})
+    for name in ("day_start_balance", "peak_balance"):
+        value = getattr(record, name)
+        if value is not None and not _finite_number(value):
+            raise ValueError(f"guard.{name} must be a number")
+    if record.drawdown_halt is not None and not isinstance(record.drawdown_halt, str):
+        raise ValueError("guard.drawdown_halt must be text")
+    return record
 
 
 class StateStore:

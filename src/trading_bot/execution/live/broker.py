@@ -31,6 +31,7 @@ import numpy as np
 
 from trading_bot.domain.candles import CLOSE, TS
 from trading_bot.domain.params import StrategyParams
+from trading_bot.domain.protections import ProtectionLimits
 from trading_bot.domain.rules import signal_side
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.timeframes import timeframe_ms
@@ -69,8 +70,8 @@ class LiveBroker(Books):
     def __init__(self, pool: ExchangeClient, keys: list[tuple[str, str]], costs: Costs, limits: RiskLimits,
                  saved: SavedState | None, now_ms: Callable[[], int], *, persist: Callable[[], Awaitable[None]],
                  journal: Callable[[ClosedTrade], Awaitable[object]], sleep_until_ms: Callable[[int], Awaitable[None]],
-                 margin_mode: str = "isolated") -> None:
-        super().__init__(keys, 0.0, limits, saved)
+                 margin_mode: str = "isolated", protections: ProtectionLimits | None = None) -> None:
+        super().__init__(keys, 0.0, limits, saved, protections)
         self.pool = pool
         self.now_ms = now_ms
         self.margin_mode = margin_mode
@@ -87,7 +88,7 @@ class LiveBroker(Books):
         self.closed_elsewhere: list[ClosedTrade] = []  # booked outside sync(); reported by the next sync()
         self.orders = OrderGateway(pool, now_ms, sleep_until_ms)
         self.ledger = IntentLedger(self.intents, persist)
-        self.exits = ExitBooker(self.orders, self.wallet, journal, now_ms)
+        self.exits = ExitBooker(self.orders, self.guard, journal, now_ms)
         self.protection = Protection(self.orders, self.ledger, self.exits, persist, now_ms)
         self.entries = EntryOrders(self.orders, self.ledger, self.wallet, costs, limits, latency, now_ms)
 
@@ -134,6 +135,7 @@ class LiveBroker(Books):
         total = balance.get("total", {}).get("USDT")
         if total is not None:
             self.wallet.balance = float(total)
+            self.guard.check()  # the exchange's figure (funding included) against the account limits
 
     async def persist(self) -> None:
         await self._persist()
@@ -157,8 +159,9 @@ class LiveBroker(Books):
         if book.last_candle_ts is not None and ts <= book.last_candle_ts:
             return events
         book.last_candle_ts = ts
+        self.guard.begin(ts + timeframe_ms(timeframe))
         side = signal_side(float(scores[-1]), params.threshold)
-        if not side or book.position is not None or self._skipped(symbol, timeframe, side, ts):
+        if not side or book.position is not None or self._skipped(book, side, ts):
             return events
         if not self.entry_allowed(extra_pending=len(self.claimed)):
             events.rejected += 1
@@ -175,16 +178,22 @@ class LiveBroker(Books):
             events.opened.append(book.position)
         return events
 
-    def _skipped(self, symbol: str, timeframe: str, side: int, ts: int) -> bool:
-        """A signal not acted on: too old, entries halted, or the symbol busy (each logged)."""
+    def _skipped(self, book: BotBook, side: int, ts: int) -> bool:
+        """A signal not acted on: too old, entries not allowed (the trading state), the bot cooling down,
+        or the symbol busy (each logged)."""
+        symbol, timeframe = book.symbol, book.timeframe
         closed_ms_ago = self.now_ms() - (ts + timeframe_ms(timeframe))
         if closed_ms_ago > STALE_SIGNAL_MS:  # e.g. a candle that closed while the bot was down
             log.info("%s %s: %s signal from a candle that closed %.0fs ago: too old to act on", symbol, timeframe,
                      SIDE_NAMES[side], closed_ms_ago / 1000)
             return True
-        if self.halted or self.stopping or self.paused:
-            log.warning("%s %s: %s signal skipped: new entries are halted (%s)", symbol, timeframe, SIDE_NAMES[side],
-                        self.halted or ("shutting down" if self.stopping else "paused by the operator"))
+        state = self.trading_state()
+        if not state.allows_entries:
+            log.warning("%s %s: %s signal skipped: trading is %s", symbol, timeframe, SIDE_NAMES[side], state.describe())
+            return True
+        if self.guard.cooling_down(book, ts):
+            log.info("%s %s: %s signal skipped: cooling down after %d stop-outs in a row", symbol, timeframe,
+                     SIDE_NAMES[side], self.guard.limits.cooldown_stopouts)
             return True
         if self.ledger.unresolved_entry(symbol):
             log.warning("%s %s: %s signal skipped: an earlier entry's outcome is not known yet", symbol, timeframe,

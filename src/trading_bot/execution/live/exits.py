@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from trading_bot.domain.protections import AccountGuard
 from trading_bot.domain.trades import BotBook, ClosedTrade, Position
-from trading_bot.domain.wallet import Wallet
 from trading_bot.exchange.exceptions import BaseError
 from trading_bot.execution.live.fills import ExchangePosition, FillsNotVisible, closed_trade_from_fills, fills_since_ms
 from trading_bot.execution.live.gateway import OrderGateway
@@ -21,10 +21,10 @@ EXIT_FILL_WAITS = 3  # heartbeats to wait for a closed position's fills before b
 
 
 class ExitBooker:
-    def __init__(self, orders: OrderGateway, wallet: Wallet, journal: Callable[[ClosedTrade], Awaitable[object]],
+    def __init__(self, orders: OrderGateway, guard: AccountGuard, journal: Callable[[ClosedTrade], Awaitable[object]],
                  now_ms: Callable[[], int]) -> None:
         self.orders = orders
-        self.wallet = wallet
+        self.guard = guard  # books each trade: the wallet and the account rules (domain/protections.py)
         self._journal = journal  # appends a closed trade to the journal
         self.now_ms = now_ms
         self._fill_waits: dict[str, int] = {}  # entry order id -> heartbeats spent waiting for exit fills
@@ -53,7 +53,7 @@ class ExitBooker:
         """Journal first, then drop the position: see the module docstring."""
         await self._journal(trade)
         book.position = None
-        self.wallet.apply(trade)
+        self.guard.book(book, trade)
 
     async def book_and_close(self, book: BotBook) -> ClosedTrade:
         """Book the exit of the book's position, which the exchange no longer holds."""
