@@ -31,7 +31,23 @@ BAD_VALUES = [
     ("MARKET_DATA", "carrier-pigeon", "expected one of auto"),
     ("CLOCK_SPEED", "0", "must be in (0, 10000]"),
     ("CLOCK_ORIGIN_MS", "-1", "milliseconds since the epoch"),
+    ("DAILY_LOSS_LIMIT", "5", "must be in [0, 1]"),
+    ("MAX_DRAWDOWN", "-0.1", "must be in [0, 1]"),
+    ("COOLDOWN_STOPOUTS", "two", "expected a whole number"),
+    ("MAX_ORDER_NOTIONAL", "-1", "must be in [0, 1e+12]"),
 ]
+
+
+def test_a_cooldown_needs_both_of_its_settings():
+    with pytest.raises(SettingsError, match="COOLDOWN_STOPOUTS and COOLDOWN_CANDLES: set both"):
+        settings_from_mapping({"COOLDOWN_STOPOUTS": "3"})
+    s = settings_from_mapping({"COOLDOWN_STOPOUTS": "3", "COOLDOWN_CANDLES": "12", "DAILY_LOSS_LIMIT": "0.03",
+                               "MAX_DRAWDOWN": "0.15", "MAX_ORDER_NOTIONAL": "2500"})
+    assert (s.protections.cooldown_stopouts, s.protections.cooldown_candles) == (3, 12)
+    assert (s.protections.daily_loss_limit, s.protections.max_drawdown) == (0.03, 0.15)
+    assert s.risk_limits.max_order_notional == 2500.0
+    off = settings_from_mapping({}).protections
+    assert off.daily_loss_limit == off.max_drawdown == off.cooldown_stopouts == 0, "off by default"
 
 
 @pytest.mark.parametrize(("key", "value", "message"), BAD_VALUES)

@@ -119,3 +119,23 @@ def test_a_trade_on_every_candle_fits_the_kernel_buffer():
                            timeout=300)
     assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
     assert "same trades: 389" in child.stdout
+
+
+def test_kernel_equals_reference_under_a_notional_cap_that_binds():
+    candles = SERIES["btc-5m"]
+    params0 = default_config().params_for("X/Y", "1m")
+    scores = series_scores(candles, params0)
+    threshold = float(np.quantile(np.abs(scores[np.isfinite(scores)]), 0.8))
+    capped = RiskLimits(LIMITS.risk_per_trade, LIMITS.leverage, LIMITS.max_open_positions, max_order_notional=2_500.0)
+    for sl, rr in itertools.product(SL[:3], RR[:2]):
+        params = type(params0)(params0.weights, threshold, sl, rr)
+        reference = backtest_series("X/Y", "1m", candles, params, COSTS, capped, 10_000.0, start_index=300,
+                                    scores=scores)
+        kernel = simulate(candles[:, 1], candles[:, 2], candles[:, 3], signal_sides(scores, threshold), 300,
+                          len(candles), sl, rr, COSTS.fee_rate, COSTS.slippage, capped.risk_per_trade, capped.leverage,
+                          capped.max_open_positions, 10_000.0, capped.max_order_notional)
+        assert [float(q) for q in kernel.qty] == [t.qty for t in reference.trades]
+        assert kernel.final_balance == reference.final_balance
+        notionals = [t.qty * t.entry_price for t in reference.trades]
+        assert notionals and max(notionals) <= 2_500.0 * (1 + 1e-12)
+        assert any(abs(n - 2_500.0) < 1e-6 for n in notionals), "the cap bound at least once"

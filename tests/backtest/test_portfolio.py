@@ -26,9 +26,8 @@ TIMEFRAMES = ("1m", "3m", "5m")
 def portfolio_of(settings, history, start_ms):
     config = load_config(settings.strategy_config)
     series = [PortfolioSeries(s, tf, history[(s, tf)], config.params_for(s, tf)) for s, tf in settings.bot_keys]
-    return backtest_portfolio(series, Costs(settings.fee_rate, settings.slippage),
-                              RiskLimits(settings.risk_per_trade, settings.leverage, settings.max_open_positions),
-                              settings.initial_balance, start_ms)
+    return backtest_portfolio(series, settings.costs, settings.risk_limits, settings.initial_balance, start_ms,
+                              settings.protections)
 
 
 async def test_replay_of_six_bots_under_a_cap_of_two_is_the_portfolio_backtest(tmp_path):
@@ -52,6 +51,31 @@ async def test_replay_of_six_bots_under_a_cap_of_two_is_the_portfolio_backtest(t
     journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
     assert journal == [t.to_json() for t in expected.trades]
     assert daemon.parts.broker.wallet.balance == expected.wallet.balance
+
+
+async def test_replay_under_every_account_rule_is_the_portfolio_backtest(tmp_path):
+    """The daily loss limit (over three UTC days), the cooldown and the max drawdown all refuse signals
+    in this run, and the replay still makes the portfolio backtest's trades, sizes included."""
+    settings = make_settings(tmp_path, symbols=SYMBOLS, timeframes=("1m", "5m"), history_candles=5000,
+                             max_open_positions=3, daily_loss_limit=0.01, cooldown_stopouts=2, cooldown_candles=4,
+                             max_drawdown=0.024, max_order_notional=4000.0)
+    write_config(settings.strategy_config, FAST_EXITS)
+    end_ms = 1_767_225_600_000 + 7 * 3_600_000  # 07:00 UTC: the 1m series spans three UTC days
+    history = {(s, tf): write_synthetic_cache(settings.candles_dir, s, tf, 3000 if tf == "1m" else 600,
+                                              seed=23, end_ms=end_ms)
+               for s in SYMBOLS for tf in ("1m", "5m")}
+    expected = portfolio_of(settings, history, replay_start_ms(history))
+    assert set(expected.refused) == {"daily_loss_limit", "cooldown", "max_drawdown"}, expected.refused
+    assert expected.final_state.state == "halted" and len(expected.trades) >= 15
+    assert max(t.qty * t.entry_price for t in expected.trades) <= 4000.0 * (1 + 1e-12)
+
+    daemon = Daemon(settings, replay=True, install_signals=False)
+    await daemon.run()
+    journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
+    assert journal == [t.to_json() for t in expected.trades]
+    broker = daemon.parts.broker
+    assert broker.wallet.balance == expected.wallet.balance
+    assert broker.trading_state() == expected.final_state
 
 
 def test_one_bot_portfolio_is_the_per_bot_backtest():

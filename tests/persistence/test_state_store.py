@@ -69,3 +69,26 @@ def test_the_pause_is_saved_and_a_file_from_before_it_reads_as_not_paused():
     doc["paused"] = "yes"
     with pytest.raises(StateError, match="paused must be true or false"):
         decode_state(json.dumps(doc).encode(), "p")
+
+
+def test_the_account_rules_record_and_each_bots_cooldown_survive_a_restart_and_old_files_read():
+    import json
+
+    from trading_bot.domain.wallet import GuardRecord
+    from trading_bot.persistence.state_store import StateError, encode_state
+
+    book = BotBook("BTC/USDT:USDT", "5m", last_candle_ts=600_000, stop_streak=2, cooldown_until_ts=900_000)
+    guard = GuardRecord(day=20_000, day_start_balance=990.0, peak_balance=1010.0, daily_limit_day=20_000,
+                        drawdown_halt="max drawdown 5% reached")
+    state = SavedState(Wallet(1000.0, 980.0), {"BTC/USDT:USDT|5m": book}, mode="paper", guard=guard)
+    back = decode_state(encode_state(state, 0, "synthetic"), "p")
+    assert back.guard == guard
+    assert back.books["BTC/USDT:USDT|5m"] == book
+    doc = json.loads(encode_state(state, 0, "synthetic"))
+    del doc["guard"]
+    del doc["bots"]["BTC/USDT:USDT|5m"]["stop_streak"], doc["bots"]["BTC/USDT:USDT|5m"]["cooldown_until_ts"]
+    old = decode_state(json.dumps(doc).encode(), "p")  # as files before the account rules were written
+    assert old.guard == GuardRecord() and old.books["BTC/USDT:USDT|5m"].cooldown_until_ts is None
+    doc["guard"] = {"peak_balance": "lots"}
+    with pytest.raises(StateError, match=r"guard\.peak_balance must be a number"):
+        decode_state(json.dumps(doc).encode(), "p")

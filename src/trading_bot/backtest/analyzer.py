@@ -69,6 +69,7 @@ class AnalysisOptions:
     leverage: float = 5.0
     max_open_positions: int = 10
     initial_balance: float = 10_000.0
+    max_order_notional: float = 0.0
 
 
 @dataclass
@@ -141,7 +142,7 @@ def _evaluate(candles: np.ndarray, sides: np.ndarray, start: int, end: int, sl: 
 
     trades = simulate(candles[:, OPEN], candles[:, HIGH], candles[:, LOW], sides, start, end, sl, rr, options.fee_rate,
                       options.slippage, options.risk_per_trade, options.leverage, options.max_open_positions,
-                      options.initial_balance)
+                      options.initial_balance, options.max_order_notional)
     if trades.pnl.shape[0] < min_trades:
         return None
     period_ms = float(candles[end - 1, TS] - candles[start, TS] + tf_ms) if end > start else 0.0

@@ -38,7 +38,7 @@ class KernelTrades:
 @njit(cache=True, nogil=True)
 def _simulate(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, sides: np.ndarray, start: int, end: int,
               sl_pct: float, rr_ratio: float, fee_rate: float, slippage: float, risk: float, leverage: float,
-              max_open: float, balance: float, out_i: np.ndarray, out_f: np.ndarray,
+              max_open: float, max_notional: float, balance: float, out_i: np.ndarray, out_f: np.ndarray,
               ) -> tuple[int, int, float]:  # pragma: no cover - compiled
     """Fills out_i[:, (entry, exit, side, reason)] and out_f[:, (entry px, exit px, qty, entry fee,
     exit fee, pnl)]; returns (trades, candles in position, final balance)."""
@@ -66,6 +66,9 @@ def _simulate(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, sides: np.
                 by_risk = balance * risk / distance
                 by_leverage = balance * leverage / max_open / e
                 q = by_risk if by_risk <= by_leverage else by_leverage
+                if max_notional > 0:  # sizing.position_size's MAX_ORDER_NOTIONAL, the same comparison
+                    by_notional = max_notional / e
+                    q = q if q <= by_notional else by_notional
             if q > 0 and math.isfinite(q):
                 pos_side = s
                 qty = q
@@ -122,7 +125,7 @@ def _simulate(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, sides: np.
 
 def simulate(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, sides: np.ndarray, start: int, end: int,
              sl_pct: float, rr_ratio: float, fee_rate: float, slippage: float, risk: float, leverage: float,
-             max_open: int, balance: float) -> KernelTrades:
+             max_open: int, balance: float, max_notional: float = 0.0) -> KernelTrades:
     """One (threshold, sl, rr) over candles [start, end); `sides` = signal side per candle."""
     # The rules allow one trade per candle (stopped out on its fill candle, the next signal at that
     # candle's close), so the true bound is one row per candle; _simulate does not check it.
@@ -130,7 +133,7 @@ def simulate(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, sides: np.n
     out_i = np.empty((capacity, 4), dtype=np.int64)
     out_f = np.empty((capacity, 6), dtype=np.float64)
     n, in_position, final = _simulate(opens, highs, lows, sides.astype(np.int64, copy=False), start, end, sl_pct,
-                                      rr_ratio, fee_rate, slippage, risk, leverage, float(max_open), balance,
+                                      rr_ratio, fee_rate, slippage, risk, leverage, float(max_open), float(max_notional), balance,
                                       out_i, out_f)
     return KernelTrades(out_i[:n, 0], out_i[:n, 1], out_i[:n, 2], out_f[:n, 0], out_f[:n, 1], out_i[:n, 3],
                         out_f[:n, 2], out_f[:n, 3], out_f[:n, 4], out_f[:n, 5], int(in_position), float(final))

@@ -52,6 +52,7 @@ class PortfolioResult:
     candles_in_position: dict[str, int] = field(default_factory=dict)
     time_in_position_ms: int = 0  # time with at least one position open
     final_state: TradingState = field(default_factory=TradingState)  # the account rules' state at the end
+    refused: dict[str, int] = field(default_factory=dict)  # signals refused by each account rule
 
 
 class _Bot:
@@ -192,6 +193,7 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
             result.end_ms = max(result.end_ms, bot.close_ms(bot.n - 1))
     result.time_in_position_ms = _time_in_position(result.trades, bots)
     result.final_state = guard.state()
+    result.refused = dict(guard.refused)
     return result
 
 

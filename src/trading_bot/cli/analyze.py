@@ -89,7 +89,8 @@ def _options(args: argparse.Namespace, settings: Settings) -> Any:
     return AnalysisOptions(grid=grid, train_fraction=args.train, folds=args.folds, objective=args.objective,
                            min_trades=args.min_trades, fee_rate=settings.fee_rate, slippage=settings.slippage,
                            risk_per_trade=settings.risk_per_trade, leverage=settings.leverage,
-                           max_open_positions=settings.max_open_positions, initial_balance=settings.initial_balance)
+                           max_open_positions=settings.max_open_positions, initial_balance=settings.initial_balance,
+                           max_order_notional=settings.max_order_notional)
 
 
 def _analyze(jobs: list[Any], options: Any, args: argparse.Namespace) -> list[Any]:

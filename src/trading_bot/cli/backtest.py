@@ -55,7 +55,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({"bots": {k: m.as_json() for k, m in report.per_bot.items()},
                           "portfolio": report.portfolio.as_json(), "skipped_entries": report.skipped_entries,
-                          "open_positions": result.open_positions,
+                          "open_positions": result.open_positions, "refused_by_protections": result.refused,
+                          "final_trading_state": {"state": result.final_state.state,
+                                                  "reason": result.final_state.reason},
                           "max_open_positions": settings.max_open_positions}, indent=2))
         return 0
     head = f"{'bot':<24} {'trades':>6} {'win':>7} {'return':>9} {'sharpe':>7} {'mdd':>7} {'pf':>6} {'exposure':>7}"
@@ -64,5 +66,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     lines += ["-" * len(head), _row("portfolio (one wallet)", report.portfolio),
               f"{report.skipped_entries} signal(s) skipped at MAX_OPEN_POSITIONS={settings.max_open_positions}; "
               f"{result.open_positions} position(s) still open at the end"]
+    if result.refused:
+        lines.append("signals refused by the account rules: "
+                     + ", ".join(f"{rule.replace('_', ' ')} {n}" for rule, n in sorted(result.refused.items())))
+    if not result.final_state.allows_entries:
+        lines.append(f"at the end trading is {result.final_state.describe()}")
     print("\n".join(lines))
     return 0

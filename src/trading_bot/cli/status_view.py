@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trading_bot.domain.formatting import format_price
+from trading_bot.domain.protections import DAY_MS
 from trading_bot.domain.wallet import SavedState
 from trading_bot.persistence.state_store import POSITIONS_FILE, StateStore, read_status
 
@@ -67,7 +68,7 @@ def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -
     upnl = sum(p["unrealised_pnl"] for p in positions)
     result["positions"] = positions
     result["paused"] = saved.paused if saved is not None else bool(heartbeat.get("paused"))
-    result["trading_state"] = _trading_state(saved, heartbeat)
+    result["trading_state"] = _trading_state(saved, heartbeat, result["running"])
     result["unrealised_pnl"] = upnl
     result["equity"] = result.get("balance", 0.0) + upnl
     result["last_heartbeat"] = {k: heartbeat.get(k) for k in (
@@ -76,15 +77,21 @@ def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -
     return result
 
 
-def _trading_state(saved: SavedState | None, heartbeat: dict[str, Any]) -> dict[str, str]:
-    """The daemon's own word (status.json); the saved halts when it has not said (or not yet run)."""
+def _trading_state(saved: SavedState | None, heartbeat: dict[str, Any], running: bool) -> dict[str, str]:
+    """A running daemon's own word (status.json); else what the saved books say the next start will be."""
     reported = heartbeat.get("trading_state")
-    if isinstance(reported, dict) and isinstance(reported.get("state"), str):
+    if running and isinstance(reported, dict) and isinstance(reported.get("state"), str):
         return {"state": reported["state"], "reason": str(reported.get("reason") or "")}
-    halts = (["paused by the operator"] if saved.paused else []) if saved is not None else []
-    if saved is not None and saved.guard.drawdown_halt:
+    if saved is None:
+        return {"state": "active", "reason": ""}
+    halts = ["paused by the operator"] if saved.paused else []
+    if saved.guard.drawdown_halt:
         halts.append(saved.guard.drawdown_halt)
-    return {"state": "halted", "reason": "; ".join(halts)} if halts else {"state": "active", "reason": ""}
+    if halts:
+        return {"state": "halted", "reason": "; ".join(halts)}
+    if saved.guard.daily_limit_day is not None and saved.guard.daily_limit_day == int(time.time() * 1000) // DAY_MS:
+        return {"state": "reducing", "reason": "daily loss limit reached today; entries resume at 00:00 UTC"}
+    return {"state": "active", "reason": ""}
 
 
 def render_status(status: dict[str, Any]) -> str:

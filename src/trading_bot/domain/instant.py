@@ -75,12 +75,9 @@ def run_instant(now_ms: int, closing: Sequence[ClosingCandle], opening: Sequence
         settled.append((c, outcome))
         outcomes.append(outcome)
 
-    def gate() -> bool:
-        return guard.allows_entries() and entry_allowed()
-
     for c, outcome in settled:  # 2. signals, each against the account rules and the cap as they stand
-        may = c.may_signal and not guard.cooling_down(c.book, c.ts)
-        take_signal(c.book, c.ts, c.score, c.threshold, gate if may else False, outcome)
+        gate = guard.entry_gate(c.book, c.ts, entry_allowed)
+        take_signal(c.book, c.ts, c.score, c.threshold, gate if c.may_signal else False, outcome)
     for o in opening:  # 3. fills at the open
         book = o.book
         if book.pending is None or book.last_candle_ts is None or o.ts <= book.last_candle_ts:

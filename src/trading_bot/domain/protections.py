@@ -20,9 +20,10 @@ at the same points of an instant; the live broker at its signal and its booked e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from trading_bot.domain.timeframes import timeframe_ms
+from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
 from trading_bot.domain.trades import BotBook, ClosedTrade
 from trading_bot.domain.wallet import GuardRecord, Wallet
 
@@ -76,6 +77,7 @@ class AccountGuard:
         self.record = record if record is not None else GuardRecord()
         if self.record.peak_balance is None:
             self.record.peak_balance = wallet.balance
+        self.refused: dict[str, int] = {}  # signals refused by each rule in this run (for the reports)
 
     def begin(self, now_ms: int) -> None:
         """An instant starts (before any of its exits): a new UTC day starts from the balance now."""
@@ -97,7 +99,10 @@ class AccountGuard:
             return
         book.stop_streak += 1
         if limits.cooldown_stopouts and book.stop_streak >= limits.cooldown_stopouts and limits.cooldown_candles:
-            book.cooldown_until_ts = trade.exit_ts + limits.cooldown_candles * timeframe_ms(book.timeframe)
+            tf_ms = timeframe_ms(book.timeframe)
+            # Counted from the open of the candle of the exit (live books the fill's own time).
+            exit_candle = last_closed_open_ms(trade.exit_ts, tf_ms) + tf_ms
+            book.cooldown_until_ts = exit_candle + limits.cooldown_candles * tf_ms
             book.stop_streak = 0
 
     def check(self) -> None:
@@ -112,6 +117,24 @@ class AccountGuard:
         if limits.max_drawdown and record.drawdown_halt is None and peak > 0 and peak - balance >= limits.max_drawdown * peak:
             record.drawdown_halt = (f"max drawdown {100 * limits.max_drawdown:g}% reached: balance {_money(balance)} "
                                     f"from a peak of {_money(peak)}")
+
+    def entry_gate(self, book: BotBook, candle_ts: int, then: Callable[[], bool]) -> Callable[[], bool]:
+        """The gate for a signal of `book` on the candle opening at candle_ts: the cooldown, the account
+        limits, then `then` (the cap). Asked only when the candle would signal; refusals are counted."""
+        def gate() -> bool:
+            if self.cooling_down(book, candle_ts):
+                return self._refuse("cooldown")
+            if self.record.drawdown_halt:
+                return self._refuse("max_drawdown")
+            if self.reductions():
+                return self._refuse("daily_loss_limit")
+            return then()
+
+        return gate
+
+    def _refuse(self, rule: str) -> bool:
+        self.refused[rule] = self.refused.get(rule, 0) + 1
+        return False
 
     def cooling_down(self, book: BotBook, candle_ts: int) -> bool:
         return book.cooldown_until_ts is not None and candle_ts < book.cooldown_until_ts
