@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from trading_bot.cli.errors import CliError
+from trading_bot.cli.metrics_table import HEAD, cells
 from trading_bot.settings import Settings
 
 
@@ -35,18 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="write nothing")
 
 
-def _fmt(metrics: dict[str, Any] | None) -> str:
-    if not metrics:
-        return "—"
-    pf = metrics.get("profit_factor")
-    return (f"{metrics['trades']:>5} {100 * metrics['win_rate']:5.1f}% {100 * metrics['total_return']:+7.1f}% "
-            f"{metrics['sharpe']:6.2f} {100 * metrics['max_drawdown']:5.1f}% {'inf' if pf is None else f'{pf:.2f}':>5}")
-
-
 def render_table(results: list[Any]) -> str:
-    head = (f"{'bot':<22} {'candles':>8}  {'thresh':>7} {'sl%':>5} {'rr':>4} | "
-            f"{'train: n   win    return  sharpe   mdd    pf':<45} | {'test:  n   win    return  sharpe   mdd    pf'}")
-    lines = [head, "-" * len(head)]
+    from trading_bot.backtest.metrics import Metrics
+
+    def metrics(raw: dict[str, Any] | None) -> str:
+        return cells(Metrics.from_json(raw) if raw else None)
+
+    left = f"{'bot':<22} {'candles':>8}  {'thresh':>7} {'sl%':>5} {'rr':>4}"
+    over = f"{'':<{len(left)}} | {'train (chooses)':<{len(HEAD)}} | test (only reported)"
+    title = f"{left} | {HEAD} | {HEAD}"
+    lines = [over, title, "-" * len(title)]
     for r in results:
         bot = f"{r.symbol} {r.timeframe}"
         if r.chosen is None:
@@ -54,7 +53,7 @@ def render_table(results: list[Any]) -> str:
             continue
         c = r.chosen
         lines.append(f"{bot:<22} {r.candles:>8}  {c['threshold']:7.4f} {100 * c['sl_pct']:5.2f} {c['rr_ratio']:4.1f} | "
-                     f"{_fmt(r.train):<45} | {_fmt(r.test)}")
+                     f"{metrics(r.train)} | {metrics(r.test)}")
     return "\n".join(lines)
 
 
