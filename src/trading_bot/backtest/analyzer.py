@@ -128,7 +128,8 @@ def load_history(path: str) -> np.ndarray:
     return clean_candles(frame.to_numpy(dtype=np.float64), ReadReport())
 
 
-def _score_key(metrics: Metrics, objective: str) -> float:
+def objective_value(metrics: Metrics, objective: str) -> float:
+    """The objective as a comparable number (an unbounded value ranks above or below every finite one)."""
     value = getattr(metrics, objective)
     return value if math.isfinite(value) else (1e300 if value > 0 else -1e300)
 
@@ -161,7 +162,7 @@ def _choose(candles: np.ndarray, sides_by_threshold: dict[float, np.ndarray], st
             metrics = _evaluate(candles, sides, start, end, sl, rr, options, tf_ms, options.min_trades)
             if metrics is None:
                 continue
-            key = (-_score_key(metrics, options.objective), -metrics.total_return, sl, rr, threshold)
+            key = (-objective_value(metrics, options.objective), -metrics.total_return, sl, rr, threshold)
             if best_key is None or key < best_key:
                 best_key, best = key, ((threshold, sl, rr), metrics)
     if best is None:
@@ -228,6 +229,12 @@ def _segments(n: int, options: AnalysisOptions) -> list[tuple[int, int]]:
         return [(split, n)]
     block = n // (options.folds + 1)
     return [(block * j, n if j == options.folds else block * (j + 1)) for j in range(1, options.folds + 1)]
+
+
+def last_test_start(n: int, options: AnalysisOptions) -> int:
+    """Index of the first candle of the last fold's test segment (the one the config's choice is
+    reported on): where the portfolio check (backtest/portfolio_check.py) starts trading."""
+    return _segments(n, options)[-1][0]
 
 
 def warm_kernel() -> None:

@@ -1,0 +1,185 @@
+"""The analyzer's choice checked on the whole account: the portfolio backtest (portfolio.py) over the
+test period, once with the chosen parameters and once with the current ones.
+
+The grid search scores each bot alone; the daemon runs every bot on one wallet under
+MAX_OPEN_POSITIONS, so a signal can find every slot taken and sizes follow the shared balance. The
+check uses what the grid search used: the same candles, the same split (`last_test_start`: each
+series trades only its own test candles, the earlier ones only warm its indicators), the same costs,
+limits and initial balance (AnalysisOptions, built from the settings). Pure apart from reading the
+candle files; no printing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from trading_bot.backtest.analyzer import (
+    AnalysisOptions,
+    SeriesJob,
+    SeriesResult,
+    last_test_start,
+    load_history,
+    objective_value,
+)
+from trading_bot.backtest.metrics import Metrics
+from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
+from trading_bot.backtest.reference import series_scores
+from trading_bot.domain.candles import TS
+from trading_bot.domain.params import StrategyConfig, StrategyParams
+from trading_bot.domain.sizing import RiskLimits
+from trading_bot.domain.trades import Costs
+from trading_bot.domain.wallet import bot_id
+
+SKIPPED_SHARE_WARNING = 1 / 3  # the cap turned away more than this share of the signals
+RETURN_SHARE_WARNING = 0.5  # together the bots made less than this share of what they make alone
+
+
+@dataclass(frozen=True)
+class CheckedBot:
+    """One series as the grid search saw it, with the parameters to trade its test period with."""
+
+    symbol: str
+    timeframe: str
+    candles: np.ndarray  # the whole history the grid search read
+    test_start: int  # index of the first test candle (the last fold's)
+    current: StrategyParams  # the config's parameters before this analysis
+    chosen: StrategyParams | None  # the analyzer's choice; None: the bot keeps its current parameters
+    standalone: Metrics | None  # the choice's test metrics, the bot trading alone (the grid search's)
+
+    @property
+    def key(self) -> str:
+        return bot_id(self.symbol, self.timeframe)
+
+    @property
+    def test_from_ts(self) -> int:
+        return int(self.candles[self.test_start, TS])
+
+    @property
+    def test_candles(self) -> int:
+        return int(self.candles.shape[0] - self.test_start)
+
+
+def checked_bots(jobs: Sequence[SeriesJob], results: Sequence[SeriesResult], config: StrategyConfig,
+                 options: AnalysisOptions) -> tuple[list[CheckedBot], list[str]]:
+    """The bots in the jobs' order (the settings': the daemon's order within an instant), and the
+    series left out, with why (no history, or history that changed while the grid search ran)."""
+    by_key = {(r.symbol, r.timeframe): r for r in results}
+    bots: list[CheckedBot] = []
+    left_out: list[str] = []
+    for job in jobs:
+        name = f"{job.symbol} {job.timeframe}"
+        r = by_key.get((job.symbol, job.timeframe))
+        if r is None or r.candles == 0:
+            left_out.append(f"{name}: {r.error if r is not None and r.error else 'no history'}")
+            continue
+        try:  # the cache only grows: its first r.candles rows are what the grid search read
+            candles = load_history(job.path)[: r.candles]
+        except (OSError, ValueError) as exc:
+            left_out.append(f"{name}: {exc}")
+            continue
+        if candles.shape[0] != r.candles or int(candles[-1, TS]) != r.last_ts:
+            left_out.append(f"{name}: its history changed while the grid search ran")
+            continue
+        current = config.params_for(job.symbol, job.timeframe)
+        chosen = None if r.chosen is None else replace(  # weights unchanged, as updated_document writes them
+            current, threshold=r.chosen["threshold"], sl_pct=r.chosen["sl_pct"], rr_ratio=r.chosen["rr_ratio"])
+        standalone = Metrics.from_json(r.test) if r.test is not None else None
+        bots.append(CheckedBot(job.symbol, job.timeframe, candles, last_test_start(r.candles, options), current,
+                               chosen, standalone))
+    return bots, left_out
+
+
+@dataclass(frozen=True)
+class PortfolioRun:
+    """One portfolio backtest over the test period."""
+
+    per_bot: dict[str, Metrics]  # each bot's own trades inside the portfolio, from the initial balance
+    portfolio: Metrics  # the shared wallet's equity curve
+    skipped_entries: int  # signals refused at MAX_OPEN_POSITIONS (a refused signal repeated next candle counts again)
+    open_positions: int  # still open at the end
+
+    @property
+    def signals(self) -> int:
+        """Signals the cap was asked about: those taken (closed or still open) and those skipped."""
+        return self.portfolio.trades + self.open_positions + self.skipped_entries
+
+    def as_json(self) -> dict[str, Any]:
+        return {"portfolio": self.portfolio.as_json(), "skipped_entries": self.skipped_entries,
+                "signals": self.signals, "open_positions": self.open_positions}
+
+
+@dataclass(frozen=True)
+class PortfolioCheck:
+    bots: tuple[CheckedBot, ...]
+    left_out: tuple[str, ...]
+    objective: str
+    max_open_positions: int
+    start_ms: int  # the earliest test start
+    end_ms: int  # the close of the last candle
+    chosen: PortfolioRun  # every bot with its chosen parameters (or its current ones, without a choice)
+    current: PortfolioRun  # every bot with the config's parameters as they were
+
+    def better(self) -> str:
+        """Which parameters do better for the whole account by the analyzer's objective: "chosen",
+        "current" or "equal"."""
+        new, old = (objective_value(run.portfolio, self.objective) for run in (self.chosen, self.current))
+        return "chosen" if new > old else "current" if old > new else "equal"
+
+    def warning(self) -> str | None:
+        """One line when the portfolio falls well short of what the standalone test figures suggest."""
+        run = self.chosen
+        reasons = []
+        if run.signals and run.skipped_entries > SKIPPED_SHARE_WARNING * run.signals:
+            reasons.append(f"MAX_OPEN_POSITIONS={self.max_open_positions} skipped {run.skipped_entries} of "
+                           f"{run.signals} signals")
+        analyzed = [b for b in self.bots if b.standalone is not None]
+        alone = sum(b.standalone.total_return for b in analyzed if b.standalone is not None)
+        together = sum(run.per_bot[b.key].total_return for b in analyzed)
+        if alone > 0 and together < RETURN_SHARE_WARNING * alone:
+            reasons.append(f"together the analyzed bots made {100 * together:+.2f}% where their standalone test "
+                           f"returns add up to {100 * alone:+.2f}%")
+        if not reasons:
+            return None
+        return "; ".join(reasons) + ": the per-bot test figures overstate what the account would make"
+
+    def as_json(self) -> dict[str, Any]:
+        bots = {b.key: {"symbol": b.symbol, "timeframe": b.timeframe, "params": "chosen" if b.chosen else "current",
+                        "test_from_ts": b.test_from_ts, "test_candles": b.test_candles,
+                        "standalone": b.standalone.as_json() if b.standalone is not None else None,
+                        "in_portfolio": self.chosen.per_bot[b.key].as_json(),
+                        "in_portfolio_current": self.current.per_bot[b.key].as_json()}
+                for b in self.bots}
+        return {"from_ms": self.start_ms, "to_ms": self.end_ms, "max_open_positions": self.max_open_positions,
+                "objective": self.objective, "bots": bots, "chosen": self.chosen.as_json(),
+                "current": self.current.as_json(), "better": self.better(), "warning": self.warning(),
+                "left_out": list(self.left_out)}
+
+
+def check_portfolio(bots: Sequence[CheckedBot], options: AnalysisOptions, left_out: Sequence[str] = ()) -> PortfolioCheck:
+    """Both portfolio backtests over the test period (at least one bot)."""
+    if not bots:
+        raise ValueError("the portfolio check needs at least one bot")
+    costs = Costs(options.fee_rate, options.slippage)
+    limits = RiskLimits(options.risk_per_trade, options.leverage, options.max_open_positions)
+    # Over the whole history (the test candles' indicators are warmed by the earlier ones), once: the
+    # analyzer never changes the weights, so both runs share the scores.
+    scores = [series_scores(b.candles, b.current)[b.test_start:] for b in bots]
+    # Each series is handed only its test candles, so it trades from its own split; the wallet's
+    # period starts at the earliest of them.
+    start_ms = min(b.test_from_ts for b in bots)
+
+    def run(params_of: Callable[[CheckedBot], StrategyParams]) -> tuple[PortfolioRun, int]:
+        series = [PortfolioSeries(b.symbol, b.timeframe, b.candles[b.test_start:], params_of(b), s)
+                  for b, s in zip(bots, scores, strict=True)]
+        result = backtest_portfolio(series, costs, limits, options.initial_balance, start_ms)
+        report = portfolio_metrics(result)
+        return PortfolioRun(report.per_bot, report.portfolio, report.skipped_entries, result.open_positions), result.end_ms
+
+    chosen, end_ms = run(lambda b: b.chosen or b.current)
+    current, _ = run(lambda b: b.current)  # the same candles: the same end
+    return PortfolioCheck(tuple(bots), tuple(left_out), options.objective, options.max_open_positions, start_ms,
+                          end_ms, chosen, current)
