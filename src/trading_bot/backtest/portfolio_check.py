@@ -135,16 +135,15 @@ class PortfolioCheck:
         reasons = []
         if run.signals and run.skipped_entries > SKIPPED_SHARE_WARNING * run.signals:
             reasons.append(f"MAX_OPEN_POSITIONS={self.max_open_positions} skipped {run.skipped_entries} of "
-                           f"{run.signals} signals")
+                           f"{run.signals} signals: the account takes far fewer trades than the per-bot test "
+                           "figures assume")
         analyzed = [b for b in self.bots if b.standalone is not None]
         alone = sum(b.standalone.total_return for b in analyzed if b.standalone is not None)
         together = sum(run.per_bot[b.key].total_return for b in analyzed)
         if alone > 0 and together < RETURN_SHARE_WARNING * alone:
             reasons.append(f"together the analyzed bots made {100 * together:+.2f}% where their standalone test "
-                           f"returns add up to {100 * alone:+.2f}%")
-        if not reasons:
-            return None
-        return "; ".join(reasons) + ": the per-bot test figures overstate what the account would make"
+                           f"returns add up to {100 * alone:+.2f}%: the per-bot figures overstate the account")
+        return "; ".join(reasons) or None
 
     def as_json(self) -> dict[str, Any]:
         bots = {b.key: {"symbol": b.symbol, "timeframe": b.timeframe, "params": "chosen" if b.chosen else "current",
