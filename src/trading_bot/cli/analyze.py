@@ -114,8 +114,17 @@ def _analyze(jobs: list[Any], options: Any, args: argparse.Namespace) -> list[An
             executor.shutdown()
 
 
+def _portfolio(jobs: list[Any], results: list[Any], config: Any, options: Any) -> Any:
+    """The portfolio check over the test period (PortfolioCheck), or None without a series to trade."""
+    from trading_bot.backtest.portfolio_check import check_portfolio, checked_bots
+
+    bots, left_out = checked_bots(jobs, results, config, options)
+    return check_portfolio(bots, options, left_out) if bots else None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from trading_bot.backtest.analyzer import jobs_for, updated_document
+    from trading_bot.cli.portfolio_view import render_portfolio
     from trading_bot.domain.params import StrategyConfigError
     from trading_bot.marketdata.candle_csv import cache_file_name
     from trading_bot.persistence.strategy_config_file import load_config, write_config
@@ -130,14 +139,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if len(missing) == len(keys):
         raise CliError(f"no cached history in {settings.candles_dir} for these bots: run `trading-bot fetch` first")
     started = time.perf_counter()
-    results = _analyze(jobs_for(keys, settings.candles_dir, config), options, args)
+    jobs = jobs_for(keys, settings.candles_dir, config)  # the settings' order: the daemon's, for the portfolio
+    results = _analyze(jobs, options, args)
     elapsed = time.perf_counter() - started
+    check = _portfolio(jobs, results, config, options)
+    portfolio_s = time.perf_counter() - started - elapsed
     if args.json:
-        print(json.dumps({"results": [r.as_json() for r in results], "seconds": elapsed, "grid_size": options.grid.size},
+        print(json.dumps({"results": [r.as_json() for r in results], "seconds": elapsed, "grid_size": options.grid.size,
+                          "portfolio": check.as_json() if check else None, "portfolio_seconds": portfolio_s},
                          indent=2, allow_nan=False))
     else:
         print(render_table(results))
         print(f"{len(results)} series, {sum(r.combinations for r in results)} backtests in {elapsed:.2f}s")
+        print()
+        print(render_portfolio(check) if check else "portfolio: no series with history to backtest")
+        print(f"portfolio backtests (chosen and current params) in {portfolio_s:.2f}s")
     if args.dry_run:
         print("dry run: strategy config not written", file=sys.stderr)
         return 0
