@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from trading_bot.backtest.analyzer import AnalysisOptions, Grid, SeriesJob, analyze_series, jobs_for, run_jobs
+from trading_bot.backtest.analyzer import AnalysisOptions, Grid, TestSegment, jobs_for, load_history, run_jobs
 from trading_bot.backtest.metrics import compute_metrics
 from trading_bot.backtest.portfolio_check import CheckedBot, PortfolioCheck, PortfolioRun, check_portfolio, checked_bots
+from trading_bot.backtest.reference import series_scores
 from trading_bot.domain.params import default_config, parse_config_bytes
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
 from trading_bot.marketdata.synthetic import synthetic_candles
@@ -30,18 +31,22 @@ def analyzed(tmp_path, options, symbols=SYMBOLS, count=2500, config=None):
         write_series(tmp_path, symbol, count, seed=i)
     jobs = jobs_for([(s, "5m") for s in symbols], tmp_path, config)
     results = run_jobs(jobs, options, None)
-    bots, left_out = checked_bots(jobs, results, config, options)
+    bots, left_out = checked_bots(jobs, results, config)
     return results, bots, left_out
 
 
 @pytest.mark.parametrize("folds", [1, 3])
 def test_the_test_period_is_the_analyzers(tmp_path, folds):
+    """The last fold's test candles, scored over the whole history (the earlier candles warm it)."""
     options = AnalysisOptions(grid=SMALL.grid, min_trades=3, folds=folds, train_fraction=0.6)
     results, bots, left_out = analyzed(tmp_path, options, symbols=SYMBOLS[:1], count=2000)
-    last = results[0].folds[-1]
+    last, segment = results[0].folds[-1], bots[0].segment
     assert left_out == [] and len(bots) == 1
-    assert bots[0].test_start == last["train_candles"] == (1200 if folds == 1 else 1500)
-    assert bots[0].test_from_ts == last["test_from_ts"] and bots[0].test_candles == last["test_candles"]
+    assert segment.start == last["train_candles"] == (1200 if folds == 1 else 1500)
+    assert segment.from_ts == last["test_from_ts"] and segment.candles.shape[0] == last["test_candles"]
+    history = load_history(str(tmp_path / cache_file_name(SYMBOLS[0], "5m")))
+    assert np.array_equal(segment.candles, history[segment.start:])
+    assert np.array_equal(segment.scores, series_scores(history, bots[0].current)[segment.start:], equal_nan=True)
 
 
 def test_one_bot_in_the_portfolio_trades_as_it_does_alone(tmp_path):
@@ -52,7 +57,7 @@ def test_one_bot_in_the_portfolio_trades_as_it_does_alone(tmp_path):
     assert alone is not None and alone.trades >= 5
     assert (together.trades, together.total_return, together.sharpe) == (alone.trades, alone.total_return, alone.sharpe)
     assert check.chosen.portfolio.final_equity == alone.final_equity and check.chosen.skipped_entries == 0
-    assert check.start_ms == bots[0].test_from_ts
+    assert check.start_ms == bots[0].segment.from_ts
 
 
 def test_each_series_trades_from_its_own_split(tmp_path):
@@ -63,9 +68,9 @@ def test_each_series_trades_from_its_own_split(tmp_path):
         write_series(tmp_path, symbol, count, seed)
     config = default_config()
     jobs = jobs_for([("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "5m")], tmp_path, config)
-    bots, _ = checked_bots(jobs, run_jobs(jobs, SMALL, None), config, SMALL)
+    bots, _ = checked_bots(jobs, run_jobs(jobs, SMALL, None), config)
     check = check_portfolio(bots, SMALL)
-    assert bots[0].test_from_ts < bots[1].test_from_ts and check.start_ms == bots[0].test_from_ts
+    assert bots[0].segment.from_ts < bots[1].segment.from_ts and check.start_ms == bots[0].segment.from_ts
     assert [check.chosen.per_bot[b.key].trades for b in bots] == [b.standalone.trades for b in bots if b.standalone]
     assert check.chosen.skipped_entries == 0
 
@@ -91,7 +96,7 @@ def test_the_current_parameters_are_the_other_run(tmp_path):
     assert check.current != check.chosen
     doc = {"version": 1, "bots": {r.symbol: {r.timeframe: r.chosen} for r in results}}
     config = parse_config_bytes(json.dumps(doc).encode(), "test")
-    same, _ = checked_bots(jobs_for([(s, "5m") for s in SYMBOLS[:2]], tmp_path, config), results, config, SMALL)
+    same, _ = checked_bots(jobs_for([(s, "5m") for s in SYMBOLS[:2]], tmp_path, config), results, config)
     again = check_portfolio(same, SMALL)
     assert again.current == again.chosen == check.chosen and again.better() == "equal"
     assert check.better() == ("chosen" if check.chosen.portfolio.sharpe > check.current.portfolio.sharpe else "current")
@@ -103,23 +108,12 @@ def test_a_bot_without_a_choice_keeps_its_current_parameters_and_a_missing_one_i
     config = default_config()
     keys = [("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "5m"), ("XRP/USDT:USDT", "5m")]
     jobs = jobs_for(keys, tmp_path, config)
-    bots, left_out = checked_bots(jobs, run_jobs(jobs, SMALL, None), config, SMALL)
+    bots, left_out = checked_bots(jobs, run_jobs(jobs, SMALL, None), config)
     assert [b.symbol for b in bots] == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
-    assert bots[1].chosen is None and bots[1].standalone is None and bots[1].test_start == int(50 * 0.7)
+    assert bots[1].chosen is None and bots[1].standalone is None and bots[1].segment.start == int(50 * 0.7)
     assert len(left_out) == 1 and left_out[0].startswith("XRP/USDT:USDT 5m: ")
     report = check_portfolio(bots, SMALL, left_out).as_json()
     assert report["bots"]["ETH/USDT:USDT|5m"]["params"] == "current" and report["left_out"] == left_out
-
-
-def test_a_history_that_grew_during_the_analysis_is_cut_to_what_the_grid_search_read(tmp_path):
-    path = tmp_path / cache_file_name("BTC/USDT:USDT", "5m")
-    candles = synthetic_candles("BTC/USDT:USDT", 300_000, 1_700_000_000_000, 2600, None, 0)
-    append_candles(path, candles[:2500])
-    job = SeriesJob("BTC/USDT:USDT", "5m", str(path), default_config().params_for("BTC/USDT:USDT", "5m").weights)
-    result = analyze_series(job, SMALL)
-    append_candles(path, candles[2500:])  # a `fetch` meanwhile
-    bots, left_out = checked_bots([job], [result], default_config(), SMALL)
-    assert left_out == [] and bots[0].candles.shape[0] == 2500 and bots[0].test_start == result.folds[-1]["train_candles"]
 
 
 def _run(trades_pnl, skipped, open_positions=0, per_bot=None):
@@ -128,7 +122,7 @@ def _run(trades_pnl, skipped, open_positions=0, per_bot=None):
 
 
 def _check(run, standalone_return):
-    bot = CheckedBot("A", "5m", np.zeros((2, 6)), 1, default_config().params_for("A", "5m"), None,
+    bot = CheckedBot("A", "5m", TestSegment(1, np.zeros((1, 6)), np.zeros(1)), default_config().params_for("A", "5m"), None,
                      compute_metrics([1000.0 * standalone_return], 1000.0, 86_400_000.0))
     return PortfolioCheck((bot,), (), "sharpe", 2, 0, 1, run, run)
 

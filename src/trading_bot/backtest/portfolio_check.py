@@ -3,10 +3,10 @@ test period, once with the chosen parameters and once with the current ones.
 
 The grid search scores each bot alone; the daemon runs every bot on one wallet under
 MAX_OPEN_POSITIONS, so a signal can find every slot taken and sizes follow the shared balance. The
-check uses what the grid search used: the same candles, the same split (`last_test_start`: each
-series trades only its own test candles, the earlier ones only warm its indicators), the same costs,
-limits and initial balance (AnalysisOptions, built from the settings). Pure apart from reading the
-candle files; no printing.
+check uses what the grid search used: the very candles and scores its worker computed, the same
+split (each series trades only its own last test segment, `analyzer.TestSegment`; the earlier
+candles only warmed its indicators), the same costs, limits and initial balance (AnalysisOptions,
+built from the settings). Pure: no files, no printing.
 """
 
 from __future__ import annotations
@@ -15,20 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
-from trading_bot.backtest.analyzer import (
-    AnalysisOptions,
-    SeriesJob,
-    SeriesResult,
-    last_test_start,
-    load_history,
-    objective_value,
-)
+from trading_bot.backtest.analyzer import AnalysisOptions, SeriesJob, SeriesResult, TestSegment, objective_value
 from trading_bot.backtest.metrics import Metrics
 from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
-from trading_bot.backtest.reference import series_scores
-from trading_bot.domain.candles import TS
 from trading_bot.domain.params import StrategyConfig, StrategyParams
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.trades import Costs
@@ -40,12 +29,11 @@ RETURN_SHARE_WARNING = 0.5  # together the bots made less than this share of wha
 
 @dataclass(frozen=True)
 class CheckedBot:
-    """One series as the grid search saw it, with the parameters to trade its test period with."""
+    """One series' test period as the grid search saw it, with the parameters to trade it with."""
 
     symbol: str
     timeframe: str
-    candles: np.ndarray  # the whole history the grid search read
-    test_start: int  # index of the first test candle (the last fold's)
+    segment: TestSegment  # the test candles and their scores (from the grid search's worker)
     current: StrategyParams  # the config's parameters before this analysis
     chosen: StrategyParams | None  # the analyzer's choice; None: the bot keeps its current parameters
     standalone: Metrics | None  # the choice's test metrics, the bot trading alone (the grid search's)
@@ -54,42 +42,25 @@ class CheckedBot:
     def key(self) -> str:
         return bot_id(self.symbol, self.timeframe)
 
-    @property
-    def test_from_ts(self) -> int:
-        return int(self.candles[self.test_start, TS])
 
-    @property
-    def test_candles(self) -> int:
-        return int(self.candles.shape[0] - self.test_start)
-
-
-def checked_bots(jobs: Sequence[SeriesJob], results: Sequence[SeriesResult], config: StrategyConfig,
-                 options: AnalysisOptions) -> tuple[list[CheckedBot], list[str]]:
+def checked_bots(jobs: Sequence[SeriesJob], results: Sequence[SeriesResult],
+                 config: StrategyConfig) -> tuple[list[CheckedBot], list[str]]:
     """The bots in the jobs' order (the settings': the daemon's order within an instant), and the
-    series left out, with why (no history, or history that changed while the grid search ran)."""
+    series left out, with why (no history to trade)."""
     by_key = {(r.symbol, r.timeframe): r for r in results}
     bots: list[CheckedBot] = []
     left_out: list[str] = []
     for job in jobs:
-        name = f"{job.symbol} {job.timeframe}"
         r = by_key.get((job.symbol, job.timeframe))
-        if r is None or r.candles == 0:
-            left_out.append(f"{name}: {r.error if r is not None and r.error else 'no history'}")
-            continue
-        try:  # the cache only grows: its first r.candles rows are what the grid search read
-            candles = load_history(job.path)[: r.candles]
-        except (OSError, ValueError) as exc:
-            left_out.append(f"{name}: {exc}")
-            continue
-        if candles.shape[0] != r.candles or int(candles[-1, TS]) != r.last_ts:
-            left_out.append(f"{name}: its history changed while the grid search ran")
+        if r is None or r.test_segment is None:
+            left_out.append(f"{job.symbol} {job.timeframe}: {r.error if r is not None and r.error else 'no history'}")
             continue
         current = config.params_for(job.symbol, job.timeframe)
-        chosen = None if r.chosen is None else replace(  # weights unchanged, as updated_document writes them
+        # The analyzer changes these three only (updated_document keeps the weights, so the scores hold).
+        chosen = None if r.chosen is None else replace(
             current, threshold=r.chosen["threshold"], sl_pct=r.chosen["sl_pct"], rr_ratio=r.chosen["rr_ratio"])
         standalone = Metrics.from_json(r.test) if r.test is not None else None
-        bots.append(CheckedBot(job.symbol, job.timeframe, candles, last_test_start(r.candles, options), current,
-                               chosen, standalone))
+        bots.append(CheckedBot(job.symbol, job.timeframe, r.test_segment, current, chosen, standalone))
     return bots, left_out
 
 
@@ -147,7 +118,7 @@ class PortfolioCheck:
 
     def as_json(self) -> dict[str, Any]:
         bots = {b.key: {"symbol": b.symbol, "timeframe": b.timeframe, "params": "chosen" if b.chosen else "current",
-                        "test_from_ts": b.test_from_ts, "test_candles": b.test_candles,
+                        "test_from_ts": b.segment.from_ts, "test_candles": int(b.segment.candles.shape[0]),
                         "standalone": b.standalone.as_json() if b.standalone is not None else None,
                         "in_portfolio": self.chosen.per_bot[b.key].as_json(),
                         "in_portfolio_current": self.current.per_bot[b.key].as_json()}
@@ -164,16 +135,12 @@ def check_portfolio(bots: Sequence[CheckedBot], options: AnalysisOptions, left_o
         raise ValueError("the portfolio check needs at least one bot")
     costs = Costs(options.fee_rate, options.slippage)
     limits = RiskLimits(options.risk_per_trade, options.leverage, options.max_open_positions)
-    # Over the whole history (the test candles' indicators are warmed by the earlier ones), once: the
-    # analyzer never changes the weights, so both runs share the scores.
-    scores = [series_scores(b.candles, b.current)[b.test_start:] for b in bots]
     # Each series is handed only its test candles, so it trades from its own split; the wallet's
     # period starts at the earliest of them.
-    start_ms = min(b.test_from_ts for b in bots)
+    start_ms = min(b.segment.from_ts for b in bots)
 
     def run(params_of: Callable[[CheckedBot], StrategyParams]) -> tuple[PortfolioRun, int]:
-        series = [PortfolioSeries(b.symbol, b.timeframe, b.candles[b.test_start:], params_of(b), s)
-                  for b, s in zip(bots, scores, strict=True)]
+        series = [PortfolioSeries(b.symbol, b.timeframe, b.segment.candles, params_of(b), b.segment.scores) for b in bots]
         result = backtest_portfolio(series, costs, limits, options.initial_balance, start_ms)
         report = portfolio_metrics(result)
         return PortfolioRun(report.per_bot, report.portfolio, report.skipped_entries, result.open_positions), result.end_ms

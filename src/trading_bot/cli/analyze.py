@@ -118,7 +118,7 @@ def _portfolio(jobs: list[Any], results: list[Any], config: Any, options: Any) -
     """The portfolio check over the test period (PortfolioCheck), or None without a series to trade."""
     from trading_bot.backtest.portfolio_check import check_portfolio, checked_bots
 
-    bots, left_out = checked_bots(jobs, results, config, options)
+    bots, left_out = checked_bots(jobs, results, config)
     return check_portfolio(bots, options, left_out) if bots else None
 
 
