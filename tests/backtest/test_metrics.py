@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from trading_bot.backtest.metrics import YEAR_MS, compute_metrics
+from trading_bot.backtest.metrics import YEAR_MS, Metrics, compute_metrics
 
 
 def test_hand_computed_small_list():
@@ -48,3 +49,9 @@ def test_annualisation_follows_trade_frequency():
     yearly = compute_metrics(pnl, 1000.0, period_ms=YEAR_MS)
     quarterly = compute_metrics(pnl, 1000.0, period_ms=YEAR_MS / 4)  # 4× the trades per year
     assert quarterly.sharpe == pytest.approx(yearly.sharpe * 2)
+
+
+def test_metrics_come_back_from_json_with_an_unbounded_profit_factor():
+    m = compute_metrics(np.array([5.0, 7.0, 2.0]), 1000.0, 86_400_000.0, 3, 10)
+    assert m.profit_factor == math.inf and m.as_json()["profit_factor"] is None
+    assert Metrics.from_json(m.as_json()) == m

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,23 @@ class SeriesJob:
     weights: tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class TestSegment:
+    """The last fold's test candles and their scores (computed over the whole history, so the earlier
+    candles warm the indicators): what the portfolio check trades, handed back by the worker that
+    already computed them (no second read of the file, no second feature pass)."""
+
+    __test__ = False  # not a pytest class
+
+    start: int  # index of the first test candle in the whole history
+    candles: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def from_ts(self) -> int:
+        return int(self.candles[0, TS])
+
+
 @dataclass
 class SeriesResult:
     symbol: str
@@ -95,9 +112,12 @@ class SeriesResult:
     combinations: int = 0
     seconds: float = 0.0
     error: str | None = None
+    test_segment: TestSegment | None = field(default=None, repr=False, compare=False)  # arrays: not in the JSON
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        plain = asdict(replace(self, test_segment=None))
+        del plain["test_segment"]
+        return plain
 
 
 def parse_range(text: str, name: str) -> tuple[float, ...]:
@@ -129,7 +149,8 @@ def load_history(path: str) -> np.ndarray:
     return clean_candles(frame.to_numpy(dtype=np.float64), ReadReport())
 
 
-def _score_key(metrics: Metrics, objective: str) -> float:
+def objective_value(metrics: Metrics, objective: str) -> float:
+    """The objective as a comparable number (an unbounded value ranks above or below every finite one)."""
     value = getattr(metrics, objective)
     return value if math.isfinite(value) else (1e300 if value > 0 else -1e300)
 
@@ -162,7 +183,7 @@ def _choose(candles: np.ndarray, sides_by_threshold: dict[float, np.ndarray], st
             metrics = _evaluate(candles, sides, start, end, sl, rr, options, tf_ms, options.min_trades)
             if metrics is None:
                 continue
-            key = (-_score_key(metrics, options.objective), -metrics.total_return, sl, rr, threshold)
+            key = (-objective_value(metrics, options.objective), -metrics.total_return, sl, rr, threshold)
             if best_key is None or key < best_key:
                 best_key, best = key, ((threshold, sl, rr), metrics)
     if best is None:
@@ -179,12 +200,18 @@ def analyze_series(job: SeriesJob, options: AnalysisOptions) -> SeriesResult:
     n = candles.shape[0]
     result = SeriesResult(job.symbol, job.timeframe, n, int(candles[0, TS]) if n else None,
                           int(candles[-1, TS]) if n else None)
-    warmup = DEFAULT_FEATURE_PARAMS.warmup
-    if n < warmup + 2 * max(options.min_trades, 10):
-        result.error = f"only {n} candles: not enough history to analyze"
+    too_short = f"only {n} candles: not enough history to analyze"
+    if n == 0:
+        result.error = too_short
+        return result
+    scores = weighted_score(score_components(compute_features(candles)), job.weights)  # once per series
+    test_start = last_test_start(n, options)
+    # Copies: a view would keep the whole history alive in the parent (serial runs) for the check.
+    result.test_segment = TestSegment(test_start, candles[test_start:].copy(), scores[test_start:].copy())
+    if n < DEFAULT_FEATURE_PARAMS.warmup + 2 * max(options.min_trades, 10):
+        result.error = too_short  # still traded in the portfolio check, with its current parameters
         return result
     tf_ms = timeframe_ms(job.timeframe)
-    scores = weighted_score(score_components(compute_features(candles)), job.weights)  # once per series
     boundaries = _segments(n, options)
     first_train_end = boundaries[0][0]
     if options.grid.thresholds:
@@ -229,6 +256,12 @@ def _segments(n: int, options: AnalysisOptions) -> list[tuple[int, int]]:
         return [(split, n)]
     block = n // (options.folds + 1)
     return [(block * j, n if j == options.folds else block * (j + 1)) for j in range(1, options.folds + 1)]
+
+
+def last_test_start(n: int, options: AnalysisOptions) -> int:
+    """Index of the first candle of the last fold's test segment (the one the config's choice is
+    reported on): where the portfolio check (backtest/portfolio_check.py) starts trading."""
+    return _segments(n, options)[-1][0]
 
 
 def warm_kernel() -> None:

@@ -17,7 +17,9 @@ Definitions (the docs quote these):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +42,13 @@ class Metrics:
     def as_json(self) -> dict[str, float | int | None]:
         # JSON has no inf/NaN: an unbounded profit factor is written as null.
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Metrics:
+        """Back from as_json (the analyzer's results travel as JSON). Only a profit factor or a Sortino
+        can be unbounded (no losing trade), and only upwards: null is +inf."""
+        values: dict[str, Any] = {f.name: math.inf if raw[f.name] is None else raw[f.name] for f in fields(cls)}
+        return cls(**values)
 
 
 def compute_metrics(pnl: np.ndarray, initial_balance: float, period_ms: float, candles_in_position: int = 0,

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from trading_bot.cli.errors import CliError
+from trading_bot.cli.metrics_table import HEAD, cells
 from trading_bot.settings import Settings
 
 
@@ -35,18 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="write nothing")
 
 
-def _fmt(metrics: dict[str, Any] | None) -> str:
-    if not metrics:
-        return "—"
-    pf = metrics.get("profit_factor")
-    return (f"{metrics['trades']:>5} {100 * metrics['win_rate']:5.1f}% {100 * metrics['total_return']:+7.1f}% "
-            f"{metrics['sharpe']:6.2f} {100 * metrics['max_drawdown']:5.1f}% {'inf' if pf is None else f'{pf:.2f}':>5}")
-
-
 def render_table(results: list[Any]) -> str:
-    head = (f"{'bot':<22} {'candles':>8}  {'thresh':>7} {'sl%':>5} {'rr':>4} | "
-            f"{'train: n   win    return  sharpe   mdd    pf':<45} | {'test:  n   win    return  sharpe   mdd    pf'}")
-    lines = [head, "-" * len(head)]
+    from trading_bot.backtest.metrics import Metrics
+
+    def metrics(raw: dict[str, Any] | None) -> str:
+        return cells(Metrics.from_json(raw) if raw else None)
+
+    left = f"{'bot':<22} {'candles':>8}  {'thresh':>7} {'sl%':>5} {'rr':>4}"
+    over = f"{'':<{len(left)}} | {'train (chooses)':<{len(HEAD)}} | test (only reported)"
+    title = f"{left} | {HEAD} | {HEAD}"
+    lines = [over, title, "-" * len(title)]
     for r in results:
         bot = f"{r.symbol} {r.timeframe}"
         if r.chosen is None:
@@ -54,7 +53,7 @@ def render_table(results: list[Any]) -> str:
             continue
         c = r.chosen
         lines.append(f"{bot:<22} {r.candles:>8}  {c['threshold']:7.4f} {100 * c['sl_pct']:5.2f} {c['rr_ratio']:4.1f} | "
-                     f"{_fmt(r.train):<45} | {_fmt(r.test)}")
+                     f"{metrics(r.train)} | {metrics(r.test)}")
     return "\n".join(lines)
 
 
@@ -116,8 +115,17 @@ def _analyze(jobs: list[Any], options: Any, args: argparse.Namespace) -> list[An
             executor.shutdown()
 
 
+def _portfolio(jobs: list[Any], results: list[Any], config: Any, options: Any) -> Any:
+    """The portfolio check over the test period (PortfolioCheck), or None without a series to trade."""
+    from trading_bot.backtest.portfolio_check import check_portfolio, checked_bots
+
+    bots, left_out = checked_bots(jobs, results, config)
+    return check_portfolio(bots, options, left_out) if bots else None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from trading_bot.backtest.analyzer import jobs_for, updated_document
+    from trading_bot.cli.portfolio_view import render_portfolio
     from trading_bot.domain.params import StrategyConfigError
     from trading_bot.marketdata.candle_csv import cache_file_name
     from trading_bot.persistence.strategy_config_file import load_config, write_config
@@ -132,14 +140,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if len(missing) == len(keys):
         raise CliError(f"no cached history in {settings.candles_dir} for these bots: run `trading-bot fetch` first")
     started = time.perf_counter()
-    results = _analyze(jobs_for(keys, settings.candles_dir, config), options, args)
+    jobs = jobs_for(keys, settings.candles_dir, config)  # the settings' order: the daemon's, for the portfolio
+    results = _analyze(jobs, options, args)
     elapsed = time.perf_counter() - started
+    check = _portfolio(jobs, results, config, options)
+    portfolio_s = time.perf_counter() - started - elapsed
     if args.json:
-        print(json.dumps({"results": [r.as_json() for r in results], "seconds": elapsed, "grid_size": options.grid.size},
+        print(json.dumps({"results": [r.as_json() for r in results], "seconds": elapsed, "grid_size": options.grid.size,
+                          "portfolio": check.as_json() if check else None, "portfolio_seconds": portfolio_s},
                          indent=2, allow_nan=False))
     else:
         print(render_table(results))
         print(f"{len(results)} series, {sum(r.combinations for r in results)} backtests in {elapsed:.2f}s")
+        print()
+        print(render_portfolio(check) if check else "portfolio: no series with history to backtest")
+        print(f"portfolio backtests (chosen and current params) in {portfolio_s:.2f}s")
     if args.dry_run:
         print("dry run: strategy config not written", file=sys.stderr)
         return 0

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-from typing import Any
 
 from trading_bot.cli.errors import CliError
+from trading_bot.cli.metrics_table import head, row
 from trading_bot.settings import Settings
 
 
@@ -23,12 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbols", help="comma-separated symbols (default: TRADING_SYMBOLS)")
     parser.add_argument("--timeframes", help="comma-separated timeframes (default: TRADING_TIMEFRAMES)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
-
-
-def _row(name: str, m: Any) -> str:
-    pf = "inf" if not math.isfinite(m.profit_factor) else f"{m.profit_factor:.2f}"
-    return (f"{name:<24} {m.trades:>6} {100 * m.win_rate:6.1f}% {100 * m.total_return:+8.2f}% {m.sharpe:7.2f} "
-            f"{100 * m.max_drawdown:6.1f}% {pf:>6} {100 * m.exposure:6.1f}%")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,10 +53,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                                   "reason": result.final_state.reason},
                           "max_open_positions": settings.max_open_positions}, indent=2))
         return 0
-    head = f"{'bot':<24} {'trades':>6} {'win':>7} {'return':>9} {'sharpe':>7} {'mdd':>7} {'pf':>6} {'exposure':>7}"
-    lines = [head, "-" * len(head)]
-    lines += [_row(key.replace("|", " "), m) for key, m in report.per_bot.items()]
-    lines += ["-" * len(head), _row("portfolio (one wallet)", report.portfolio),
+    title = head()
+    lines = [title, "-" * len(title)]
+    lines += [row(key.replace("|", " "), m) for key, m in report.per_bot.items()]
+    lines += ["-" * len(title), row("portfolio (one wallet)", report.portfolio),
               f"{report.skipped_entries} signal(s) skipped at MAX_OPEN_POSITIONS={settings.max_open_positions}; "
               f"{result.open_positions} position(s) still open at the end"]
     if result.refused:

@@ -29,11 +29,11 @@ class Progress:
     finish the bar line; safe to call twice.
     """
 
-    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr, *, items: int = 0,
+    def __init__(self, total: int, label: str, stream: TextIO | None = None, *, items: int = 0,
                  unit: str = "candles", item_name: str = "series", clock: Callable[[], float] = time.monotonic) -> None:
         self.total = max(0, int(total))
         self.label = label
-        self.stream = stream
+        self.stream = stream = stream if stream is not None else sys.stderr  # at call time: stderr may be replaced
         self.items = items
         self.unit = unit
         self.item_name = item_name
