@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 
 from trading_bot.domain.candles import COLUMNS, EMPTY, TS
+from trading_bot.domain.formatting import format_ms
 from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
 from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.klines import kline_pages
@@ -78,10 +79,6 @@ def parse_time_ms(raw: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
-
-
-def format_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def align_up(ms: int, tf_ms: int) -> int:
