@@ -132,6 +132,7 @@ async def test_an_interrupted_fetch_keeps_its_pages_and_a_rerun_completes(tmp_pa
     out = io.StringIO()
     broken = await fetch_history(pool, tmp_path, [BTC], ["5m"], since, stream=out)
     assert not broken.ok and broken.series[0].added == 2000
+    assert broken.incomplete() == "1 candle series incomplete"  # the CLI's last line (funding came through)
     assert "incomplete" in render_summary(broken) and "incomplete" in out.getvalue()
     assert "fetch_ohlcv failed" in out.getvalue()  # the retry warnings come through the progress display
     path = tmp_path / cache_file_name(BTC, "5m")
