@@ -86,7 +86,10 @@ async def test_fetch_writes_contiguous_closed_candles_equal_to_what_the_exchange
     assert klines_weight(207) == 2 < klines_weight(1000)
     summary = render_summary(report)
     assert "BTC/USDT:USDT 5m: +2,500 candles; cached 2025-12-23 08:10 → 2026-01-01 00:25 UTC" in summary
-    assert summary.endswith(f"total: 5,414 candles added over 4 series, {len(fake.requests)} requests")
+    funding = len(fake.funding_rates("BTCUSDT", since - 1, NOW)) + len(fake.funding_rates("ETHUSDT", since - 1, NOW))
+    assert funding == 2 * 26  # the 8-hourly funding of those 8.7 days, fetched alongside
+    assert summary.endswith(f"total: 5,414 candles added over 4 series, 52 funding rates over 2 symbols, "
+                            f"{len(fake.requests)} requests")
 
 
 async def test_reruns_add_nothing_then_exactly_the_candles_that_closed_since(tmp_path, market, pool):
@@ -129,6 +132,7 @@ async def test_an_interrupted_fetch_keeps_its_pages_and_a_rerun_completes(tmp_pa
     out = io.StringIO()
     broken = await fetch_history(pool, tmp_path, [BTC], ["5m"], since, stream=out)
     assert not broken.ok and broken.series[0].added == 2000
+    assert broken.incomplete() == "1 candle series incomplete"  # the CLI's last line (funding came through)
     assert "incomplete" in render_summary(broken) and "incomplete" in out.getvalue()
     assert "fetch_ohlcv failed" in out.getvalue()  # the retry warnings come through the progress display
     path = tmp_path / cache_file_name(BTC, "5m")
@@ -284,8 +288,11 @@ async def test_cli_end_to_end(tmp_path, market):
     assert proc.returncode == 0, err
     assert "BTC/USDT:USDT 5m: +864 candles; cached 2025-12-29 00:00 → 2025-12-31 23:55 UTC" in out
     assert "ETH/USDT:USDT 1h: +72 candles; cached 2025-12-29 00:00 → 2025-12-31 23:00 UTC" in out
-    assert out.strip().splitlines()[-1].startswith("total: 1,872 candles added over 4 series, ")
-    assert len(err.splitlines()) == 4 and "\r" not in err  # not a terminal: one plain line per series
+    # Funding over the same range, --until included (a position held through the last candle pays it).
+    assert "ETH/USDT:USDT funding: +10 rates; cached 2025-12-29 00:00 → 2026-01-01 00:00 UTC" in out
+    assert out.strip().splitlines()[-1].startswith("total: 1,872 candles added over 4 series, 20 funding rates over "
+                                                   "2 symbols, ")
+    assert len(err.splitlines()) == 6 and "\r" not in err  # not a terminal: one plain line per series and funding
     cached, _ = read_candles(tmp_path / "data" / "candles" / "ETH_USDT_USDT_5m.csv")
     assert cached.shape[0] == 864
     assert_contiguous(cached)

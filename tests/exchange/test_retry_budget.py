@@ -224,3 +224,33 @@ async def test_a_pause_that_starts_while_requests_wait_holds_them_all(monkeypatc
     await asyncio.gather(*tasks)
     assert slept and slept[0] == pytest.approx(5.0), "the waiting ones waited out Retry-After first"
     assert admitted == [1] * 4 and clock.now >= 1005.0
+
+
+async def test_a_request_of_weight_0_counts_nothing_but_still_waits_out_a_pause(monkeypatch):
+    clock = FakeClock()
+
+    async def fake_sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    monkeypatch.setattr("trading_bot.exchange.budget.asyncio.sleep", fake_sleep)
+    budget = WeightBudget(limit_per_minute=10, headroom=1.0, clock=clock)
+    start = clock.now
+    for _ in range(50):  # Binance's funding-rate history weighs 0 (it has a limit of its own)
+        async with budget.take(0):
+            pass
+    assert budget.used() == 0 and clock.now == start and budget.requests == 50  # never waited
+    budget.pause(3.0, "exchange answered 429")
+    async with budget.take(0):
+        pass
+    assert clock.now - start == pytest.approx(3.0)
+
+
+def test_the_funding_endpoints_share_a_limit_of_their_own():
+    from trading_bot.exchange.client import WEIGHTS, ExchangeClient
+
+    client = ExchangeClient("binanceusdm")
+    own = client._own_budget("fetch_funding_rate_history")
+    assert own is not None and own is client._own_budget("fetch_funding_intervals")  # one limit for both
+    assert (own.limit, own.capacity, own.window_s) == (500, 400, 300.0)  # 500 per 5 minutes, with our headroom
+    assert client._own_budget("fetch_ohlcv") is None and client._own_budget("fetch_funding_history") is None
+    assert WEIGHTS["fetch_funding_rate_history"] == 0 and WEIGHTS["fetch_funding_history"] == 30

@@ -3,9 +3,11 @@
 Public market data (server time, exchangeInfo, klines, 24h ticker) and the private trading API:
 signed requests (API key, HMAC-SHA256, timestamp/recvWindow), one-way positions with leverage and
 isolated/crossed margin, market and limit orders, conditional (algo) orders that trigger when
-set_price() crosses them, fills with fees and realized PnL, request weight per IP (other clients'
-included) with 429 + Retry-After and a 418 ban for going on over the limit or not waiting for
-Retry-After, and injectable faults. Request and response shapes follow Binance's documented ones (numbers as strings),
+set_price() crosses them, fills with fees and realized PnL, funding-rate history and the funding
+fees it books for open positions at each funding moment its clock passes (with the fills' realized
+PnL and commissions, in the income history), request weight per IP (other clients' included) with
+429 + Retry-After and a 418 ban for going on over the limit or not waiting for Retry-After, and
+injectable faults. Request and response shapes follow Binance's documented ones (numbers as strings),
 so ccxt 4.5's binanceusdm parses them as it parses the real exchange's.
 
 Candles come from the project's deterministic synthetic market, computed from the fake's clock, so a
@@ -22,6 +24,7 @@ import hmac
 import math
 import re
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -77,6 +80,15 @@ SERVER_ERRORS = {
 FAULT_KINDS = ("429", "418", "500_html", "503_html", "timeout", "reset", "lost_response", "-1021", "-2019", "-4164",
                *(f"{code}{executed}" for code in SERVER_ERRORS for executed in ("", "_executed")))
 ALL_DONE = {"code": 200, "msg": "The operation of cancel all open order is done."}
+ONBOARD_MS = 1569398400000  # exchangeInfo's onboardDate: the default funding history starts here
+FUNDING_INTERVAL_MS = 8 * 3_600_000
+DAY_MS = 86_400_000
+# GET /fapi/v1/income: the types Binance documents (any other is refused).
+INCOME_TYPES = ("TRANSFER", "WELCOME_BONUS", "REALIZED_PNL", "FUNDING_FEE", "COMMISSION", "INSURANCE_CLEAR",
+                "REFERRAL_KICKBACK", "COMMISSION_REBATE", "API_REBATE", "CONTEST_REWARD", "CROSS_COLLATERAL_TRANSFER",
+                "OPTIONS_PREMIUM_FEE", "OPTIONS_SETTLE_PROFIT", "INTERNAL_TRANSFER", "AUTO_EXCHANGE",
+                "DELIVERED_SETTELMENT", "COIN_SWAP_DEPOSIT", "COIN_SWAP_WITHDRAW", "POSITION_LIMIT_INCREASE_FEE",
+                "STRATEGY_UMFUTURES_TRANSFER", "FEE_RETURN", "BFUSD_REWARD")
 
 
 def market_info(symbol: str, spec: tuple[str, str, str, str, str, str]) -> dict:
@@ -163,6 +175,7 @@ class Endpoint:
     handler: Callable[[dict[str, str]], Any]
     signed: bool
     weight: Callable[[dict[str, str]], int]
+    funding_limited: bool = False  # counts against the funding endpoints' own limit (500 per 5 minutes per IP)
 
 
 def _fixed(n: int) -> Callable[[dict[str, str]], int]:
@@ -234,6 +247,15 @@ class FakeBinance:
         self._next_order_id = 8_389_765_000
         self._next_algo_id = 3_000_000_001
         self._next_trade_id = 5_000_000
+        self.income: list[dict] = []  # /fapi/v1/income records, as Binance sends them, in time order
+        self._next_tran_id = 9_689_322_392
+        self._funding_series: dict[str, list[tuple[int, float]]] = {}  # set_funding_rates()
+        self._funding_settled_ms = self.now_ms()  # funding is booked for moments after this
+        self._charged_marks: dict[tuple[str, int], float] = {}  # (symbol, fundingTime) -> markPrice charged at
+        self.funding_rate_limit = 500  # requests to /fapi/v1/fundingRate (and fundingInfo) per window ...
+        self.funding_window_s = 300.0  # ... of five minutes, on self.clock
+        self._funding_window = -1
+        self._funding_requests = 0
         self._position_update_ms = dict.fromkeys(MARKETS, 0)
         self._balance_update_ms = 0
         self._anchor: tuple[int, float] | None = None
@@ -268,6 +290,7 @@ class FakeBinance:
         it reaches fill, in id order."""
         if symbol_id not in MARKETS:
             raise KeyError(symbol_id)
+        self._settle_funding()  # funding moments already passed were charged at the price before this move
         self._prices[symbol_id] = self._round_price(symbol_id, price)
         self._match(symbol_id)
         self._note_protection()
@@ -291,6 +314,33 @@ class FakeBinance:
 
     def realized_pnl(self) -> float:
         return sum(float(t["realizedPnl"]) for t in self.trades)
+
+    def funding_fees(self) -> float:
+        """Every funding fee booked so far (positive: received)."""
+        return sum(float(r["income"]) for r in self.income if r["incomeType"] == "FUNDING_FEE")
+
+    def set_funding_rates(self, symbol_id: str, records: list[tuple[int, float]]) -> None:
+        """Replace the symbol's funding history with these (fundingTime ms, rate) records: the moments
+        /fapi/v1/fundingRate lists and the fake charges open positions at (any spacing, e.g. 4 h)."""
+        if symbol_id not in MARKETS:
+            raise KeyError(symbol_id)
+        self._funding_series[symbol_id] = sorted((int(t), float(r)) for t, r in records)
+
+    @staticmethod
+    def default_funding_rate(symbol_id: str, grid_ms: int) -> tuple[int, float]:
+        """The default history's (fundingTime, rate) at the 8-hour moment grid_ms: stamped 0-19 ms
+        late as Binance stamps it, the rate in [-0.005 %, 0.035 %] (mostly positive, as on Binance)."""
+        h = zlib.crc32(f"{symbol_id}:{grid_ms}".encode())
+        return grid_ms + h % 20, round(0.0001 + ((h >> 8) % 401 - 150) * 1e-6, 8)
+
+    def funding_rates(self, symbol_id: str, after_ms: int, until_ms: int) -> list[tuple[int, float]]:
+        """The symbol's funding records with after_ms < fundingTime ≤ until_ms: set_funding_rates()'s, or by
+        default one every 8 hours (00:00, 08:00, 16:00 UTC) from the listing on."""
+        if symbol_id in self._funding_series:
+            return [(t, r) for t, r in self._funding_series[symbol_id] if after_ms < t <= until_ms]
+        first = max(ONBOARD_MS, after_ms - 20) // FUNDING_INTERVAL_MS * FUNDING_INTERVAL_MS
+        rows = (self.default_funding_rate(symbol_id, g) for g in range(first, until_ms + 1, FUNDING_INTERVAL_MS))
+        return [(t, r) for t, r in rows if after_ms < t <= until_ms and t >= ONBOARD_MS]
 
     def weight_used(self) -> int:
         self._roll_window()
@@ -420,8 +470,11 @@ class FakeBinance:
                  raw_query: str, raw_body: str) -> tuple[web.Response | None, int]:
         """Serve the request; `after` is a fault that comes once it has executed."""
         weight = endpoint.weight(params)
+        self._settle_funding()  # the funding moments the clock passed since the last request
         try:
             self._charge(weight)
+            if endpoint.funding_limited:
+                self._count_funding_request()
             if endpoint.signed:
                 self._authenticate(request, params, raw_query, raw_body)
             body = endpoint.handler(params)
@@ -532,7 +585,18 @@ class FakeBinance:
             return
         self._violation(max(1, math.ceil(self.window_s - self.clock() % self.window_s)))
 
-    def _violation(self, retry_after: int) -> None:
+    def _count_funding_request(self) -> None:
+        """/fapi/v1/fundingRate weighs 0 but shares a limit of its own with /fapi/v1/fundingInfo: 500
+        requests per 5 minutes per IP (Binance's docs); past it, a 429 like any other."""
+        window = int(self.clock() // self.funding_window_s)
+        if window != self._funding_window:
+            self._funding_window, self._funding_requests = window, 0
+        if self._funding_requests >= self.funding_rate_limit:
+            self._violation(max(1, math.ceil(self.funding_window_s - self.clock() % self.funding_window_s)),
+                            f"{self.funding_rate_limit} requests per 5 minutes")
+        self._funding_requests += 1
+
+    def _violation(self, retry_after: int, limit: str | None = None) -> None:
         """429 with Retry-After; past ban_after_429s violations in one window, a 418 ban instead."""
         self._over_limit_answers += 1
         if self._over_limit_answers > self.ban_after_429s:
@@ -541,8 +605,9 @@ class FakeBinance:
             raise BinanceError(418, -1003, f"Way too many requests; IP(127.0.0.1) banned until {until}. Please use "
                                "the websocket for live updates to avoid bans.", {"Retry-After": str(self.ban_seconds)})
         self.backoff_until = max(self.backoff_until, time.monotonic() + retry_after)
-        raise BinanceError(429, -1003, f"Too many requests; current limit of IP(127.0.0.1) is {self.weight_limit} "
-                           "requests per minute. Please use the websocket for live updates to avoid polling the API.",
+        limit = limit or f"{self.weight_limit} requests per minute"
+        raise BinanceError(429, -1003, f"Too many requests; current limit of IP(127.0.0.1) is {limit}. "
+                           "Please use the websocket for live updates to avoid polling the API.",
                            {"Retry-After": str(retry_after)})
 
     # --- authentication --------------------------------------------------------------------------
@@ -584,6 +649,8 @@ class FakeBinance:
             ("GET", "/fapi/v1/exchangeInfo"): Endpoint(self._exchange_info, public, _fixed(1)),
             ("GET", "/fapi/v1/klines"): Endpoint(self._klines, public, _klines_weight),
             ("GET", "/fapi/v1/ticker/24hr"): Endpoint(self._ticker_24hr, public, _by_symbol(1, 40)),
+            ("GET", "/fapi/v1/fundingRate"): Endpoint(self._funding_rate, public, _fixed(0), funding_limited=True),
+            ("GET", "/fapi/v1/income"): Endpoint(self._income, signed, _fixed(30)),
             ("GET", "/fapi/v1/leverageBracket"): Endpoint(self._leverage_bracket, signed, _fixed(1)),
             ("POST", "/fapi/v1/leverage"): Endpoint(self._set_leverage, signed, _fixed(1)),
             ("POST", "/fapi/v1/marginType"): Endpoint(self._set_margin_type, signed, _fixed(1)),
@@ -669,6 +736,97 @@ class FakeBinance:
             "lowPrice": self._fmt_price(symbol, low), "volume": f"{volume:.3f}", "quoteVolume": f"{quote_volume:.2f}",
             "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": len(rows), "count": len(rows),
         }
+
+    # --- funding -------------------------------------------------------------------------------
+
+    def _funding_rate(self, q: dict[str, str]) -> list:
+        """GET /fapi/v1/fundingRate: ascending; from startTime, the first `limit` (default 100, at most
+        1000) up to endTime or now; with endTime alone the last `limit` up to it; with neither the most
+        recent `limit`, 200 when no limit is sent (Binance's docs)."""
+        symbols = [self._symbol(q)] if "symbol" in q else list(MARKETS)
+        limit = _limit(q, 100, 1000)
+        start, end = _time_range(q)
+        now = self.now_ms()
+        if start is None and end is None and "limit" not in q:
+            limit = 200
+        until = now if end is None else min(end, now)
+        if start is not None:
+            rows = sorted((t, s, r) for s in symbols for t, r in self._first_funding_rates(s, start, until, limit))[:limit]
+        else:
+            rows = sorted((t, s, r) for s in symbols for t, r in self._last_funding_rates(s, until, limit))[-limit:]
+        marks = {s: self._funding_marks(s, [t for t, sym, _ in rows if sym == s]) for s in symbols}
+        return [{"symbol": s, "fundingRate": f"{r:.8f}", "fundingTime": t, "markPrice": marks[s].get(t, "")}
+                for t, s, r in rows]
+
+    def _first_funding_rates(self, symbol: str, start_ms: int, until_ms: int, count: int) -> list[tuple[int, float]]:
+        if symbol not in self._funding_series:  # the default history: no need to compute past the page
+            until_ms = min(until_ms, start_ms + (count + 1) * FUNDING_INTERVAL_MS)
+        return self.funding_rates(symbol, start_ms - 1, until_ms)[:count]
+
+    def _last_funding_rates(self, symbol: str, until_ms: int, count: int) -> list[tuple[int, float]]:
+        after = -1 if symbol in self._funding_series else until_ms - (count + 1) * FUNDING_INTERVAL_MS
+        return self.funding_rates(symbol, after, until_ms)[-count:]
+
+    def _funding_marks(self, symbol: str, times: list[int]) -> dict[int, str]:
+        """markPrice of each funding record: the one a funding fee was charged at, else set_price()'s
+        price, else the fake's synthetic price then (the close of the 1m candle ending at the moment);
+        "" beyond the fake's 1m history, as Binance answers for its oldest records."""
+        marks = {t: f"{self._charged_marks[(symbol, t)]:.8f}" for t in times if (symbol, t) in self._charged_marks}
+        rest = [t for t in times if t not in marks]
+        if not rest:
+            return marks
+        if symbol in self._prices:
+            return {**marks, **dict.fromkeys(rest, f"{self._prices[symbol]:.8f}")}
+        minutes = [t // 60_000 * 60_000 for t in rest]
+        closes = {int(row[0]) + 60_000: row[4] for row in self.candles(symbol, "1m", min(minutes) - 60_000,
+                                                                         max(minutes) - 60_000)}
+        marks.update({t: f"{self._round_price(symbol, closes[m]):.8f}" for t, m in zip(rest, minutes) if m in closes})
+        return marks
+
+    def _settle_funding(self) -> None:
+        """Charge or pay every open position at each funding moment the clock has passed since the last
+        settlement: income = -positionAmt x markPrice x rate, booked to the wallet and the income history
+        at the funding time (the position is the one held then: positions only change on requests and
+        set_price(), which settle first)."""
+        now = self.now_ms()
+        since = self._funding_settled_ms
+        if now <= since:
+            return
+        self._funding_settled_ms = now
+        for symbol, position in self.positions.items():
+            amount = position["amount"]
+            if not amount:
+                continue
+            for time_ms, rate in self.funding_rates(symbol, since, now):
+                mark = self._funding_marks(symbol, [time_ms]).get(time_ms)
+                price = float(mark) if mark else self.price(symbol)
+                self._charged_marks[(symbol, time_ms)] = price
+                fee = round(-amount * price * rate, 8)
+                self.balance = round(self.balance + fee, 8)
+                self._balance_update_ms = max(self._balance_update_ms, time_ms)
+                self._book_income(symbol, "FUNDING_FEE", fee, time_ms, "")
+
+    def _book_income(self, symbol: str, income_type: str, amount: float, time_ms: int, trade_id: str) -> None:
+        self.income.append({"symbol": symbol, "incomeType": income_type, "income": f"{amount:.8f}", "asset": "USDT",
+                            "info": income_type, "time": time_ms, "tranId": self._next_tran_id, "tradeId": trade_id})
+        self._next_tran_id += 1
+
+    def _income(self, q: dict[str, str]) -> list:
+        """GET /fapi/v1/income: ascending, the first `limit` (default 100, at most 1000) from startTime;
+        with neither startTime nor endTime the last 7 days; nothing older than 3 months (Binance's docs)."""
+        symbol = self._symbol(q) if "symbol" in q else None
+        income_type = q.get("incomeType")
+        if income_type is not None and income_type not in INCOME_TYPES:
+            raise _reject(-1130, "Data sent for parameter 'incomeType' is not valid.")
+        limit = _limit(q, 100, 1000)
+        start, end = _time_range(q)
+        now = self.now_ms()
+        if start is None and end is None:
+            start = now - 7 * DAY_MS
+        oldest = max(now - 90 * DAY_MS, start if start is not None else 0)
+        rows = [r for r in self.income if symbol in (None, r["symbol"]) and income_type in (None, r["incomeType"])
+                and r["time"] >= oldest and (end is None or r["time"] <= end)]
+        return [dict(r) for r in sorted(rows, key=lambda r: r["time"])[:limit]]
 
     # --- account configuration -------------------------------------------------------------------
 
@@ -1002,6 +1160,10 @@ class FakeBinance:
         }
         self._next_trade_id += 1
         self.trades.append(trade)
+        if realized:
+            self._book_income(symbol, "REALIZED_PNL", realized, now, str(trade["id"]))
+        if commission:
+            self._book_income(symbol, "COMMISSION", -commission, now, str(trade["id"]))
         executed = float(order["executedQty"]) + qty
         cum_quote = float(order["cumQuote"]) + qty * price
         order.update({
@@ -1310,6 +1472,31 @@ def _without(record: dict, *keys: str) -> dict:
 
 def _without_signature(raw: str) -> str:
     return "&".join(part for part in raw.split("&") if part and not part.startswith("signature="))
+
+
+def _long_param(q: dict[str, str], name: str) -> int | None:
+    if name not in q:
+        return None
+    try:
+        return int(q[name])
+    except ValueError:
+        raise _reject(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.") from None
+
+
+def _limit(q: dict[str, str], default: int, maximum: int) -> int:
+    limit = _long_param(q, "limit")
+    if limit is None:
+        return default
+    if not 1 <= limit <= maximum:
+        raise _reject(-1130, "Data sent for parameter 'limit' is not valid.")
+    return limit
+
+
+def _time_range(q: dict[str, str]) -> tuple[int | None, int | None]:
+    start, end = _long_param(q, "startTime"), _long_param(q, "endTime")
+    if start is not None and end is not None and start > end:
+        raise _reject(-1023, "Start time is greater than end time.")
+    return start, end
 
 
 def _time_filter(rows: list[dict], q: dict[str, str], key: str) -> list[dict]:

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backtest_arguments(sub.add_parser("backtest", help="backtest the whole portfolio (one wallet, the cap) "
                                                            "over the cached candles, as `run --replay` trades"))
 
-    fetch = sub.add_parser("fetch", help="download candle history into the CSV cache (resumable)")
+    fetch = sub.add_parser("fetch", help="download candle and funding-rate history into the CSV cache (resumable)")
     fetch.add_argument("--symbols", help="comma-separated symbols (default: TRADING_SYMBOLS)")
     fetch.add_argument("--timeframes", help="comma-separated timeframes (default: TRADING_TIMEFRAMES)")
     fetch.add_argument("--since", help="YYYY-MM-DD, ISO datetime (UTC unless it has an offset) or ms since the epoch; "
@@ -236,7 +236,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         return 130
     print(render_summary(report))
     if not report.ok:
-        print(f"trading-bot: error: {len(report.failed)} series incomplete; run it again to resume", file=sys.stderr)
+        print(f"trading-bot: error: {report.incomplete()}; run it again to resume", file=sys.stderr)
         return 1
     return 0
 

@@ -99,7 +99,7 @@ class WeightBudget:
 
     @contextlib.asynccontextmanager
     async def take(self, weight: int = 1) -> AsyncIterator[None]:
-        weight = min(max(1, weight), self.capacity)
+        weight = min(max(0, weight), self.capacity)  # 0: counted under a limit of its own, still paused by a 429
         async with self._lock:  # first come, first served
             while True:
                 now = self.clock()

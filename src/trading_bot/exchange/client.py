@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -61,7 +62,17 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 WEIGHTS: dict[str, int] = {
     "load_markets": 1, "fetch_time": 1, "fetch_ticker": 1, "fetch_balance": 5, "fetch_positions": 5,
     "create_order": 1, "fetch_order": 1, "cancel_order": 1, "fetch_open_orders": 1, "fetch_my_trades": 5,
-    "set_leverage": 1, "set_margin_mode": 1,
+    "set_leverage": 1, "set_margin_mode": 1, "fetch_funding_history": 30,  # GET /fapi/v1/income
+    "fetch_funding_rate_history": 0, "fetch_funding_intervals": 0,  # limited on their own (OWN_LIMITS)
+}
+
+
+# Requests with a limit of their own beside the IP's weight per minute: method -> (limit, requests,
+# seconds). Binance: GET /fapi/v1/fundingRate and /fapi/v1/fundingInfo weigh 0 and share 500 requests
+# per 5 minutes per IP.
+OWN_LIMITS: dict[str, tuple[str, int, float]] = {
+    "fetch_funding_rate_history": ("funding", 500, 300.0),
+    "fetch_funding_intervals": ("funding", 500, 300.0),
 }
 
 
@@ -122,6 +133,17 @@ class ExchangeClient:
         self._markets_loaded_at = 0.0
         self._markets_lock: asyncio.Lock | None = None
         self.calls: dict[str, int] = {}
+        self.own_budgets: dict[str, WeightBudget] = {}  # OWN_LIMITS' budgets, by limit name
+
+    def _own_budget(self, method: str) -> WeightBudget | None:
+        if method not in OWN_LIMITS:
+            return None
+        name, requests, seconds = OWN_LIMITS[method]
+        if name not in self.own_budgets:
+            budget = WeightBudget(requests)  # the same headroom as the weight budget's
+            budget.window_s = seconds
+            self.own_budgets[name] = budget
+        return self.own_budgets[name]
 
     async def client(self) -> Any:
         if self._client is None:
@@ -161,7 +183,8 @@ class ExchangeClient:
         import ccxt
 
         client = await self.client()
-        async with self.budget.take(weight):
+        own = self._own_budget(method)
+        async with own.take(1) if own is not None else contextlib.nullcontext(), self.budget.take(weight):
             self.calls[method] = self.calls.get(method, 0) + 1
             answer: dict[str, str] = {}
             token = _ANSWER_HEADERS.set(answer)

@@ -1,4 +1,5 @@
-"""`trading-bot fetch`: download long candle history into the CSV cache (data/candles).
+"""`trading-bot fetch`: download long candle history into the CSV cache (data/candles), and each
+symbol's funding-rate history beside it (exchange/funding_download.py, over the same range).
 
 The daemon's ExchangeSource asks for the newest few hundred candles per heartbeat; the analyzer and
 the backtest want months of them, hundreds of requests per series. This module does that download
@@ -22,7 +23,7 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -33,6 +34,8 @@ from trading_bot.domain.candles import COLUMNS, EMPTY, TS
 from trading_bot.domain.formatting import format_ms
 from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
 from trading_bot.exchange.client import ExchangeClient
+from trading_bot.exchange.errors import short_error
+from trading_bot.exchange.funding_download import FundingPlan, FundingResult, fetch_funding, plan_funding
 from trading_bot.exchange.klines import kline_pages
 from trading_bot.exchange.network import exchange_host, network_reachable
 from trading_bot.marketdata.candle_csv import (
@@ -172,18 +175,37 @@ class FetchReport:
     since_ms: int
     until_ms: int | None
     now_ms: int
+    funding: list[FundingResult] = field(default_factory=list)  # one per symbol
 
     @property
     def added(self) -> int:
         return sum(r.added for r in self.series)
 
     @property
+    def funding_added(self) -> int:
+        return sum(r.added for r in self.funding)
+
+    @property
     def failed(self) -> list[SeriesResult]:
         return [r for r in self.series if r.error]
 
     @property
+    def funding_failed(self) -> list[FundingResult]:
+        return [r for r in self.funding if r.error]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.funding_failed
+
+    def incomplete(self) -> str:
+        """What did not finish, e.g. `2 candle series and 1 funding history incomplete`."""
+        parts = []
+        if self.failed:
+            parts.append(f"{len(self.failed)} candle series")
+        if self.funding_failed:
+            n = len(self.funding_failed)
+            parts.append(f"{n} funding histor{'y' if n == 1 else 'ies'}")
+        return " and ".join(parts) + " incomplete" if parts else ""
 
 
 async def fetch_series(pool: ExchangeClient, plan: SeriesPlan, progress: Progress) -> SeriesResult:
@@ -210,7 +232,7 @@ async def fetch_series(pool: ExchangeClient, plan: SeriesPlan, progress: Progres
                     result.empty_pages += 1
                 progress.advance((min(kline_page.next_ms, plan.end_ms + tf_ms) - kline_page.since_ms) // tf_ms)
     except (ccxt.BaseError, OSError) as exc:
-        result.error = f"{type(exc).__name__}: {_short(exc)}"
+        result.error = short_error(exc)
     return result
 
 
@@ -276,7 +298,7 @@ async def _fetch_history(pool: ExchangeClient, candles_dir: Path, symbols: Seque
     except ValueError as exc:  # an exchange id ccxt does not know
         raise FetchUsageError(str(exc)) from None
     except ccxt.BaseError as exc:
-        raise FetchUnavailable(f"{pool.exchange_id} unavailable ({type(exc).__name__}: {_short(exc)})") from None
+        raise FetchUnavailable(f"{pool.exchange_id} unavailable ({short_error(exc)})") from None
     unknown = [s for s in symbols if s not in markets]
     if unknown:
         raise FetchUsageError(f"--symbols: {', '.join(unknown)} not listed on {pool.exchange_id}")
@@ -284,7 +306,8 @@ async def _fetch_history(pool: ExchangeClient, candles_dir: Path, symbols: Seque
     if since >= now_ms:
         raise FetchUsageError(f"--since ({format_ms(since)}) is in the future (exchange time {format_ms(now_ms)})")
     plans = [plan_series(candles_dir, s, tf, since, until_ms, now_ms) for s in symbols for tf in timeframes]
-    progress = Progress(sum(p.expected for p in plans), "fetch", stream, items=len(plans))
+    funding_plans = [plan_funding(candles_dir, s, since, until_ms, now_ms) for s in symbols]
+    progress = Progress(sum(p.expected for p in plans), "fetch", stream, items=len(plans) + len(funding_plans))
     relay.attach(progress)
     semaphore = asyncio.Semaphore(max(1, concurrency))
 
@@ -294,12 +317,20 @@ async def _fetch_history(pool: ExchangeClient, candles_dir: Path, symbols: Seque
         progress.item_done(result.line() + (f" — incomplete: {result.error}" if result.error else ""))
         return result
 
+    async def one_funding(plan: FundingPlan) -> FundingResult:
+        async with semaphore:
+            result = await fetch_funding(pool, plan)
+        progress.item_done(result.line() + (f" — incomplete: {result.error}" if result.error else ""))
+        return result
+
     try:
         async with asyncio.TaskGroup() as group:  # an unexpected error cancels the other series
             tasks = [group.create_task(one(plan)) for plan in plans]
+            funding_tasks = [group.create_task(one_funding(plan)) for plan in funding_plans]
     finally:
         progress.close()
-    return FetchReport([t.result() for t in tasks], sum(pool.calls.values()) - calls_before, since, until_ms, now_ms)
+    return FetchReport([t.result() for t in tasks], sum(pool.calls.values()) - calls_before, since, until_ms, now_ms,
+                       [t.result() for t in funding_tasks])
 
 
 async def run_fetch(settings: Settings, since_ms: int | None = None, until_ms: int | None = None, *,
@@ -335,11 +366,14 @@ def render_summary(report: FetchReport) -> str:
             lines.append(f"  the exchange had no candles for {result.empty_pages} page(s) of this range (skipped)")
         if result.error:
             lines.append(f"  incomplete: {result.error} (rerun to resume)")
-    lines.append(f"total: {report.added:,} candles added over {len(report.series)} series, {report.requests} requests")
+    for funding in report.funding:
+        lines.append(funding.line())
+        if funding.plan.not_fetched_before_ms is not None:
+            lines.append(f"  funding before {format_ms(funding.plan.not_fetched_before_ms)} not fetched: the cache starts "
+                         f"there (move {funding.plan.path.name} away to download from {format_ms(report.since_ms)})")
+        if funding.error:
+            lines.append(f"  incomplete: {funding.error} (rerun to resume)")
+    symbols = f"{len(report.funding)} symbol{'' if len(report.funding) == 1 else 's'}"
+    lines.append(f"total: {report.added:,} candles added over {len(report.series)} series, "
+                 f"{report.funding_added:,} funding rates over {symbols}, {report.requests} requests")
     return "\n".join(lines)
-
-
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from trading_bot.domain.candles import CLOSE, COLUMNS, EMPTY, HIGH, LOW, OPEN, TS, VOLUME
-from trading_bot.persistence.atomic_files import cut_torn_tail
+from trading_bot.persistence.atomic_files import cut_torn_tail, whole_lines
 
 HEADER = "timestamp,open,high,low,close,volume"
 
@@ -23,8 +23,13 @@ HEADER = "timestamp,open,high,low,close,volume"
 log = logging.getLogger(__name__)
 
 
+def cache_stem(symbol: str) -> str:
+    """A symbol as a file name: `BTC/USDT:USDT` → `BTC_USDT_USDT` (every cache file of it starts so)."""
+    return symbol.replace("/", "_").replace(":", "_")
+
+
 def cache_file_name(symbol: str, timeframe: str) -> str:
-    return f"{symbol.replace('/', '_').replace(':', '_')}_{timeframe}.csv"
+    return f"{cache_stem(symbol)}_{timeframe}.csv"
 
 
 @dataclass
@@ -97,12 +102,8 @@ def clean_candles(candles: np.ndarray, report: ReadReport) -> np.ndarray:
 
 
 def _split_lines(data: bytes, report: ReadReport, from_start: bool) -> list[bytes]:
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    elif lines and lines[-1]:
-        report.torn_tail = True  # no newline at the end: a write was cut short
-        lines.pop()
+    lines, torn = whole_lines(data)
+    report.torn_tail = report.torn_tail or torn
     if lines and not from_start:
         lines.pop(0)  # possibly a partial line where the tail read started
     if lines and lines[0].strip().startswith(b"timestamp"):

@@ -55,6 +55,14 @@ def append_durable(path: Path, data: bytes) -> None:
     _write_synced(path, "ab", data)
 
 
+def whole_lines(data: bytes) -> tuple[list[bytes], bool]:
+    """The complete lines of a file's bytes, and whether it ended in a torn line (no newline after
+    it: an append a crash cut short), which is left out."""
+    lines = data.split(b"\n")
+    torn = lines.pop() != b""  # what follows the last newline: nothing, or a cut line
+    return lines, torn
+
+
 def cut_torn_tail(path: Path) -> int:
     """Cut a partial last line (an append a crash interrupted) so the next append starts on a line
     of its own. Returns the bytes cut: 0 for a file that ends with a newline, is empty or absent.
