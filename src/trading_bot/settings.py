@@ -85,6 +85,7 @@ class Settings:
     cooldown_stopouts: int = 0
     cooldown_candles: int = 0
     max_order_notional: float = 0.0
+    funding: str = "auto"  # paper/replay/backtest: auto (cached history, else the default rate) | off
 
     @property
     def costs(self) -> Costs:
@@ -211,6 +212,14 @@ def _exchange_id(raw: str) -> str:
 
 
 MARKET_DATA_CHOICES = ("auto", "exchange", "synthetic")
+FUNDING_CHOICES = ("auto", "off")
+
+
+def _funding(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in FUNDING_CHOICES:
+        raise ValueError(f"expected one of {', '.join(FUNDING_CHOICES)}, got {raw!r}")
+    return value
 
 
 def _market_data(raw: str) -> str:
@@ -287,6 +296,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "COOLDOWN_STOPOUTS": ("cooldown_stopouts", _in_range(_integer, 0, 1000)),
     "COOLDOWN_CANDLES": ("cooldown_candles", _in_range(_integer, 0, 100_000)),
     "MAX_ORDER_NOTIONAL": ("max_order_notional", _in_range(_number, 0.0, 1e12)),
+    "FUNDING": ("funding", _funding),
 }
 
 

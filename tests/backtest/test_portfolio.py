@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import make_settings, write_synthetic_cache
-from fakes.replay import FAST_EXITS
+from fakes.replay import FAST_EXITS, portfolio_result
 from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
 from trading_bot.backtest.reference import backtest_series
 from trading_bot.domain.candles import TS
@@ -17,17 +17,14 @@ from trading_bot.engine.candle_source import replay_start_ms
 from trading_bot.engine.daemon import Daemon
 from trading_bot.marketdata.synthetic import synthetic_candles
 from trading_bot.persistence.state_store import StateStore, read_journal
-from trading_bot.persistence.strategy_config_file import load_config, write_config
+from trading_bot.persistence.strategy_config_file import write_config
 
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT")
 TIMEFRAMES = ("1m", "3m", "5m")
 
 
 def portfolio_of(settings, history, start_ms):
-    config = load_config(settings.strategy_config)
-    series = [PortfolioSeries(s, tf, history[(s, tf)], config.params_for(s, tf)) for s, tf in settings.bot_keys]
-    return backtest_portfolio(series, settings.costs, settings.risk_limits, settings.initial_balance, start_ms,
-                              settings.protections)
+    return portfolio_result(settings, {key: history[key] for key in settings.bot_keys}, start_ms)
 
 
 async def test_replay_of_six_bots_under_a_cap_of_two_is_the_portfolio_backtest(tmp_path):
@@ -130,3 +127,36 @@ async def test_replay_over_gaps_in_the_data_is_the_portfolio_backtest(tmp_path):
     await daemon.run()
     journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
     assert journal == [t.to_json() for t in expected.trades]
+
+
+async def test_replay_books_funding_like_the_portfolio_backtest_from_history_and_the_default(tmp_path):
+    """BTC's rates come from its cached history (ms-late stamps, negative and positive rates), ETH has
+    none and pays the default rate; 5m and 1h bots over three UTC days hold positions through funding
+    moments. The replay's journal (each trade's funding apart from its PnL) and wallet are the backtest's."""
+    from trading_bot.marketdata.funding_csv import funding_path, merge_funding_rates
+
+    settings = make_settings(tmp_path, symbols=SYMBOLS, timeframes=("5m", "1h"), history_candles=5000,
+                             max_open_positions=3)
+    write_config(settings.strategy_config, {"version": 1, "defaults": {"sl_pct": 0.02, "rr_ratio": 2.0}})
+    end_ms = 1_767_225_600_000 + 3 * 3_600_000
+    history = {(s, tf): write_synthetic_cache(settings.candles_dir, s, tf, 1000 if tf == "5m" else 300,
+                                              seed=31, end_ms=end_ms)
+               for s in SYMBOLS for tf in ("5m", "1h")}
+    first = end_ms - 12 * 86_400_000
+    rates = [(first + i * 8 * 3_600_000 + i % 7, (-1) ** i * 0.0001 * (1 + i % 5)) for i in range(40)]
+    merge_funding_rates(funding_path(settings.candles_dir, SYMBOLS[0]), rates)
+    expected = portfolio_of(settings, history, replay_start_ms(history))
+    by_symbol = {s: [t.funding for t in expected.trades if t.symbol == s and t.funding] for s in SYMBOLS}
+    assert by_symbol[SYMBOLS[0]] and by_symbol[SYMBOLS[1]], "both symbols' trades carry funding"
+    assert "history" in expected.funding_labels[SYMBOLS[0]]
+    assert "no funding history cached" in expected.funding_labels[SYMBOLS[1]]
+    assert expected.wallet.funding != 0
+
+    daemon = Daemon(settings, replay=True, install_signals=False)
+    await daemon.run()
+    journal = read_journal(StateStore(settings.state_dir(replay=True)).trades_path)
+    assert journal == [t.to_json() for t in expected.trades]
+    wallet = daemon.parts.broker.wallet
+    assert (wallet.balance, wallet.funding) == (expected.wallet.balance, expected.wallet.funding)
+    status = daemon.parts.report.status()
+    assert status["funding"] == expected.wallet.funding and status["fees_paid"] == expected.wallet.fees_paid

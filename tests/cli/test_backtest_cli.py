@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import make_settings, write_synthetic_cache
 from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio
 from trading_bot.cli.main import main
 from trading_bot.domain.params import default_config
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.trades import Costs
-from trading_bot.engine.candle_source import replay_start_ms
+from trading_bot.engine.candle_source import open_funding, replay_start_ms
 
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT")
 
@@ -39,9 +41,13 @@ def test_backtest_prints_each_bot_and_the_portfolio(tmp_path, monkeypatch, capsy
     expected = backtest_portfolio([PortfolioSeries(s, tf, history[(s, tf)], params) for (s, tf) in history],
                                   Costs(settings.fee_rate, settings.slippage),
                                   RiskLimits(settings.risk_per_trade, settings.leverage, 1), settings.initial_balance,
-                                  replay_start_ms(history))
+                                  replay_start_ms(history), None, open_funding(settings, list(SYMBOLS)))
     assert report["portfolio"]["trades"] == len(expected.trades) > 0
-    assert report["portfolio"]["final_equity"] == expected.wallet.balance
+    # The equity curve sums the closed trades with their funding (the wallet also has what open ones paid).
+    closed = settings.initial_balance + sum(t.pnl + t.funding for t in expected.trades)
+    assert report["portfolio"]["final_equity"] == pytest.approx(closed, rel=1e-12)
+    assert report["funding"]["total"] == expected.wallet.funding < 0, "longs pay the default rate"
+    assert all("default rate" in label for label in report["funding"]["basis"].values())
     assert report["skipped_entries"] == expected.skipped_entries > 0
     assert sum(b["trades"] for b in report["bots"].values()) == len(expected.trades)
 

@@ -3,7 +3,7 @@ run_instant asks them (after every exit of the instant, before any signal)."""
 
 from __future__ import annotations
 
-from trading_bot.domain.instant import ClosingCandle, run_instant
+from trading_bot.domain.instant import Account, ClosingCandle, run_instant
 from trading_bot.domain.protections import ACTIVE, DAY_MS, HALTED, REDUCING, AccountGuard, ProtectionLimits
 from trading_bot.domain.sizing import RiskLimits, position_size
 from trading_bot.domain.trades import LONG, BotBook, ClosedTrade, Costs, Position
@@ -123,7 +123,8 @@ def test_a_loss_booked_at_an_instant_stops_every_bots_signal_of_that_instant():
     closing = [ClosingCandle(flat, t - M5, 50.0, 51.0, 49.0, 1.0, 0.5, 0.01, 2.0),
                ClosingCandle(stopped, t - M5, 99.0, 99.5, 97.0, 0.0, 0.5, 0.01, 2.0)]
     booked: list[ClosedTrade] = []
-    outcomes = run_instant(t, closing, [], Costs(0.0, 0.0), lambda side, e, s: 1.0, lambda: True, g, booked.append)
+    outcomes = run_instant(t, closing, [], Costs(0.0, 0.0), lambda side, e, s: 1.0, lambda: True,
+                           Account(g, [flat, stopped]), booked.append)
     assert [b.exit_reason for b in booked] == ["stop"] and wallet.balance == 980.0
     assert outcomes[0].signalled is None and flat.pending is None
     assert g.refused == {"daily_loss_limit": 1}
@@ -132,5 +133,5 @@ def test_a_loss_booked_at_an_instant_stops_every_bots_signal_of_that_instant():
     closing2 = [ClosingCandle(flat2, t - M5, 50.0, 51.0, 49.0, 1.0, 0.5, 0.01, 2.0),
                 ClosingCandle(stopped2, t - M5, 99.0, 99.5, 97.0, 0.0, 0.5, 0.01, 2.0)]
     free = AccountGuard(ProtectionLimits(), Wallet(1000.0, 1000.0))
-    run_instant(t, closing2, [], Costs(0.0, 0.0), lambda side, e, s: 1.0, lambda: True, free)
+    run_instant(t, closing2, [], Costs(0.0, 0.0), lambda side, e, s: 1.0, lambda: True, Account(free, [flat2, stopped2]))
     assert flat2.pending is not None

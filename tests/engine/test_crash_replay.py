@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import subprocess_env, write_synthetic_cache
-from fakes.replay import expected_trades, replay_settings
+from fakes.replay import SYMBOL, TF, portfolio_result, replay_settings
 from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
 
 pytestmark = pytest.mark.slow  # processes: see the `slow` marker in pyproject.toml
@@ -25,12 +25,13 @@ ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "8"))
 
 
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
-    settings = replay_settings(tmp_path)
+    settings = replay_settings(tmp_path, funding="auto")  # 41 hours: funding is booked while positions are open
     candles = write_synthetic_cache(settings.candles_dir, "BTC/USDT:USDT", "1m", 2500)
     env = subprocess_env(tmp_path, TRADING_SYMBOLS="BTC/USDT:USDT", TRADING_TIMEFRAMES="1m", HISTORY_CANDLES="5000",
                          DATA_DIR=str(settings.data_dir), STRATEGY_CONFIG=str(settings.strategy_config))
     store = StateStore(settings.state_dir(replay=True))
-    expected = expected_trades(settings, candles)
+    expected = [t.to_json() for t in portfolio_result(settings, {(SYMBOL, TF): candles}).trades]
+    assert any(t["funding"] for t in expected), "the replay books funding on some trades"
     rng = random.Random(20261124)
     kills = rounds = 0
     deadline = time.monotonic() + 600

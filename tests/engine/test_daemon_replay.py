@@ -121,7 +121,7 @@ async def test_many_bots_replay_keeps_entries_and_exits_in_step_with_the_backtes
     """With several bots the wallet is shared (sizes differ), but when and at what price each bot
     enters and exits is its own backtest's."""
     symbols, timeframes = ("BTC/USDT:USDT", "ETH/USDT:USDT"), ("1m", "5m")
-    settings = make_settings(tmp_path, symbols=symbols, timeframes=timeframes, history_candles=5000,
+    settings = make_settings(tmp_path, symbols=symbols, timeframes=timeframes, history_candles=5000, funding="off",
                              max_open_positions=50)
     history = {(s, tf): write_synthetic_cache(settings.candles_dir, s, tf, 900, seed=11) for s in symbols for tf in timeframes}
     daemon = Daemon(settings, replay=True, install_signals=False)

@@ -20,7 +20,8 @@ import numpy as np
 from trading_bot.backtest.metrics import Metrics, compute_metrics
 from trading_bot.backtest.reference import series_scores
 from trading_bot.domain.candles import HIGH, LOW, OPEN, TS
-from trading_bot.domain.instant import ClosingCandle, OpeningCandle, run_instant
+from trading_bot.domain.funding_settlement import FundingSettlement
+from trading_bot.domain.instant import Account, ClosingCandle, OpeningCandle, run_instant
 from trading_bot.domain.params import StrategyParams
 from trading_bot.domain.protections import AccountGuard, ProtectionLimits, TradingState
 from trading_bot.domain.sizing import RiskLimits, may_open, position_size
@@ -28,7 +29,8 @@ from trading_bot.domain.timeframes import timeframe_ms
 from trading_bot.domain.trades import LONG, BotBook, ClosedTrade, Costs
 from trading_bot.domain.wallet import Wallet, bot_id
 
-CLOSE_EVENT, OPEN_EVENT = 0, 1  # within an instant, closes (phases 1–2) come before opens (phase 3)
+# Within an instant: funding (phase 0) first, then closes (phases 1–2), then opens (phase 3).
+FUNDING_EVENT, CLOSE_EVENT, OPEN_EVENT = -1, 0, 1
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class PortfolioResult:
     time_in_position_ms: int = 0  # time with at least one position open
     final_state: TradingState = field(default_factory=TradingState)  # the account rules' state at the end
     refused: dict[str, int] = field(default_factory=dict)  # signals refused by each account rule
+    funding_labels: dict[str, str] = field(default_factory=dict)  # per symbol: history or the default rate
 
 
 class _Bot:
@@ -115,7 +118,8 @@ class _Bot:
 
 
 def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: RiskLimits, initial_balance: float,
-                       start_ms: int, protections: ProtectionLimits | None = None) -> PortfolioResult:
+                       start_ms: int, protections: ProtectionLimits | None = None,
+                       funding: FundingSettlement | None = None) -> PortfolioResult:
     """Trade every candle that closes after start_ms (earlier ones only warm the indicators up), the bots
     in the given order (the daemon's: the settings' symbol × timeframe order), under the account rules
     (domain/protections.py) as the daemon applies them."""
@@ -124,6 +128,22 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
     guard = AccountGuard(protections or ProtectionLimits(), wallet)
     result = PortfolioResult(wallet=wallet, start_ms=start_ms)
     books = [b.book for b in bots]
+    if funding is not None:
+        funding.settled_ms = None
+    account = Account(guard, books, funding)
+    symbols = sorted({b.book.symbol for b in bots})
+    end_ms = max((b.close_ms(b.n - 1) for b in bots if b.n), default=start_ms)
+    funding_due: list[int] = []  # the one funding moment scheduled (only while a position is open)
+
+    def schedule_funding(after_ms: int) -> None:
+        # A moment with nothing open books nothing, and each instant's phase 0 settles what is due;
+        # a moment with a position open is an instant of its own (its day may begin there).
+        if funding is None or funding_due or not any(b.position is not None for b in books):
+            return
+        moment = funding.next_moment_after(after_ms, symbols, end_ms)
+        if moment is not None:
+            funding_due.append(moment)
+            heapq.heappush(events, (moment, FUNDING_EVENT, -1, -1))
     events: list[tuple[int, int, int, int]] = []  # (instant ms, close/open, bot order, candle index)
 
     def schedule_flat(bot: _Bot, k: int) -> None:
@@ -153,10 +173,13 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
         opens: list[tuple[_Bot, int]] = []
         while events and events[0][0] == instant:
             _, kind, order, k = heapq.heappop(events)
-            (closes if kind == CLOSE_EVENT else opens).append((bots[order], k))
+            if kind == FUNDING_EVENT:
+                funding_due.clear()
+            else:
+                (closes if kind == CLOSE_EVENT else opens).append((bots[order], k))
         # Phases 1–2 first: a signal taken now fills at an open of this same instant (phase 3), so the
         # opens are known only then. run_instant's phases run in sequence, so two calls are one.
-        run_instant(instant, [b.closing(k) for b, k in closes], [], costs, size, entry_allowed, guard, book_exit)
+        run_instant(instant, [b.closing(k) for b, k in closes], [], costs, size, entry_allowed, account, book_exit)
         for bot, k in closes:  # what each bot waits for next (a close event never leaves a position open)
             if bot.entry_index >= 0 and bot.book.position is None:
                 key = bot_id(bot.book.symbol, bot.book.timeframe)
@@ -171,9 +194,10 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
             else:
                 schedule_flat(bot, k + 1)
         if not opens:
+            schedule_funding(instant)
             continue
         opens.sort(key=lambda e: e[0].order)
-        run_instant(instant, [], [b.opening(k) for b, k in opens], costs, size, entry_allowed, guard, book_exit)
+        run_instant(instant, [], [b.opening(k) for b, k in opens], costs, size, entry_allowed, account, book_exit)
         for bot, k in opens:
             if bot.book.position is not None:
                 bot.entry_index = k
@@ -182,6 +206,7 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
                     heapq.heappush(events, (bot.close_ms(e), CLOSE_EVENT, bot.order, e))
             else:
                 schedule_flat(bot, k)  # the fill was refused (sizing): flat again from this candle
+        schedule_funding(instant)
     for bot in bots:
         key = bot_id(bot.book.symbol, bot.book.timeframe)
         result.candles[key] = max(0, bot.n - bot.first)
@@ -194,6 +219,8 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
     result.time_in_position_ms = _time_in_position(result.trades, bots)
     result.final_state = guard.state()
     result.refused = dict(guard.refused)
+    if funding is not None:
+        result.funding_labels = funding.labels(symbols)
     return result
 
 
@@ -227,10 +254,11 @@ def portfolio_metrics(result: PortfolioResult) -> PortfolioReport:
     initial = result.wallet.initial_balance
     period = float(result.end_ms - result.start_ms)
     per_bot: dict[str, Metrics] = {}
-    for key, candles in result.candles.items():
-        pnl = np.array([t.pnl for t in result.trades if bot_id(t.symbol, t.timeframe) == key], dtype=np.float64)
+    for key, candles in result.candles.items():  # each trade's PnL with its funding (the wallet's change)
+        pnl = np.array([t.pnl + t.funding for t in result.trades if bot_id(t.symbol, t.timeframe) == key],
+                       dtype=np.float64)
         per_bot[key] = compute_metrics(pnl, initial, period, result.candles_in_position.get(key, 0), candles)
-    pnl = np.array([t.pnl for t in result.trades], dtype=np.float64)
+    pnl = np.array([t.pnl + t.funding for t in result.trades], dtype=np.float64)
     scale = 1_000_000  # exposure as a share of the period's time, in millionths (compute_metrics takes counts)
     in_position = math.floor(result.time_in_position_ms / period * scale) if period > 0 else 0
     portfolio = compute_metrics(pnl, initial, period, min(in_position, scale), scale)

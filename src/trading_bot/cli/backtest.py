@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
     from trading_bot.domain.params import StrategyConfigError
-    from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES, replay_start_ms
+    from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES, open_funding, replay_start_ms
     from trading_bot.marketdata.candle_csv import cache_file_name, read_candles
     from trading_bot.persistence.strategy_config_file import load_config
 
@@ -42,8 +42,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"backtest needs more than {REPLAY_WARMUP_CANDLES} cached candles in {settings.candles_dir} "
                        f"for: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''} (trading-bot fetch)")
     series = [PortfolioSeries(s, tf, history[(s, tf)], config.params_for(s, tf)) for s, tf in keys]
+    funding = open_funding(settings, sorted({s for s, _ in keys}))
     result = backtest_portfolio(series, settings.costs, settings.risk_limits, settings.initial_balance,
-                                replay_start_ms(history), settings.protections)
+                                replay_start_ms(history), settings.protections, funding)
     report = portfolio_metrics(result)
     if args.json:
         print(json.dumps({"bots": {k: m.as_json() for k, m in report.per_bot.items()},
@@ -51,7 +52,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                           "open_positions": result.open_positions, "refused_by_protections": result.refused,
                           "final_trading_state": {"state": result.final_state.state,
                                                   "reason": result.final_state.reason},
-                          "max_open_positions": settings.max_open_positions}, indent=2))
+                          "max_open_positions": settings.max_open_positions,
+                          "funding": {"total": result.wallet.funding, "fees": result.wallet.fees_paid,
+                                      "basis": result.funding_labels}}, indent=2))
         return 0
     title = head()
     lines = [title, "-" * len(title)]
@@ -62,6 +65,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if result.refused:
         lines.append("signals refused by the account rules: "
                      + ", ".join(f"{rule.replace('_', ' ')} {n}" for rule, n in sorted(result.refused.items())))
+    if funding is None:
+        lines.append("funding: off (FUNDING=off)")
+    else:
+        lines.append(f"funding {result.wallet.funding:+.2f} USDT, apart from fees {result.wallet.fees_paid:.2f} and "
+                     "the trades' PnL (in the returns above); "
+                     + "; ".join(f"{s}: {label}" for s, label in result.funding_labels.items()))
     if not result.final_state.allows_entries:
         lines.append(f"at the end trading is {result.final_state.describe()}")
     print("\n".join(lines))

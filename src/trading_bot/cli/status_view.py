@@ -63,7 +63,8 @@ def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -
             positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
         wallet = saved.wallet
         result.update(balance=wallet.balance, initial_balance=wallet.initial_balance,
-                      realised_pnl=wallet.realised_pnl, fees_paid=wallet.fees_paid, trades=wallet.trades,
+                      realised_pnl=wallet.realised_pnl, fees_paid=wallet.fees_paid, funding=wallet.funding,
+                      trades=wallet.trades,
                       wins=wallet.wins)
     upnl = sum(p["unrealised_pnl"] for p in positions)
     result["positions"] = positions
@@ -103,12 +104,14 @@ def render_status(status: dict[str, Any]) -> str:
         return line
     hb = status["last_heartbeat"]
     source = hb.get("data_source") or "?"
+    funding = status.get("funding", 0.0)
     lines = [
         f"trading-bot {'running' if status['running'] else 'not running'} · mode {status['mode']} · "
         f"data {source}{' (SYNTHETIC market, not real prices)' if source == 'synthetic' else ''}",
         f"equity {status['equity']:.2f} USDT · balance {status.get('balance', 0):.2f} · "
-        f"realised {status.get('realised_pnl', 0):+.2f} · unrealised {status['unrealised_pnl']:+.2f} · "
-        f"fees {status.get('fees_paid', 0):.2f}",
+        f"realised {status.get('realised_pnl', 0):+.2f} = trading {status.get('realised_pnl', 0) - funding:+.2f} "
+        f"(fees {status.get('fees_paid', 0):.2f} paid) + funding {funding:+.2f} · "
+        f"unrealised {status['unrealised_pnl']:+.2f}",
         f"trades {status.get('trades', 0)} (won {status.get('wins', 0)}) · open positions {len(status['positions'])}",
     ]
     state = status.get("trading_state") or {}

@@ -5,8 +5,9 @@ The paper broker (through the heartbeat) and the portfolio backtest (backtest/po
 number of bots and any MAX_OPEN_POSITIONS. At an instant t, with the bots in their fixed order (the
 settings' symbol × timeframe order):
 
-0. the account rules see the instant first (domain/protections.py): a new UTC day starts from the
-   balance before any of t's exits;
+0. the account first: funding due at moments up to t is booked on the positions held
+   (domain/funding_settlement.py), then the account rules see the instant (domain/protections.py):
+   a new UTC day starts from the balance before any of t's exits;
 1. every bot with a candle closing at t: a signal still waiting fills at that candle's open, then the
    candle's stop/target check; an exit is booked at once (wallet, the bot's stop-out streak, then the
    daily loss and drawdown limits);
@@ -23,8 +24,9 @@ exactly `rules.on_closed_candle` followed by the fill at the next open.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from trading_bot.domain.funding_settlement import FundingPaid, FundingSettlement
 from trading_bot.domain.protections import AccountGuard
 from trading_bot.domain.rules import CandleOutcome, EntryGate, SizeFn, fill_pending, settle_candle, take_signal
 from trading_bot.domain.trades import BotBook, ClosedTrade, Costs
@@ -57,14 +59,36 @@ class OpeningCandle:
     rr_ratio: float
 
 
+@dataclass
+class Account:
+    """One wallet's books and rules: what phase 0 settles and the gates ask."""
+
+    guard: AccountGuard
+    books: Sequence[BotBook]  # every bot's, in the bots' order
+    funding: FundingSettlement | None = None  # None: no funding in these books (live books the exchange's)
+    funding_paid: list[FundingPaid] = field(default_factory=list)  # booked since the owner last took them
+
+    def open_instant(self, now_ms: int) -> None:
+        """Phase 0: funding due up to now, then the account rules' day."""
+        if self.funding is not None:
+            self.funding_paid += self.funding.settle(now_ms, self.books, self.guard)
+        self.guard.begin(now_ms)
+
+    def take_funding_paid(self) -> list[FundingPaid]:
+        paid, self.funding_paid = self.funding_paid, []
+        return paid
+
+
 def run_instant(now_ms: int, closing: Sequence[ClosingCandle], opening: Sequence[OpeningCandle], costs: Costs,
-                size: SizeFn, entry_allowed: EntryGate, guard: AccountGuard,
+                size: SizeFn, entry_allowed: EntryGate, account: Account,
                 on_booked: Callable[[ClosedTrade], None] | None = None) -> list[CandleOutcome]:
     """Apply the events of the instant `now_ms` in the documented order; returns one outcome per candle
-    event. `entry_allowed` is the cap (and the operator's pause); `on_booked` sees each booked exit."""
+    event. `entry_allowed` is the cap (and the operator's pause); `on_booked` sees each booked exit.
+    Idempotent in phase 0, so an instant may be applied in parts (the portfolio backtest does)."""
     outcomes: list[CandleOutcome] = []
     settled: list[tuple[ClosingCandle, CandleOutcome]] = []
-    guard.begin(now_ms)  # 0. the account rules' day
+    account.open_instant(now_ms)  # 0. funding, the account rules' day
+    guard = account.guard
     for c in closing:  # 1. fills still due and exits
         outcome = CandleOutcome()
         settle_candle(c.book, c.ts, c.open, c.high, c.low, c.sl_pct, c.rr_ratio, costs, size, outcome)

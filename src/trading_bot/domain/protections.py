@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
-from trading_bot.domain.trades import BotBook, ClosedTrade
+from trading_bot.domain.trades import BotBook, ClosedTrade, Position
 from trading_bot.domain.wallet import GuardRecord, Wallet
 
 DAY_MS = 86_400_000
@@ -90,6 +90,12 @@ class AccountGuard:
         """A closed trade: on the wallet, into the bot's stop-out streak, then the account limits checked."""
         self.wallet.apply(trade)
         self._streak(book, trade)
+        self.check()
+
+    def fund(self, position: Position, amount: float) -> None:
+        """A funding payment on an open position: into the wallet and the position, then the limits."""
+        position.funding += amount
+        self.wallet.add_funding(amount)
         self.check()
 
     def _streak(self, book: BotBook, trade: ClosedTrade) -> None:

@@ -86,7 +86,7 @@ def close_position(position: Position, reason: str, price: float, candle_ts: int
         symbol=position.symbol, timeframe=position.timeframe, side=position.side, qty=position.qty,
         entry_price=position.entry_price, entry_ts=position.entry_ts, signal_ts=position.signal_ts,
         exit_price=price, exit_ts=candle_ts, exit_reason=reason, entry_fee=position.entry_fee,
-        exit_fee=exit_fee, gross_pnl=gross, pnl=gross - position.entry_fee - exit_fee,
+        exit_fee=exit_fee, gross_pnl=gross, pnl=gross - position.entry_fee - exit_fee, funding=position.funding,
     )
 
 

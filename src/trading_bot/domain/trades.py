@@ -31,6 +31,7 @@ class Position:
     entry_fee: float
     sl_pct: float
     rr_ratio: float
+    funding: float = 0.0  # funding booked while open (+ received, − paid), apart from fees and trading PnL
     # Live only: exchange ids of the entry and the protective orders, and our client order ids.
     orders: dict[str, str] = field(default_factory=dict)
 
@@ -60,7 +61,8 @@ class ClosedTrade:
     entry_fee: float
     exit_fee: float
     gross_pnl: float
-    pnl: float  # net of both fees
+    pnl: float  # trading PnL net of both fees (funding apart: the wallet had it at each funding time)
+    funding: float = 0.0  # funding booked while the position was open (+ received, − paid)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,6 +21,11 @@ class Wallet:
     fees_paid: float = 0.0
     trades: int = 0
     wins: int = 0
+    funding: float = 0.0  # funding booked (+ received, − paid); already in the balance
+
+    def add_funding(self, amount: float) -> None:
+        self.balance += amount
+        self.funding += amount
 
     @property
     def realised_pnl(self) -> float:
@@ -55,3 +60,4 @@ class SavedState:
     intents: dict[str, OrderIntent] = field(default_factory=dict)
     paused: bool = False  # `trading-bot pause`: no new entries until `resume`, across restarts
     guard: GuardRecord = field(default_factory=GuardRecord)
+    funding_settled_ms: int | None = None  # paper/replay: funding moments up to here are booked

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from trading_bot.domain.candles import TS
+from trading_bot.domain.funding_settlement import FundingSettlement
 from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
 from trading_bot.domain.wallet import SavedState
 from trading_bot.engine.clock import Clock, ReplayClock
 from trading_bot.engine.errors import StartupError
 from trading_bot.engine.exchange_link import ExchangeLink
 from trading_bot.marketdata.candle_csv import cache_file_name, read_candles
+from trading_bot.marketdata.funding_csv import load_funding_schedules
 from trading_bot.marketdata.manager import MarketDataManager, SeriesKey
 from trading_bot.marketdata.sources import CandleSource, ReplaySource, SyntheticSource
 from trading_bot.settings import Settings
@@ -117,3 +120,14 @@ async def open_replay(settings: Settings, keys: list[SeriesKey], clock: Clock, s
     now = clock.now_ms()
     mdm.preload({key: c[c[:, TS] <= last_closed_open_ms(now, mdm.series[key].tf_ms)] for key, c in history.items()})
     return MarketData(mdm, clock, source.end_ms())
+
+
+def open_funding(settings: Settings, symbols: Sequence[str]) -> FundingSettlement | None:
+    """Paper, replay and the portfolio backtest book funding from the cached rates (`trading-bot
+    fetch`), else at the default rate, each symbol's basis logged once; FUNDING=off: none."""
+    if settings.funding == "off":
+        return None
+    settlement = FundingSettlement(load_funding_schedules(settings.candles_dir, symbols))
+    for symbol, label in settlement.labels(symbols).items():
+        log.info("funding %s: %s", symbol, label)
+    return settlement

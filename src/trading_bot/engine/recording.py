@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from trading_bot.domain.formatting import format_price
+from trading_bot.domain.formatting import format_ms, format_price
 from trading_bot.domain.trades import SIDE_NAMES, ClosedTrade
 from trading_bot.domain.wallet import SavedState
 from trading_bot.engine.clock import Clock
@@ -60,6 +60,10 @@ class Recorder:
         for trade in events.closed:
             await self._journal(trade)
             log_trade(trade, self.broker.wallet.balance)
+        for paid in events.funding:
+            log.info("funding %s %s %s %.4f USDT at %s UTC (rate %+.4f%%%s)", paid.symbol, paid.timeframe,
+                     "received" if paid.amount >= 0 else "paid", abs(paid.amount), format_ms(paid.time_ms),
+                     100 * paid.rate, "" if paid.from_history else ", the default: no history cached")
         if events.rejected:
             log.info("%d entr%s skipped by the risk limits", events.rejected, "y" if events.rejected == 1 else "ies")
         if events or save_anyway:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from trading_bot.domain.candles import TS
 from trading_bot.domain.wallet import SavedState
-from trading_bot.engine.candle_source import MarketData, open_market_data
+from trading_bot.engine.candle_source import MarketData, open_funding, open_market_data
 from trading_bot.engine.clock import Clock
 from trading_bot.engine.config_watch import ConfigWatcher
 from trading_bot.engine.errors import StartupError
@@ -98,7 +98,8 @@ class Startup:
     def _paper(self, market: MarketData, saved: SavedState | None) -> Trading:
         s = self.settings
         broker = PaperBroker(self.keys, s.initial_balance, s.costs, s.risk_limits, saved,
-                             mode="replay" if self.replay else "paper", protections=s.protections)
+                             mode="replay" if self.replay else "paper", protections=s.protections,
+                             funding=open_funding(self.settings, sorted({symbol for symbol, _ in self.keys})))
         saver = StateSaver(self.store, market.clock, market.mdm.source.name, broker.snapshot)
         return Trading(broker, PaperRecorder(broker, saver), PaperSupervisor())
 

@@ -81,7 +81,7 @@ class StatusReport:
             "initial_balance": wallet.initial_balance, "balance": wallet.balance,
             "realised_pnl": wallet.realised_pnl, "unrealised_pnl": sum(p["unrealised_pnl"] for p in positions),
             "equity": wallet.balance + sum(p["unrealised_pnl"] for p in positions),
-            "fees_paid": wallet.fees_paid, "trades": wallet.trades, "wins": wallet.wins,
+            "fees_paid": wallet.fees_paid, "funding": wallet.funding, "trades": wallet.trades, "wins": wallet.wins,
             "cache": self.mdm.stats.as_json(),
             "entry_latency": self.broker.latency.as_json() if self.broker.latency is not None else None,
             "halted": self.broker.halted,

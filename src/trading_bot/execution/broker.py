@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from trading_bot.domain.funding_settlement import FundingPaid
 from trading_bot.domain.intents import OrderIntent
 from trading_bot.domain.params import StrategyParams
 from trading_bot.domain.protections import AccountGuard, ProtectionLimits, TradingState, trading_state
@@ -28,6 +29,7 @@ class BrokerEvents:
     opened: list[Position] = field(default_factory=list)
     closed: list[ClosedTrade] = field(default_factory=list)
     rejected: int = 0
+    funding: list[FundingPaid] = field(default_factory=list)
 
     def add(self, outcome: CandleOutcome) -> None:
         if outcome.closed is not None:
@@ -38,7 +40,7 @@ class BrokerEvents:
             self.rejected += 1
 
     def __bool__(self) -> bool:
-        return bool(self.opened or self.closed or self.rejected)
+        return bool(self.opened or self.closed or self.rejected or self.funding)
 
 
 class Broker(Protocol):

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from trading_bot.domain.candles import HIGH, LOW, OPEN, TS
-from trading_bot.domain.instant import ClosingCandle, OpeningCandle, run_instant
+from trading_bot.domain.funding_settlement import FundingSettlement
+from trading_bot.domain.instant import Account, ClosingCandle, OpeningCandle, run_instant
 from trading_bot.domain.params import StrategyParams
 from trading_bot.domain.protections import ProtectionLimits
 from trading_bot.domain.rules import close_position, on_closed_candle
@@ -48,10 +49,13 @@ class PaperBroker(Books):
 
     def __init__(self, keys: list[tuple[str, str]], initial_balance: float, costs: Costs, limits: RiskLimits,
                  saved: SavedState | None = None, mode: str = "paper",
-                 protections: ProtectionLimits | None = None) -> None:
+                 protections: ProtectionLimits | None = None, funding: FundingSettlement | None = None) -> None:
         super().__init__(keys, initial_balance, limits, saved, protections)
         self.costs = costs
         self.mode = mode  # "paper" or "replay": saved with the books, shown in status
+        if funding is not None and saved is not None:
+            funding.settled_ms = saved.funding_settled_ms
+        self.account = Account(self.guard, list(self.books.values()), funding)
 
     def _size(self, side: int, entry: float, stop: float) -> float:
         return position_size(self.wallet.balance, entry, stop, self.limits)
@@ -73,7 +77,7 @@ class PaperBroker(Books):
         (No await inside: the instant is applied whole, deterministically.)"""
         events = BrokerEvents()
         closing: list[ClosingCandle] = []
-        guard = self.guard
+        account, guard = self.account, self.guard
         for bot in new:
             book = self.book(bot.symbol, bot.timeframe)
             p = bot.params
@@ -82,7 +86,7 @@ class PaperBroker(Books):
                     if book.last_candle_ts is None or int(bot.candles[i, TS]) > book.last_candle_ts]
             for i in rows[:-1]:
                 c = bot.candles[i]
-                guard.begin(int(c[TS]) + tf_ms)
+                account.open_instant(int(c[TS]) + tf_ms)
                 outcome = on_closed_candle(book, int(c[TS]), float(c[OPEN]), float(c[HIGH]), float(c[LOW]),
                                            float(bot.scores[i]), p.threshold, p.sl_pct, p.rr_ratio, self.costs,
                                            self._size, allow_entry=False)
@@ -96,9 +100,16 @@ class PaperBroker(Books):
                                              float(bot.scores[i]), p.threshold, p.sl_pct, p.rr_ratio))
         opening = [OpeningCandle(self.book(f.symbol, f.timeframe), f.ts, f.open, f.params.sl_pct, f.params.rr_ratio)
                    for f in forming]
-        for outcome in run_instant(now_ms, closing, opening, self.costs, self._size, self.entry_allowed, guard):
+        for outcome in run_instant(now_ms, closing, opening, self.costs, self._size, self.entry_allowed, account):
             events.add(outcome)
+        events.funding = account.take_funding_paid()
         return events
+
+    def snapshot(self) -> SavedState:
+        state = super().snapshot()
+        funding = self.account.funding
+        state.funding_settled_ms = funding.settled_ms if funding is not None else None
+        return state
 
     async def fill_at_open(self, symbol: str, timeframe: str, open_price: float, candle_ts: int,
                            params: StrategyParams) -> BrokerEvents:

@@ -104,3 +104,7 @@ def load_funding_schedule(candles_dir: Path, symbol: str) -> FundingSchedule:
     """The symbol's schedule from its cache file (the default grid alone when there is none)."""
     records, _ = read_funding_rates(funding_path(candles_dir, symbol))
     return FundingSchedule.from_records(symbol, records)
+
+
+def load_funding_schedules(candles_dir: Path, symbols: Iterable[str]) -> dict[str, FundingSchedule]:
+    return {symbol: load_funding_schedule(candles_dir, symbol) for symbol in symbols}

@@ -5,7 +5,8 @@ positions.json: {"version": 1, "mode", "clock_ms", "saved_at", "data_source",
                  "wallet": {...}, "bots": {"BTC/USDT:USDT|5m": {"position", "pending", "last_candle_ts"}},
                  "intents": {client_id: OrderIntent.to_json()},
                  "paused": bool (optional: older files lack it, meaning not paused),
-                 "guard": GuardRecord (optional: the account rules' day, peak and limits reached)}
+                 "guard": GuardRecord (optional: the account rules' day, peak and limits reached),
+                 "funding_settled_ms": int | null (paper/replay: funding booked up to here)}
 A bot may also carry "stop_streak" and "cooldown_until_ts" (written only when set).
 """
 
@@ -64,7 +65,7 @@ def encode_state(state: SavedState, saved_at: int, data_source: str) -> bytes:
         "version": STATE_VERSION, "mode": state.mode, "clock_ms": state.clock_ms, "saved_at": saved_at,
         "data_source": data_source, "wallet": asdict(state.wallet), "bots": bots,
         "intents": {client_id: intent.to_json() for client_id, intent in state.intents.items()},
-        "paused": state.paused, "guard": asdict(state.guard),
+        "paused": state.paused, "guard": asdict(state.guard), "funding_settled_ms": state.funding_settled_ms,
     })
 
 
@@ -80,7 +81,7 @@ def decode_state(data: bytes, source: str) -> SavedState:
         if doc.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported version {doc.get('version')!r}")
         raw_wallet = doc["wallet"]
-        wallet = Wallet(**{k: raw_wallet[k] for k in Wallet.__dataclass_fields__})
+        wallet = Wallet(**{k: raw_wallet[k] for k in Wallet.__dataclass_fields__ if k in raw_wallet or k != "funding"})
         if not all(_finite_number(getattr(wallet, k)) for k in Wallet.__dataclass_fields__):
             raise ValueError("wallet has a non-numeric value")
         books: dict[str, BotBook] = {}
@@ -101,7 +102,11 @@ def decode_state(data: bytes, source: str) -> SavedState:
         if not isinstance(paused, bool):
             raise ValueError("paused must be true or false")
         guard = _guard_record(doc.get("guard", {}))
-        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"), intents, paused, guard)
+        settled = doc.get("funding_settled_ms")
+        if settled is not None and not (isinstance(settled, int) and not isinstance(settled, bool)):
+            raise ValueError("funding_settled_ms must be a whole number")
+        return SavedState(wallet, books, doc.get("clock_ms"), doc.get("mode", "paper"), intents, paused, guard,
+                          settled)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(f"{source}: unreadable state ({type(exc).__name__}: {exc})") from None
 

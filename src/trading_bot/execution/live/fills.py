@@ -141,5 +141,5 @@ def closed_trade_from_fills(position: Position, fills: list[dict[str, Any]], rea
         symbol=position.symbol, timeframe=position.timeframe, side=position.side, qty=position.qty,
         entry_price=position.entry_price, entry_ts=position.entry_ts, signal_ts=position.signal_ts,
         exit_price=exit_price, exit_ts=exit_ts, exit_reason=reason, entry_fee=entry_fee, exit_fee=exit_fee,
-        gross_pnl=gross, pnl=gross - entry_fee - exit_fee,
+        gross_pnl=gross, pnl=gross - entry_fee - exit_fee, funding=position.funding,
     )
