@@ -249,7 +249,7 @@ async def test_injected_faults_surface_as_ccxt_exceptions(fake, kind, path, erro
             return await client.create_order(BTC, "market", "buy", 0.01)
         return await client.fetch_balance()
 
-    async with client_for(fake, adjustForTimeDifference=True, timeout=400) as client:
+    async with client_for(fake, adjustForTimeDifference=True, timeout=1000) as client:  # < 2 s, > load jitter
         await client.load_markets()
         started = time.monotonic()
         with pytest.raises(error) as raised:

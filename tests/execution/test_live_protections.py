@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from fakes.clocks import JAN_1_2026_MS
 from fakes.live_bot import SYMBOL_ID, open_a_position
 from trading_bot.domain.protections import HALTED, REDUCING
 from trading_bot.engine.control import Controls
 from trading_bot.engine.daemon import Daemon
 from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
+
+
+@pytest.fixture
+def market_start_ms() -> int:
+    return JAN_1_2026_MS + 7 * 3_600_000 + 58 * 60_000  # 07:58 UTC: two minutes before a funding moment
 
 
 async def _stopped_out(bot, clock, fake):
@@ -81,3 +89,39 @@ async def test_the_max_drawdown_halts_until_resumed(tmp_path, market):
         assert len(broker.open_positions()) == 1
     finally:
         await bot.shutdown()
+
+
+async def test_the_exchanges_funding_fee_is_booked_on_its_position_and_its_trade(tmp_path, market):
+    """Funding at 08:00 UTC on an open position: the fee from the exchange's income history goes into
+    the position, the wallet's funding total, status.json and, at the close, the journaled trade,
+    apart from the trade's PnL and fees; booked once however often it is read."""
+    clock, fake = market
+    bot, settings = await open_a_position(tmp_path, clock, fake)
+    try:
+        broker = bot.parts.broker
+        [position] = broker.open_positions()
+        clock.advance(3 * 60_000)  # past 08:00 and the minute after it
+        await bot.tick()
+        fee = fake.funding_fees()
+        assert fee != 0, "the fake charged funding at 08:00"
+        assert position.funding == fee and broker.wallet.funding == fee
+        assert bot.parts.report.status()["funding"] == fee
+        for _ in range(3):
+            clock.advance(60_000)
+            await bot.tick()
+        assert broker.wallet.funding == fee, "booked once"
+        fake.set_price(SYMBOL_ID, position.stop * (1 - 0.001 * position.side))
+        clock.advance(5_000)
+        await bot.tick()
+        [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
+        assert trade["funding"] == fee and trade["pnl"] == trade["gross_pnl"] - trade["entry_fee"] - trade["exit_fee"]
+    finally:
+        await bot.shutdown()
+    again = Daemon(settings, clock=clock, install_signals=False)
+    await again.start()
+    try:
+        clock.advance(60 * 60_000)
+        await again.tick()
+        assert again.parts.broker.wallet.funding == fee, "the fee is not booked again after a restart"
+    finally:
+        await again.shutdown()

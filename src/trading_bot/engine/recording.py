@@ -61,9 +61,10 @@ class Recorder:
             await self._journal(trade)
             log_trade(trade, self.broker.wallet.balance)
         for paid in events.funding:
-            log.info("funding %s %s %s %.4f USDT at %s UTC (rate %+.4f%%%s)", paid.symbol, paid.timeframe,
-                     "received" if paid.amount >= 0 else "paid", abs(paid.amount), format_ms(paid.time_ms),
-                     100 * paid.rate, "" if paid.from_history else ", the default: no history cached")
+            basis = ("the exchange's fee" if self.broker.mode == "live" else f"rate {100 * paid.rate:+.4f}%"
+                     + ("" if paid.from_history else ", the default: no history cached"))
+            log.info("funding %s %s %s %.4f USDT at %s UTC (%s)", paid.symbol, paid.timeframe or "(no position)",
+                     "received" if paid.amount >= 0 else "paid", abs(paid.amount), format_ms(paid.time_ms), basis)
         if events.rejected:
             log.info("%d entr%s skipped by the risk limits", events.rejected, "y" if events.rejected == 1 else "ies")
         if events or save_anyway:

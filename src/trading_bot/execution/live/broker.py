@@ -49,6 +49,7 @@ from trading_bot.execution.broker import Books, BrokerEvents
 from trading_bot.execution.latency import LatencyStats
 from trading_bot.execution.live.entries import EntryOrders
 from trading_bot.execution.live.exits import ExitBooker
+from trading_bot.execution.live.funding_income import FundingIncome
 from trading_bot.execution.live.gateway import OrderGateway
 from trading_bot.execution.live.intent_ledger import IntentLedger
 from trading_bot.execution.live.protection import PROTECTIVE_KINDS, Protection
@@ -91,6 +92,8 @@ class LiveBroker(Books):
         self.exits = ExitBooker(self.orders, self.guard, journal, now_ms)
         self.protection = Protection(self.orders, self.ledger, self.exits, persist, now_ms)
         self.entries = EntryOrders(self.orders, self.ledger, self.wallet, costs, limits, latency, now_ms)
+        self.funding = FundingIncome(pool, self.guard, lambda: self.held(None), now_ms,
+                                     saved.funding_settled_ms if saved else None)
 
     @property
     def reconcile_requested(self) -> bool:
@@ -139,6 +142,11 @@ class LiveBroker(Books):
 
     async def persist(self) -> None:
         await self._persist()
+
+    def snapshot(self) -> SavedState:
+        state = super().snapshot()
+        state.funding_settled_ms = self.funding.seen_ms  # the newest funding fee booked
+        return state
 
     def take_over(self, position: Position) -> BotBook:
         """Reconciliation: a position found on the exchange is its bot's from now on."""
@@ -255,7 +263,7 @@ class LiveBroker(Books):
     async def sync(self) -> BrokerEvents:
         """One positions request per heartbeat while anything is open: a position the exchange no
         longer has was closed by its stop or target; book the exit and cancel the sibling."""
-        events = BrokerEvents(closed=self.closed_elsewhere)
+        events = BrokerEvents(closed=self.closed_elsewhere, funding=await self.funding.book_due())
         self.closed_elsewhere = []
         held = [b for b in self.books.values() if b.position is not None]
         if held:
