@@ -81,3 +81,21 @@ def test_a_long_pays_and_a_short_receives_when_the_rate_is_positive():
     assert funding_payment(SHORT, 0.5, 60_000.0, 0.0001) == pytest.approx(3.0)
     assert funding_payment(LONG, 2.0, 3_000.0, -0.0002) == pytest.approx(1.2)
     assert funding_payment(SHORT, 2.0, 3_000.0, -0.0002) == pytest.approx(-1.2)
+
+
+def test_next_after_is_where_events_between_starts_on_any_schedule():
+    import random
+
+    from trading_bot.domain.funding import FUNDING_INTERVAL_MS as I8
+
+    rng = random.Random(1)
+    base = JAN_1 // I8 * I8
+    for _ in range(200):
+        records, t = [], base + rng.randint(-3, 3) * I8 + rng.randint(0, 59_000)
+        for _ in range(rng.randint(0, 8)):  # gaps, 4-hour and 1-hour stretches, ms-late stamps
+            records.append((t, rng.uniform(-1e-3, 1e-3)))
+            t += rng.choice([I8, I8 // 2, I8 // 8, 3 * I8])
+        schedule = FundingSchedule.from_records("X", records)
+        for _ in range(40):
+            after = base + rng.randint(-6 * I8, 12 * I8) + rng.choice([0, 1, -1, rng.randint(0, I8)])
+            assert schedule.next_after(after) == schedule.events_between(after, after + 40 * I8)[0]

@@ -53,6 +53,7 @@ def test_funding_counts_for_the_account_limits():
 
 
 def test_the_next_moment_for_the_backtest_scheduler():
-    settlement = FundingSettlement({})
-    assert settlement.next_moment_after(DAY0 + 1, ["BTC/USDT:USDT"], DAY0 + 10 * H8) == DAY0 + H8
-    assert settlement.next_moment_after(DAY0 + 1, ["BTC/USDT:USDT"], DAY0 + H8 - 1) is None
+    four_hourly = FundingSchedule.from_records("ETH/USDT:USDT", [(DAY0 + k * H8 // 2, 0.0001) for k in range(6)])
+    settlement = FundingSettlement({"ETH/USDT:USDT": four_hourly})
+    assert settlement.next_moment(DAY0 + 1, ["BTC/USDT:USDT"]) == DAY0 + H8
+    assert settlement.next_moment(DAY0 + 1, ["BTC/USDT:USDT", "ETH/USDT:USDT"]) == DAY0 + H8 // 2

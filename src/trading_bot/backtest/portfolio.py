@@ -130,7 +130,7 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
     books = [b.book for b in bots]
     if funding is not None:
         funding.settled_ms = None
-    account = Account(guard, books, funding)
+    account = Account(guard, books, funding, record_funding=False)
     symbols = sorted({b.book.symbol for b in bots})
     end_ms = max((b.close_ms(b.n - 1) for b in bots if b.n), default=start_ms)
     funding_due: list[int] = []  # the one funding moment scheduled (only while a position is open)
@@ -140,8 +140,8 @@ def backtest_portfolio(series: Sequence[PortfolioSeries], costs: Costs, limits: 
         # a moment with a position open is an instant of its own (its day may begin there).
         if funding is None or funding_due or not any(b.position is not None for b in books):
             return
-        moment = funding.next_moment_after(after_ms, symbols, end_ms)
-        if moment is not None:
+        moment = funding.next_moment(after_ms, symbols)
+        if moment <= end_ms:
             funding_due.append(moment)
             heapq.heappush(events, (moment, FUNDING_EVENT, -1, -1))
     events: list[tuple[int, int, int, int]] = []  # (instant ms, close/open, bot order, candle index)

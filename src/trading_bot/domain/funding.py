@@ -109,3 +109,18 @@ class FundingSchedule:
                  for t in default_funding_times(max(after_ms, last), until_ms)]
         return before + recorded + after
 
+    def next_after(self, after_ms: int) -> FundingEvent:
+        """The first funding moment after after_ms: the one `events_between(after_ms, …)` starts with
+        (the schedule has no end: past its history, the default grid)."""
+        grid = (after_ms // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
+        times = self.times
+        if times:
+            if after_ms < times[0]:
+                if grid < times[0]:
+                    return FundingEvent(grid, DEFAULT_FUNDING_RATE, False)
+                return FundingEvent(times[0], self.rates[0], True)
+            if after_ms < times[-1]:
+                i = bisect_right(times, after_ms)
+                return FundingEvent(times[i], self.rates[i], True)
+            grid = (times[-1] // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS if grid <= times[-1] else grid
+        return FundingEvent(grid, DEFAULT_FUNDING_RATE, False)

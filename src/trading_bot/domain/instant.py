@@ -67,11 +67,12 @@ class Account:
     books: Sequence[BotBook]  # every bot's, in the bots' order
     funding: FundingSettlement | None = None  # None: no funding in these books (live books the exchange's)
     funding_paid: list[FundingPaid] = field(default_factory=list)  # booked since the owner last took them
+    record_funding: bool = True  # keep what was paid (for the log); the backtest needs only the books
 
     def open_instant(self, now_ms: int) -> None:
         """Phase 0: funding due up to now, then the account rules' day."""
         if self.funding is not None:
-            self.funding_paid += self.funding.settle(now_ms, self.books, self.guard)
+            self.funding_paid += self.funding.settle(now_ms, self.books, self.guard, self.record_funding)
         self.guard.begin(now_ms)
 
     def take_funding_paid(self) -> list[FundingPaid]:

@@ -93,10 +93,10 @@ class AccountGuard:
         self.check()
 
     def fund(self, position: Position, amount: float) -> None:
-        """A funding payment on an open position: into the wallet and the position, then the limits."""
+        """A funding payment on an open position: into the wallet and the position. The caller checks
+        the limits (`check`) once the moment's payments are all booked."""
         position.funding += amount
         self.wallet.add_funding(amount)
-        self.check()
 
     def _streak(self, book: BotBook, trade: ClosedTrade) -> None:
         limits = self.limits

@@ -74,6 +74,7 @@ class FundingIncome:
                 paid.append(FundingPaid(symbol, book.timeframe, time_ms, 0.0, amount, True))
             else:  # a position the books do not hold (closed since, or not ours): the total only
                 self.guard.wallet.add_funding(amount)
-                self.guard.check()
                 paid.append(FundingPaid(symbol, "", time_ms, 0.0, amount, True))
+        if paid:
+            self.guard.check()
         return paid
