@@ -53,14 +53,14 @@ async def test_replay_of_six_bots_under_a_cap_of_two_is_the_portfolio_backtest(t
 async def test_replay_under_every_account_rule_is_the_portfolio_backtest(tmp_path):
     """The daily loss limit (over three UTC days), the cooldown and the max drawdown all refuse signals
     in this run, and the replay still makes the portfolio backtest's trades, sizes included."""
-    settings = make_settings(tmp_path, symbols=SYMBOLS, timeframes=("1m", "5m"), history_candles=5000,
-                             max_open_positions=3, daily_loss_limit=0.01, cooldown_stopouts=2, cooldown_candles=4,
-                             max_drawdown=0.024, max_order_notional=4000.0)
+    settings = make_settings(tmp_path, symbols=SYMBOLS, timeframes=("5m", "15m"), history_candles=1000,
+                             max_open_positions=3, daily_loss_limit=0.008, cooldown_stopouts=1, cooldown_candles=3,
+                             max_drawdown=0.015, max_order_notional=4000.0)
     write_config(settings.strategy_config, FAST_EXITS)
-    end_ms = 1_767_225_600_000 + 7 * 3_600_000  # 07:00 UTC: the 1m series spans three UTC days
-    history = {(s, tf): write_synthetic_cache(settings.candles_dir, s, tf, 3000 if tf == "1m" else 600,
+    end_ms = 1_767_225_600_000 + 7 * 3_600_000  # 07:00 UTC: the series span three UTC days
+    history = {(s, tf): write_synthetic_cache(settings.candles_dir, s, tf, 900 if tf == "5m" else 300,
                                               seed=23, end_ms=end_ms)
-               for s in SYMBOLS for tf in ("1m", "5m")}
+               for s in SYMBOLS for tf in ("5m", "15m")}
     expected = portfolio_of(settings, history, replay_start_ms(history))
     assert set(expected.refused) == {"daily_loss_limit", "cooldown", "max_drawdown"}, expected.refused
     assert expected.final_state.state == "halted" and len(expected.trades) >= 15

@@ -31,7 +31,8 @@ def test_the_daily_loss_limit_stops_entries_for_the_rest_of_the_utc_day_only():
     g.book(book, trade(-10.0))  # 30 of the day's 1000: reached
     assert not g.allows_entries()
     state = g.state()
-    assert state.state == REDUCING and "daily loss limit 3% reached" in state.reason and "970.00" in state.reason
+    assert state.state == REDUCING and state.reason == ("daily loss limit 3% of the day's 1000.00 reached; entries "
+                                                     "resume at 00:00 UTC")
     g.book(book, trade(+50.0, "target"))  # a win later the same day does not lift it
     g.begin(DAY0 + DAY_MS - 1)
     assert not g.allows_entries()

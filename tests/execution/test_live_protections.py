@@ -37,7 +37,7 @@ async def test_a_stop_out_that_reaches_the_daily_loss_limit_refuses_the_reentry(
         assert trade["exit_reason"] == "stop"
         assert bot.parts.broker.open_positions() == [], "no re-entry: the day's loss reached the limit"
         state = bot.parts.broker.trading_state()
-        assert state.state == REDUCING and "daily loss limit 0.05% reached" in state.reason
+        assert state.state == REDUCING and "daily loss limit 0.05% of the day" in state.reason
         assert bot.parts.report.status_line().startswith("REDUCING (daily loss limit")
         saved = decode_state(StateStore(settings.state_dir()).positions_path.read_bytes(), "positions.json")
         assert saved.guard.daily_limit_day == clock.now_ms() // 86_400_000

@@ -151,9 +151,9 @@ class AccountGuard:
     def reductions(self) -> list[str]:
         record = self.record
         if record.daily_limit_day is not None and record.daily_limit_day == record.day:
-            start = record.day_start_balance or 0.0
-            return [f"daily loss limit {100 * self.limits.daily_loss_limit:g}% reached: balance "
-                    f"{_money(self.wallet.balance)} from {_money(start)} at 00:00 UTC; entries resume tomorrow"]
+            # No live figures in the reason: it names the state, and the state is logged when it changes.
+            return [f"daily loss limit {100 * self.limits.daily_loss_limit:g}% of the day's "
+                    f"{_money(record.day_start_balance or 0.0)} reached; entries resume at 00:00 UTC"]
         return []
 
     def allows_entries(self) -> bool:
