@@ -39,6 +39,17 @@ def write_synthetic_cache(directory: Path, symbol: str, timeframe: str, count: i
     return candles
 
 
+def cli_settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, symbols: tuple[str, ...], timeframes: str,
+                     **extra: str) -> None:
+    """The environment of an in-process CLI run on tmp_path's data, symbols and timeframes."""
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STRATEGY_CONFIG", str(tmp_path / "config" / "strategy_config.json"))
+    monkeypatch.setenv("TRADING_SYMBOLS", ",".join(symbols))
+    monkeypatch.setenv("TRADING_TIMEFRAMES", timeframes)
+    for key, value in extra.items():
+        monkeypatch.setenv(key, value)
+
+
 def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """An environment for running the CLI in a subprocess: no inherited trading settings."""
     env = {k: v for k, v in os.environ.items() if k not in _TRADING_KEYS}
@@ -114,6 +125,18 @@ async def market(market_start_ms):
         yield clock, fake
     finally:
         await fake.stop()
+
+
+@pytest.fixture
+async def pool(market):
+    """A pooled client on the `market` fixture's fake, with quick retries."""
+    from trading_bot.exchange.client import ExchangeClient
+    from trading_bot.exchange.retry import RetryPolicy
+
+    _, fake = market
+    exchange = ExchangeClient("binanceusdm", fake.url, retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02))
+    yield exchange
+    await exchange.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_settings
+from conftest import cli_settings_env, make_settings
 from trading_bot.backtest.analyzer import load_history
 from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
 from trading_bot.backtest.reference import series_scores
@@ -27,12 +27,7 @@ SETTINGS = {"MAX_OPEN_POSITIONS": "1", "INITIAL_BALANCE": "5000", "FEE_RATE": "0
 
 
 def _setup(monkeypatch, tmp_path, counts=(2500, 2500, 2500)):
-    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("STRATEGY_CONFIG", str(tmp_path / "config" / "strategy_config.json"))
-    monkeypatch.setenv("TRADING_SYMBOLS", ",".join(SYMBOLS))
-    monkeypatch.setenv("TRADING_TIMEFRAMES", "5m")
-    for key, value in SETTINGS.items():
-        monkeypatch.setenv(key, value)
+    cli_settings_env(monkeypatch, tmp_path, SYMBOLS, "5m", **SETTINGS)
     settings = make_settings(tmp_path)
     for seed, (symbol, count) in enumerate(zip(SYMBOLS, counts, strict=True)):
         append_candles(settings.candles_dir / cache_file_name(symbol, "5m"),

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import make_settings, write_synthetic_cache
+from conftest import cli_settings_env, make_settings, write_synthetic_cache
 from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio
 from trading_bot.cli.main import main
 from trading_bot.domain.params import default_config
@@ -18,12 +18,7 @@ SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT")
 
 
 def _env(monkeypatch, tmp_path, **extra):
-    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("STRATEGY_CONFIG", str(tmp_path / "config" / "strategy_config.json"))
-    monkeypatch.setenv("TRADING_SYMBOLS", ",".join(SYMBOLS))
-    monkeypatch.setenv("TRADING_TIMEFRAMES", "1m,5m")
-    for key, value in extra.items():
-        monkeypatch.setenv(key, value)
+    cli_settings_env(monkeypatch, tmp_path, SYMBOLS, "1m,5m", **extra)
 
 
 def test_backtest_prints_each_bot_and_the_portfolio(tmp_path, monkeypatch, capsys):

@@ -8,9 +8,7 @@ import io
 import pytest
 
 from fakes.fake_binance import FakeBinance
-from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.history_download import fetch_history, render_summary
-from trading_bot.exchange.retry import RetryPolicy
 from trading_bot.marketdata.funding_csv import funding_path, load_funding_schedule, merge_funding_rates, read_funding_rates
 
 DAY = 86_400_000
@@ -22,14 +20,6 @@ BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 @pytest.fixture
 def market_start_ms() -> int:
     return NOW
-
-
-@pytest.fixture
-async def pool(market):
-    _, fake = market
-    exchange = ExchangeClient("binanceusdm", fake.url, retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02))
-    yield exchange
-    await exchange.close()
 
 
 def funding_requests(fake: FakeBinance) -> list:

@@ -26,7 +26,6 @@ from trading_bot.exchange.history_download import (
     render_summary,
 )
 from trading_bot.exchange.klines import klines_weight
-from trading_bot.exchange.retry import RetryPolicy
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name, read_candles
 from trading_bot.ops.progress import Progress
 
@@ -39,14 +38,6 @@ BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 @pytest.fixture
 def market_start_ms() -> int:
     return NOW
-
-
-@pytest.fixture
-async def pool(market):
-    _, fake = market
-    exchange = ExchangeClient("binanceusdm", fake.url, retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02))
-    yield exchange
-    await exchange.close()
 
 
 def served(fake: FakeBinance, symbol_id: str, first: int, last: int, timeframe: str = "5m") -> np.ndarray:

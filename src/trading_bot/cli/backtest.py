@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
     from trading_bot.domain.params import StrategyConfigError
+    from trading_bot.domain.wallet import bot_id
     from trading_bot.engine.candle_source import REPLAY_WARMUP_CANDLES, open_funding, replay_start_ms
     from trading_bot.marketdata.candle_csv import cache_file_name, read_candles
     from trading_bot.persistence.strategy_config_file import load_config
@@ -47,7 +48,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                 replay_start_ms(history), settings.protections, funding)
     report = portfolio_metrics(result)
     if args.json:
-        print(json.dumps({"bots": {k: m.as_json() for k, m in report.per_bot.items()},
+        funding_by_bot: dict[str, float] = {}
+        for t in result.trades:
+            key = bot_id(t.symbol, t.timeframe)
+            funding_by_bot[key] = funding_by_bot.get(key, 0.0) + t.funding
+        print(json.dumps({"bots": {k: {**m.as_json(), "funding": funding_by_bot.get(k, 0.0)}
+                                   for k, m in report.per_bot.items()},
                           "portfolio": report.portfolio.as_json(), "skipped_entries": report.skipped_entries,
                           "open_positions": result.open_positions, "refused_by_protections": result.refused,
                           "final_trading_state": {"state": result.final_state.state,

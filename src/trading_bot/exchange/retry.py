@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from trading_bot.exchange.errors import short_error
+
 T = TypeVar("T")
 
 
@@ -50,13 +52,8 @@ class RetryPolicy:
                 if attempt + 1 >= self.attempts or not self.retryable(exc):
                     raise
                 pause = self.delay(attempt)
-                log.warning("%s failed (%s: %s); retry %d/%d in %.2fs", what, type(exc).__name__, _short(exc),
-                            attempt + 1, self.attempts - 1, pause)
+                log.warning("%s failed (%s); retry %d/%d in %.2fs", what, short_error(exc), attempt + 1,
+                            self.attempts - 1, pause)
                 await self.sleep(pause)
         raise AssertionError("unreachable")
-
-
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
