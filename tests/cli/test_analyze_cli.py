@@ -14,6 +14,7 @@ from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, 
 from trading_bot.backtest.reference import series_scores
 from trading_bot.cli.main import main
 from trading_bot.domain.candles import TS
+from trading_bot.domain.funding_settlement import FundingSettlement
 from trading_bot.domain.params import default_config
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.trades import Costs
@@ -60,11 +61,15 @@ def test_json_portfolio_is_the_settings_portfolio_over_the_analyzers_test_period
         start = int(np.searchsorted(candles[:, TS], results[symbol]["folds"][-1]["test_from_ts"]))
         chosen = type(params)(params.weights, **results[symbol]["chosen"])
         series.append(PortfolioSeries(symbol, "5m", candles[start:], chosen, series_scores(candles, params)[start:]))
-    expected = backtest_portfolio(series, Costs(0.0005, 0.0001), RiskLimits(0.02, 1.5, 1), 5000.0, report["from_ms"])
+    # With funding at the default rate (no history cached), as the daemon would book it.
+    expected = backtest_portfolio(series, Costs(0.0005, 0.0001), RiskLimits(0.02, 1.5, 1), 5000.0, report["from_ms"],
+                                  None, FundingSettlement({}))
+    assert expected.wallet.funding != 0
     chosen = report["chosen"]
     assert chosen["portfolio"] == portfolio_metrics(expected).portfolio.as_json()
     assert chosen["portfolio"]["trades"] == len(expected.trades) > 0
-    assert chosen["portfolio"]["final_equity"] == pytest.approx(expected.wallet.balance, rel=1e-12)
+    closed = 5000.0 + sum(t.pnl + t.funding for t in expected.trades)  # the wallet also has what open ones paid
+    assert chosen["portfolio"]["final_equity"] == pytest.approx(closed, rel=1e-12)
     assert chosen["skipped_entries"] == expected.skipped_entries > 0  # the cap binds ...
     assert chosen["portfolio"]["trades"] < sum(r["test"]["trades"] for r in results.values())  # ... and costs trades
     assert sum(b["in_portfolio"]["trades"] for b in report["bots"].values()) == chosen["portfolio"]["trades"]

@@ -18,7 +18,9 @@ from typing import Any
 from trading_bot.backtest.analyzer import AnalysisOptions, SeriesJob, SeriesResult, TestSegment, objective_value
 from trading_bot.backtest.metrics import Metrics
 from trading_bot.backtest.portfolio import PortfolioSeries, backtest_portfolio, portfolio_metrics
+from trading_bot.domain.funding_settlement import FundingSettlement
 from trading_bot.domain.params import StrategyConfig, StrategyParams
+from trading_bot.domain.protections import ProtectionLimits
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.trades import Costs
 from trading_bot.domain.wallet import bot_id
@@ -129,19 +131,23 @@ class PortfolioCheck:
                 "left_out": list(self.left_out)}
 
 
-def check_portfolio(bots: Sequence[CheckedBot], options: AnalysisOptions, left_out: Sequence[str] = ()) -> PortfolioCheck:
-    """Both portfolio backtests over the test period (at least one bot)."""
+def check_portfolio(bots: Sequence[CheckedBot], options: AnalysisOptions, left_out: Sequence[str] = (),
+                    protections: ProtectionLimits | None = None,
+                    funding: FundingSettlement | None = None) -> PortfolioCheck:
+    """Both portfolio backtests over the test period (at least one bot), under the account rules and
+    with funding as the daemon would book them."""
     if not bots:
         raise ValueError("the portfolio check needs at least one bot")
     costs = Costs(options.fee_rate, options.slippage)
-    limits = RiskLimits(options.risk_per_trade, options.leverage, options.max_open_positions)
+    limits = RiskLimits(options.risk_per_trade, options.leverage, options.max_open_positions,
+                        options.max_order_notional)
     # Each series is handed only its test candles, so it trades from its own split; the wallet's
     # period starts at the earliest of them.
     start_ms = min(b.segment.from_ts for b in bots)
 
     def run(params_of: Callable[[CheckedBot], StrategyParams]) -> tuple[PortfolioRun, int]:
         series = [PortfolioSeries(b.symbol, b.timeframe, b.segment.candles, params_of(b), b.segment.scores) for b in bots]
-        result = backtest_portfolio(series, costs, limits, options.initial_balance, start_ms)
+        result = backtest_portfolio(series, costs, limits, options.initial_balance, start_ms, protections, funding)
         report = portfolio_metrics(result)
         return PortfolioRun(report.per_bot, report.portfolio, report.skipped_entries, result.open_positions), result.end_ms
 

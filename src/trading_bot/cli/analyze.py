@@ -115,12 +115,17 @@ def _analyze(jobs: list[Any], options: Any, args: argparse.Namespace) -> list[An
             executor.shutdown()
 
 
-def _portfolio(jobs: list[Any], results: list[Any], config: Any, options: Any) -> Any:
-    """The portfolio check over the test period (PortfolioCheck), or None without a series to trade."""
+def _portfolio(jobs: list[Any], results: list[Any], config: Any, options: Any, settings: Settings) -> Any:
+    """The portfolio check over the test period (PortfolioCheck), or None without a series to trade:
+    under the settings' account rules and with funding, as the daemon trades."""
     from trading_bot.backtest.portfolio_check import check_portfolio, checked_bots
+    from trading_bot.engine.candle_source import open_funding
 
     bots, left_out = checked_bots(jobs, results, config)
-    return check_portfolio(bots, options, left_out) if bots else None
+    if not bots:
+        return None
+    funding = open_funding(settings, sorted({bot.symbol for bot in bots}))
+    return check_portfolio(bots, options, left_out, settings.protections, funding)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -143,7 +148,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     jobs = jobs_for(keys, settings.candles_dir, config)  # the settings' order: the daemon's, for the portfolio
     results = _analyze(jobs, options, args)
     elapsed = time.perf_counter() - started
-    check = _portfolio(jobs, results, config, options)
+    check = _portfolio(jobs, results, config, options, settings)
     portfolio_s = time.perf_counter() - started - elapsed
     if args.json:
         print(json.dumps({"results": [r.as_json() for r in results], "seconds": elapsed, "grid_size": options.grid.size,
