@@ -243,6 +243,7 @@ class FakeBinance:
         self.port = 0
         self._prices: dict[str, float] = {}
         self._price_cache: dict[tuple[str, int], float] = {}
+        self._candle_origins: dict[int, int] = {}  # interval ms -> open time of the first candle candles() serves
         self._injections: list[Injection] = []
         self._window = -1
         self._weight_used = 0
@@ -394,7 +395,9 @@ class FakeBinance:
     def candles(self, symbol: str, interval: str, start: int, end: int):
         """Closed and forming candles with open time in [start, end], continuous from a fixed origin."""
         tf = TIMEFRAME_MS[interval]
-        origin = last_closed_open_ms(self.now_ms(), tf) - 5000 * tf
+        # Fixed at the first request per interval: an origin that moved with the clock re-priced every
+        # candle (the walk starts at the origin), so a candle fetched later differed from one pushed earlier.
+        origin = self._candle_origins.setdefault(tf, last_closed_open_ms(self.now_ms(), tf) - 5000 * tf)
         first = max(origin, (start + tf - 1) // tf * tf)
         last = min(end // tf * tf, last_closed_open_ms(self.now_ms(), tf) + tf)
         if last < first:
