@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 
 from trading_bot.exchange.client import point_client_at
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from fakes.fake_binance import FakeBinance
 
 
-def ccxt_client(fake: FakeBinance, **options: Any) -> ccxt_async.binanceusdm:
+def ccxt_client(fake: FakeBinance, pro: bool = False, **options: Any) -> ccxt_async.binanceusdm:
     """A real `ccxt.async_support.binanceusdm` with the fake's API key and secret, rate limiting on,
     currencies not fetched, and every `urls['api']` entry re-pointed at fake.url (path kept).
 
@@ -27,6 +28,9 @@ def ccxt_client(fake: FakeBinance, **options: Any) -> ccxt_async.binanceusdm:
     http://127.0.0.1:<port> they would all surface as a bare ExchangeError, which the trading code
     never sees in production, so the client looks the maps up as if the URL were Binance's
     (trading_bot.exchange.point_client_at, the same code the daemon uses for EXCHANGE_URL).
+
+    pro=True: a `ccxt.pro.binanceusdm` (the same REST client plus websockets), its linear websocket
+    base on the fake too.
     """
     config: dict[str, Any] = {"apiKey": fake.api_key, "secret": fake.api_secret, "enableRateLimit": True}
     client_options: dict[str, Any] = {"fetchCurrencies": False}
@@ -37,8 +41,11 @@ def ccxt_client(fake: FakeBinance, **options: Any) -> ccxt_async.binanceusdm:
         else:
             client_options[key] = value
     config["options"] = client_options
-    client = ccxt_async.binanceusdm(config)
+    client = (ccxt_pro if pro else ccxt_async).binanceusdm(config)
     point_client_at(client, fake.url)
+    if pro:
+        # ccxt.pro derives /market/ws/<n> (klines) and /private/ws?listenKey= (user data) from this base
+        client.urls["api"]["ws"]["linear"] = fake.ws_url
     return client
 
 

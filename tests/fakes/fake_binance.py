@@ -13,7 +13,8 @@ so ccxt 4.5's binanceusdm parses them as it parses the real exchange's.
 Candles come from the project's deterministic synthetic market, computed from the fake's clock, so a
 test knows what the exchange "traded". Binds 127.0.0.1 on a free port; start() / stop() inside the
 test. Nothing runs in the background: state only changes when a request arrives or the test calls a
-method (set_price, inject, ...).
+method (set_price, inject, ...) — except, once a websocket or a listen key exists, the websocket
+side's pump (fake_binance_ws.py: market and user data streams; the ws_* hooks below).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from fakes.fake_binance_ws import FakeBinanceWs
 from trading_bot.domain.timeframes import TIMEFRAME_MS, last_closed_open_ms
 from trading_bot.marketdata.synthetic import synthetic_candles
 
@@ -176,6 +178,7 @@ class Endpoint:
     signed: bool
     weight: Callable[[dict[str, str]], int]
     funding_limited: bool = False  # counts against the funding endpoints' own limit (500 per 5 minutes per IP)
+    keyed: bool = False  # USER_STREAM: the API key header, no signature (the listen key endpoints)
 
 
 def _fixed(n: int) -> Callable[[dict[str, str]], int]:
@@ -240,6 +243,7 @@ class FakeBinance:
         self.port = 0
         self._prices: dict[str, float] = {}
         self._price_cache: dict[tuple[str, int], float] = {}
+        self._candle_origins: dict[int, int] = {}  # interval ms -> open time of the first candle candles() serves
         self._injections: list[Injection] = []
         self._window = -1
         self._weight_used = 0
@@ -263,12 +267,32 @@ class FakeBinance:
         self._inflight: set[asyncio.Future] = set()
         self._runner: web.AppRunner | None = None
         self._endpoints = self._build_endpoints()
+        self.ws = FakeBinanceWs(self)
 
     # --- the test's controls ------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The websocket base, as ccxt.pro's urls['api']['ws']['linear'] (it adds /market, /private)."""
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def ws_drop(self) -> int:
+        """Cut every websocket connection now (no close frame); how many were cut."""
+        return self.ws.drop()
+
+    def ws_stall(self, seconds: float | None = None, *, answer_pings: bool = False) -> None:
+        """Stop sending on every websocket without closing, for `seconds` or until ws_release()."""
+        self.ws.stall(seconds, answer_pings=answer_pings)
+
+    def ws_release(self) -> None:
+        self.ws.release()
+
+    def ws_expire_listen_key(self) -> None:
+        self.ws.expire_listen_key()
 
     def price(self, symbol_id: str) -> float:
         """The current trade/mark price: the last set_price(), else synthetic_price()."""
@@ -361,10 +385,19 @@ class FakeBinance:
             self._anchor = (now, mono)
         return now + int((mono - self._anchor[1]) * 1000)
 
+    def kline_rows(self, symbol: str, interval: str, start: int, end: int) -> list[list]:
+        """candles() as Binance's kline arrays (the REST klines' rows; the kline stream's fields too)."""
+        tf = TIMEFRAME_MS[interval]
+        return [[int(r[0]), f"{r[1]:.8f}", f"{r[2]:.8f}", f"{r[3]:.8f}", f"{r[4]:.8f}", f"{r[5]:.3f}",
+                 int(r[0]) + tf - 1, f"{r[4] * r[5]:.4f}", 100, f"{r[5] / 2:.3f}", f"{r[4] * r[5] / 2:.4f}", "0"]
+                for r in self.candles(symbol, interval, start, end)]
+
     def candles(self, symbol: str, interval: str, start: int, end: int):
         """Closed and forming candles with open time in [start, end], continuous from a fixed origin."""
         tf = TIMEFRAME_MS[interval]
-        origin = last_closed_open_ms(self.now_ms(), tf) - 5000 * tf
+        # Fixed at the first request per interval: an origin that moved with the clock re-priced every
+        # candle (the walk starts at the origin), so a candle fetched later differed from one pushed earlier.
+        origin = self._candle_origins.setdefault(tf, last_closed_open_ms(self.now_ms(), tf) - 5000 * tf)
         first = max(origin, (start + tf - 1) // tf * tf)
         last = min(end // tf * tf, last_closed_open_ms(self.now_ms(), tf) + tf)
         if last < first:
@@ -379,6 +412,7 @@ class FakeBinance:
     async def start(self) -> FakeBinance:
         self._closing = asyncio.Event()
         app = web.Application()
+        self.ws.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -390,6 +424,7 @@ class FakeBinance:
     async def stop(self) -> None:
         if self._closing is not None:
             self._closing.set()  # ends injected delays and latency sleeps at once
+        await self.ws.close()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         if self._runner is not None:
@@ -477,6 +512,8 @@ class FakeBinance:
                 self._count_funding_request()
             if endpoint.signed:
                 self._authenticate(request, params, raw_query, raw_body)
+            elif endpoint.keyed:
+                self._check_api_key(request)
             body = endpoint.handler(params)
             response = web.json_response(body)
             self._note_protection()
@@ -612,12 +649,15 @@ class FakeBinance:
 
     # --- authentication --------------------------------------------------------------------------
 
-    def _authenticate(self, request: web.Request, params: dict[str, str], raw_query: str, raw_body: str) -> None:
+    def _check_api_key(self, request: web.Request) -> None:
         key = request.headers.get("X-MBX-APIKEY", "")
         if not API_KEY_RE.match(key):
             raise _reject(-2014, "API-key format invalid.", 401)
         if not hmac.compare_digest(key, self.api_key):
             raise _reject(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+
+    def _authenticate(self, request: web.Request, params: dict[str, str], raw_query: str, raw_body: str) -> None:
+        self._check_api_key(request)
         if "timestamp" not in params:
             raise _reject(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
         signature = params.get("signature", "")
@@ -668,6 +708,9 @@ class FakeBinance:
             ("DELETE", "/fapi/v1/algoOpenOrders"): Endpoint(self._cancel_all_algo_orders, signed, _fixed(1)),
             ("GET", "/fapi/v1/userTrades"): Endpoint(self._user_trades, signed, _fixed(5)),
         }
+        for method in ("POST", "PUT", "DELETE"):
+            table[(method, "/fapi/v1/listenKey")] = Endpoint(
+                lambda p, m=method: self._listen_key(m), public, _fixed(1), keyed=True)
         for version in ("v2", "v3"):
             table[("GET", f"/fapi/{version}/account")] = Endpoint(
                 lambda p, v=version: self._account(p, v), signed, _fixed(5))
@@ -675,6 +718,12 @@ class FakeBinance:
             table[("GET", f"/fapi/{version}/positionRisk")] = Endpoint(
                 lambda p, v=version: self._position_risk(p, v), signed, _fixed(5))
         return table
+
+    def _listen_key(self, method: str) -> dict:
+        key = self.ws.listen_key_request(method)
+        if key is None:
+            raise _reject(-1125, "This listenKey does not exist.")
+        return {} if method == "DELETE" else {"listenKey": key}
 
     # --- public market data ----------------------------------------------------------------------
 
@@ -705,13 +754,9 @@ class FakeBinance:
         if "startTime" in q:
             start = int(q["startTime"])
             end = int(q.get("endTime", start + (limit - 1) * tf))
-            rows = self.candles(symbol, interval, start, end)[:limit]
-        else:
-            end = int(q.get("endTime", now))
-            rows = self.candles(symbol, interval, end - limit * tf, end)[-limit:]
-        return [[int(r[0]), f"{r[1]:.8f}", f"{r[2]:.8f}", f"{r[3]:.8f}", f"{r[4]:.8f}", f"{r[5]:.3f}",
-                 int(r[0]) + tf - 1, f"{r[4] * r[5]:.4f}", 100, f"{r[5] / 2:.3f}", f"{r[4] * r[5] / 2:.4f}", "0"]
-                for r in rows]
+            return self.kline_rows(symbol, interval, start, end)[:limit]
+        end = int(q.get("endTime", now))
+        return self.kline_rows(symbol, interval, end - limit * tf, end)[-limit:]
 
     def _ticker_24hr(self, q: dict[str, str]) -> dict | list:
         if "symbol" in q:
@@ -805,6 +850,7 @@ class FakeBinance:
                 self.balance = round(self.balance + fee, 8)
                 self._balance_update_ms = max(self._balance_update_ms, time_ms)
                 self._book_income(symbol, "FUNDING_FEE", fee, time_ms, "")
+                self.ws.account_update("FUNDING_FEE", symbol)
 
     def _book_income(self, symbol: str, income_type: str, amount: float, time_ms: int, trade_id: str) -> None:
         self.income.append({"symbol": symbol, "incomeType": income_type, "income": f"{amount:.8f}", "asset": "USDT",
@@ -917,6 +963,7 @@ class FakeBinance:
             self.orders[order["orderId"]] = order
         else:
             self.orders[order["orderId"]] = order
+            self.ws.order_update(order, "NEW")
         return _without(order, "time")
 
     def _query_order(self, q: dict[str, str]) -> dict:
@@ -931,6 +978,7 @@ class FakeBinance:
             raise _reject(-2011, "Unknown order sent.")
         order["status"] = "CANCELED"
         order["updateTime"] = self.now_ms()
+        self.ws.order_update(order, "CANCELED")
         return dict(order)
 
     def _open_orders(self, q: dict[str, str]) -> list:
@@ -951,6 +999,7 @@ class FakeBinance:
         for order in self.orders.values():
             if order["symbol"] == symbol and order["status"] in ("NEW", "PARTIALLY_FILLED"):
                 order["status"], order["updateTime"] = "CANCELED", self.now_ms()
+                self.ws.order_update(order, "CANCELED")
         return dict(ALL_DONE)
 
     # --- conditional (algo) orders ---------------------------------------------------------------
@@ -1052,6 +1101,7 @@ class FakeBinance:
             if (algo["symbol"] == symbol and algo["algoStatus"] == "NEW"
                     and self._triggered(algo["orderType"], algo["side"], float(algo["triggerPrice"]), price)):
                 self._trigger(algo, price)
+                self.ws.algo_update(algo)
         for order in sorted(self.orders.values(), key=lambda o: o["orderId"]):
             if order["symbol"] != symbol or order["status"] != "NEW" or order["type"] != "LIMIT":
                 continue
@@ -1105,6 +1155,7 @@ class FakeBinance:
             algo["actualPrice"] = order["avgPrice"]
         else:
             self.orders[order["orderId"]] = order
+            self.ws.order_update(order, "NEW")
 
     def _finish_algo_of(self, order: dict) -> None:
         for algo in self.algo_orders.values():
@@ -1132,6 +1183,7 @@ class FakeBinance:
     def _fill(self, order: dict, qty: float, price: float, maker: bool) -> None:
         """Execute `qty` of `order` at `price`: position, realized PnL, fee, balance, one userTrades row."""
         symbol, side, now = order["symbol"], order["side"], self.now_ms()
+        rested = order["orderId"] in self.orders  # its NEW went out when it was placed
         position = self.positions[symbol]
         amount, entry = position["amount"], position["entry_price"]
         delta = qty if side == "BUY" else -qty
@@ -1173,6 +1225,7 @@ class FakeBinance:
             "updateTime": now,
         })
         self.orders[order["orderId"]] = order
+        self.ws.fill(order, trade, first=not rested)
 
     def _reduce_only_qty(self, symbol: str, side: str, qty: float) -> float:
         amount = self.positions[symbol]["amount"]
