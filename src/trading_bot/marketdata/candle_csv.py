@@ -77,16 +77,16 @@ def parse_candle_lines(lines: list[bytes], report: ReadReport) -> np.ndarray:
 
 
 def _parse_clean_lines(lines: list[bytes]) -> np.ndarray | None:
-    """The common case, every line whole and numeric, in one pass (startup reads thousands of series):
-    the same float() on every field as the line-by-line path, so the same values; None when any
-    line is not, and the forgiving path below drops and counts the bad ones."""
-    if not lines or any(line.count(b",") != COLUMNS - 1 for line in lines):
+    """The common case, every line whole and numeric, in one C pass (startup reads thousands of
+    series): numpy's parser rounds as float() does (both correctly rounded), so the same values.
+    None when any line is not: the forgiving path below drops and counts the bad ones."""
+    if not lines:
         return None
     try:
-        values = list(map(float, b",".join(lines).split(b",")))
+        values = np.loadtxt(lines, delimiter=",", dtype=np.float64, comments=None, ndmin=2, encoding="bytes")
     except ValueError:
         return None
-    return np.array(values, dtype=np.float64).reshape(len(lines), COLUMNS)
+    return values if values.shape == (len(lines), COLUMNS) else None  # blank lines are skipped there
 
 
 def clean_candles(candles: np.ndarray, report: ReadReport) -> np.ndarray:
