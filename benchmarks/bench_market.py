@@ -62,7 +62,7 @@ def rss_mib() -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def settings_for(work: Path):  # noqa: ANN201 (Settings: imported late, with the worktree's code)
+def settings_for(work: Path):  # -> Settings (imported late: the worktree's code)
     from trading_bot.settings import Settings
 
     return Settings(symbols=SYMBOLS, timeframes=TIMEFRAMES, data_dir=work / "data",
@@ -141,7 +141,7 @@ async def one_run(work: Path, profile: str | None) -> dict[str, object]:
     }
 
 
-def _profiler():  # noqa: ANN202
+def _profiler():
     import cProfile
 
     profiler = cProfile.Profile()
@@ -149,7 +149,7 @@ def _profiler():  # noqa: ANN202
     return profiler
 
 
-def _report(profiler) -> None:  # noqa: ANN001
+def _report(profiler) -> None:
     import pstats
 
     profiler.disable()
