@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from trading_bot.marketdata.candle_csv import HEADER, append_candles, cache_file_name, read_candles
+from trading_bot.marketdata.candle_csv import (
+    HEADER,
+    ReadReport,
+    append_candles,
+    cache_file_name,
+    format_rows,
+    parse_candle_lines,
+    read_candles,
+)
 from trading_bot.marketdata.synthetic import synthetic_candles
 from trading_bot.persistence.atomic_files import cut_torn_tail
 
@@ -32,6 +40,17 @@ def test_tail_read_of_a_big_file_is_bounded(tmp_path):
     append_candles(path, candles)
     tail, _ = read_candles(path, limit=1000)
     np.testing.assert_array_equal(tail, candles[-1000:])
+
+
+def test_clean_lines_parse_as_the_forgiving_path_does():
+    """The one-pass parse of clean lines gives the same floats as the line-by-line path (a junk
+    line forces that one)."""
+    lines = format_rows(synthetic_candles("ETH/USDT:USDT", 60_000, 0, 500, None, 3)).split(b"\n")[:-1]
+    fast = parse_candle_lines(lines, ReadReport())
+    report = ReadReport()
+    slow = parse_candle_lines([*lines, b"1,2,x,4,5,6"], report)
+    np.testing.assert_array_equal(fast, slow)
+    assert fast.tobytes() == slow.tobytes() and report.dropped == 1
 
 
 def test_junk_rows_are_dropped_and_order_restored(tmp_path):

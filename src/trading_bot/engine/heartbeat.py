@@ -90,7 +90,7 @@ class Heartbeat:
         """A bot's new closed candles and their scores (features cached per closed candle)."""
         series = self.mdm.series[key]
         strategy = self.strategies[key]
-        features = self.mdm.features(key)
+        features = self.mdm.features(key, keep=False)  # one bot per series: no one reads them again
         total = series.candles.shape[0]
         k = min(rows.shape[0], total)
         scores = strategy.scores(features, slice(total - k, total))

@@ -159,9 +159,9 @@ class Startup:
         not_ready = [f"{symbol} {timeframe}" for symbol, timeframe in mdm.not_ready()]
         if not_ready:
             raise StartupError(f"no market data for: {', '.join(not_ready[:5])}{' …' if len(not_ready) > 5 else ''}")
+        # Features are computed when a bot scores a new candle (the cache is keyed by it), not here:
+        # computed now they would be stale by the first read (2,800 series: seconds and ~290 MiB).
         events = await self._catch_up(parts)
-        for key in self.keys:
-            mdm.features(key)
         await parts.recorder.record(events, save_anyway=True)
         self.figures.ready_ms = int(time.time() * 1000)
         log.info("ready: %d bots (%d symbols × %d timeframes), mode=%s, data=%s, %d open position(s), "

@@ -244,16 +244,22 @@ class MarketDataManager:
 
     # --- features ------------------------------------------------------------------------------
 
-    def features(self, key: SeriesKey) -> dict[str, np.ndarray]:
+    def features(self, key: SeriesKey, *, keep: bool = True) -> dict[str, np.ndarray]:
+        """The series' features as of its last closed candle. keep=False: computed for a reader
+        that is the last one for this candle, and not kept (13 arrays × history per series: with
+        thousands of series that is hundreds of MiB held until the next candle)."""
         series = self.series[key]
         last = series.last_ts
         if series.features is not None and series.features_ts == last:
             self.stats.feature_hits += 1
             return series.features
         self.stats.feature_misses += 1
-        series.features = compute_features(series.candles, self.feature_params)
-        series.features_ts = last
-        return series.features
+        features = compute_features(series.candles, self.feature_params)
+        if keep:
+            series.features, series.features_ts = features, last
+        else:
+            series.features = series.features_ts = None  # stale now: drop it too
+        return features
 
     def not_ready(self) -> list[SeriesKey]:
         """Series with too few candles for every feature to be defined."""
