@@ -244,6 +244,7 @@ class FakeBinance:
         self._prices: dict[str, float] = {}
         self._price_cache: dict[tuple[str, int], float] = {}
         self._candle_origins: dict[int, int] = {}  # interval ms -> open time of the first candle candles() serves
+        self._candle_cache: dict[tuple[str, int], Any] = {}  # (symbol id, interval ms) -> candles from the origin
         self._injections: list[Injection] = []
         self._window = -1
         self._weight_used = 0
@@ -402,10 +403,19 @@ class FakeBinance:
         last = min(end // tf * tf, last_closed_open_ms(self.now_ms(), tf) + tf)
         if last < first:
             return []
-        # Generate from the origin so every request sees the same path.
-        rows = synthetic_candles(symbol.replace("USDT", "/USDT:USDT"), tf, origin, (last - origin) // tf + 1, None,
-                                 self.seed)
-        return [row for row in rows.tolist() if row[0] >= first]
+        # Generate from the origin so every request sees the same path; kept and grown (doubling) so a
+        # clock run of weeks does not regenerate weeks of candles per request. A longer walk of the same
+        # seed starts with the shorter one (checked where it is regrown).
+        count = (last - origin) // tf + 1
+        key = (symbol, tf)
+        rows = self._candle_cache.get(key)
+        if rows is None or rows.shape[0] < count:
+            grown = synthetic_candles(symbol.replace("USDT", "/USDT:USDT"), tf, origin,
+                                      max(count, 2 * (rows.shape[0] if rows is not None else 0)), None, self.seed)
+            assert rows is None or (grown[: rows.shape[0]] == rows).all()
+            self._candle_cache[key] = rows = grown
+        lo = (first - origin) // tf
+        return rows[lo:count].tolist()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
