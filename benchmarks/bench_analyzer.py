@@ -13,7 +13,6 @@ warm cache, as a user sees every run after the first. Medians of several runs.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_report import save_results
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -30,7 +31,6 @@ from trading_bot.domain.timeframes import timeframe_ms  # noqa: E402
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name  # noqa: E402
 from trading_bot.marketdata.synthetic import synthetic_candles  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
 TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 CANDLES = 100_000
@@ -118,9 +118,7 @@ def main() -> None:
     print(f"{'21 series, peak memory (PSS, all processes)':<58} {peak:>6.0f} MiB  ≤ 400 MiB")
     print(f"{'1 series alone, whole process':<58} {results['series_1']['seconds_median']:>8.2f} s  ≤ 2 s")
     print(f"{'kernel: combinations per second (100k candles each)':<58} {results['kernel_combinations_per_second']:>10.0f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "analyzer.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {RESULTS / 'analyzer.json'}")
+    print(f"saved {save_results('analyzer.json', results)}")
 
 
 if __name__ == "__main__":

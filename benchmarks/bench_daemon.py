@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_report import print_table, save_results
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 DEFAULT_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
 
@@ -187,13 +188,8 @@ def main() -> None:
         ("504 bots: heartbeat compute, no new candle", f"{h504['quiet_compute_ms_median']:.2f} ms", ""),
         ("504 bots: peak RSS", f"{h504['peak_rss_mib']:.0f} MiB", "≤ 260 MiB"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'median':>12}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>12}  {target}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "daemon.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {RESULTS / 'daemon.json'}")
+    print_table(rows)
+    print(f"saved {save_results('daemon.json', results)}")
 
 
 if __name__ == "__main__":

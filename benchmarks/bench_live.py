@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_report import save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
@@ -31,7 +32,6 @@ from trading_bot.exchange.budget import WeightBudget  # noqa: E402
 from trading_bot.persistence.strategy_config_file import write_config  # noqa: E402
 from trading_bot.settings import Secret, Settings  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 START_MS = 1_767_225_600_000
 TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 
@@ -141,9 +141,7 @@ async def main() -> None:
         r = results[key]
         print(f"requests per 5 s heartbeat, {r['bots']} bots: {r['requests_per_heartbeat']:.3f} "
               f"({r['requests']} requests over {r['heartbeats']} heartbeats)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "live.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {RESULTS / 'live.json'}")
+    print(f"saved {save_results('live.json', results)}")
 
 
 if __name__ == "__main__":

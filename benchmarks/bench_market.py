@@ -32,8 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_report import print_table, save_results
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 SYMBOLS = tuple(f"S{i:03d}/USDT:USDT" for i in range(1, 401))
 MINUTE = 60_000
@@ -218,20 +219,13 @@ def main() -> None:
         ("RSS after ready", f"{med('ready_rss_mib'):.0f} MiB", ""),
         ("peak RSS", f"{med('peak_rss_mib'):.0f} MiB", "≤ 400 MiB"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure (median of ' + str(len(runs)) + ' runs)':<{width}}  {'result':>10}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>10}  {target}")
+    print_table(rows, "result", f"measure (median of {len(runs)} runs)")
     if args.no_save:
         return
     results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                "medians": {k: med(k) for k in runs[0] if k not in ("bots", "paper_trades")},
                "paper_trades": [r["paper_trades"] for r in runs], "runs": runs}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    temp = RESULTS / "market.json.tmp"
-    temp.write_text(json.dumps(results, indent=2) + "\n")
-    temp.replace(RESULTS / "market.json")  # a reader never sees half a file
-    print(f"saved {RESULTS / 'market.json'}")
+    print(f"saved {save_results('market.json', results)}")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,13 @@ warm up), as cached history would be.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from bench_report import save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -35,7 +36,6 @@ from trading_bot.domain.timeframes import timeframe_ms  # noqa: E402
 from trading_bot.domain.trades import Costs  # noqa: E402
 from trading_bot.marketdata.synthetic import synthetic_candles  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
 TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 CANDLES = 100_000
@@ -78,10 +78,7 @@ def main() -> None:
         label = f"portfolio backtest, {text} ({f['trades']} trades, {f['skipped_entries']} skipped)"
         print(f"{label:<78} {f['seconds_median']:>7.2f} s  a few s")
     print(f"{'total, cap 10 (scoring + backtest)':<78} {scoring_s + float(figures['cap_10']['seconds_median']):>7.2f} s")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / "portfolio.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(RESULTS / "portfolio.json")
+    save_results("portfolio.json", results)
 
 
 def _timed(series: list[PortfolioSeries], start_ms: int, cap: int, rules: ProtectionLimits | None,

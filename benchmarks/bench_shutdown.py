@@ -9,7 +9,6 @@ position was without a stop or a target.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -20,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_report import save_results
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from fakes.live_daemon import DaemonProcess, start_fast_market  # noqa: E402
@@ -103,8 +103,7 @@ def main() -> None:
     spells = [results[k]["longest_unprotected_s"] for k in ("live_crash_test_50_kills", "live_fault_rounds_all")]
     results["longest_unprotected_s"] = max((s for s in spells if s is not None), default=None)
     print(f"{'longest time a position had no stop or no target':<52} {results['longest_unprotected_s']} s (wall)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "shutdown.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("shutdown.json", results)
 
 
 if __name__ == "__main__":
