@@ -189,3 +189,22 @@ async def test_the_live_loop_backs_off_while_a_due_candle_does_not_come(tmp_path
     # grace after a close); the old loop polled as fast as the source answered.
     assert daemon.figures.number <= 5 and source.fetches <= 6
     assert caplog.text.count("not published yet") == 1
+
+
+async def test_a_stop_asked_for_during_startup_reaches_the_broker_before_ready(tmp_path):
+    """SIGTERM while the parts are still being built: the broker is told before the ready catch-up,
+    so nothing opens between the signal and the exit (the trading state says why)."""
+    settings = paper_settings(tmp_path)
+    write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.0001, "sl_pct": 0.004}})
+    clock = minute_clock(START_MS)
+    daemon = Daemon(settings, clock=clock, source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    daemon.request_stop("SIGTERM")
+    await daemon.start()
+    try:
+        broker = daemon.parts.broker
+        assert broker.stopping and broker.trading_state().describe() == "reducing (shutting down)"
+        clock.advance(60_000)
+        await daemon.tick()  # a hair-trigger signal on every bot's new candle
+        assert broker.open_positions() == [] and broker.pending_count() == 0
+    finally:
+        await daemon.shutdown()

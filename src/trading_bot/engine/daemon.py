@@ -77,6 +77,8 @@ class Daemon:
     async def start(self) -> None:
         self._lock.acquire()  # before anything in the state folder is read or written
         self._parts = await self._startup.build()
+        if self._stop_requested_at is not None:  # a stop asked for while the parts were being built
+            self._parts.broker.stopping = True  # the catch-up at ready must not open anything either
         await self._startup.get_ready(self._parts)
 
     async def tick(self) -> None:
