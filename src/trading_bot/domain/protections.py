@@ -132,7 +132,7 @@ class AccountGuard:
                 return self._refuse("cooldown")
             if self.record.drawdown_halt:
                 return self._refuse("max_drawdown")
-            if self.reductions():
+            if self.daily_limit_reached():
                 return self._refuse("daily_loss_limit")
             return then()
 
@@ -148,16 +148,20 @@ class AccountGuard:
     def halts(self) -> list[str]:
         return [self.record.drawdown_halt] if self.record.drawdown_halt else []
 
+    def daily_limit_reached(self) -> bool:
+        record = self.record
+        return record.daily_limit_day is not None and record.daily_limit_day == record.day
+
     def reductions(self) -> list[str]:
         record = self.record
-        if record.daily_limit_day is not None and record.daily_limit_day == record.day:
+        if self.daily_limit_reached():
             # No live figures in the reason: it names the state, and the state is logged when it changes.
             return [f"daily loss limit {100 * self.limits.daily_loss_limit:g}% of the day's "
                     f"{_money(record.day_start_balance or 0.0)} reached; entries resume at 00:00 UTC"]
         return []
 
     def allows_entries(self) -> bool:
-        return not self.halts() and not self.reductions()
+        return self.record.drawdown_halt is None and not self.daily_limit_reached()
 
     def state(self) -> TradingState:
         return trading_state(self.halts(), self.reductions())
