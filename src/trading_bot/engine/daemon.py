@@ -48,6 +48,9 @@ class Daemon:
         self.install_signals = install_signals
         self.notifier = notifier or Notifier()
         self.stop_event = asyncio.Event()
+        # Ends the sleep between heartbeats early: a stop request, or something the exchange pushed
+        # (a closed candle, a fill) that the next tick should handle now rather than on the timer.
+        self.wake_event = asyncio.Event()
         self.figures = RunFigures(started_ms=int(time.time() * 1000))
         self.pulse = Pulse()
         live = not settings.dry_run and not replay
@@ -59,7 +62,8 @@ class Daemon:
         self._lock = StateLock(state_dir)  # one daemon per state folder: taken first thing in start()
         self._startup = Startup(settings, live=live, replay=replay, speed=speed, source=source, clock=clock,
                                 store=StateStore(state_dir), config=self.config,
-                                exchange=self.exchange, figures=self.figures, pulse=self.pulse, notifier=self.notifier)
+                                exchange=self.exchange, figures=self.figures, pulse=self.pulse, notifier=self.notifier,
+                                wake=self.wake_event.set)
         self._parts: Parts | None = None  # None until startup built them: a stop or a reload may come first
         self._signals_seen = 0
         self._stop_requested_at: float | None = None  # monotonic
@@ -107,6 +111,7 @@ class Daemon:
     async def _loop(self, parts: Parts) -> None:
         heartbeat_ms = int(self.settings.heartbeat_seconds * 1000)
         while not self.stop_event.is_set():
+            self.wake_event.clear()  # a push during the tick wakes the sleep after it at once
             self._tick_task = asyncio.ensure_future(self.tick())
             try:
                 await self._tick_task
@@ -120,7 +125,7 @@ class Daemon:
             wake = parts.clock.next_wake_ms(now, parts.mdm.next_due_ms(), heartbeat_ms)
             if parts.replay_end_ms is not None:
                 wake = min(wake, parts.replay_end_ms)
-            await parts.clock.sleep_until(wake, self.stop_event)
+            await parts.clock.sleep_until(wake, self.wake_event)
             self.pulse.beat()  # woke on time: the loop is alive
 
     def _finished(self, parts: Parts) -> bool:
@@ -146,6 +151,7 @@ class Daemon:
             log.info("%s received: finishing the tick, saving state", signame)
             asyncio.get_running_loop().call_later(SHUTDOWN_GRACE_S, self._abort_tick)
         self.stop_event.set()
+        self.wake_event.set()
 
     def _abort_tick(self) -> None:
         if self._tick_task is not None and not self._tick_task.done():

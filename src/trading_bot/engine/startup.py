@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from trading_bot.domain.candles import TS
@@ -65,7 +66,8 @@ class Trading:
 class Startup:
     def __init__(self, settings: Settings, *, live: bool, replay: bool, speed: float | None,
                  source: CandleSource | None, clock: Clock, store: StateStore, config: ConfigWatcher,
-                 exchange: ExchangeLink, figures: RunFigures, pulse: Pulse, notifier: Notifier) -> None:
+                 exchange: ExchangeLink, figures: RunFigures, pulse: Pulse, notifier: Notifier,
+                 wake: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.keys = settings.bot_keys
         self.live = live
@@ -79,6 +81,7 @@ class Startup:
         self.figures = figures
         self.pulse = pulse
         self.notifier = notifier
+        self.wake = wake  # ends the daemon's sleep: a pushed candle close or account event is handled now
 
     async def build(self) -> Parts:
         saved = self._load_state()
