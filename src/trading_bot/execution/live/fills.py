@@ -1,5 +1,6 @@
 """The one place that turns exchange data into the bot's books: an exchange position as the bot reads
-it, a Position from an entry order or from an exchange position, and a ClosedTrade from fills.
+it, a Position from an entry order or from an exchange position, a ClosedTrade from fills (the REST
+trade list's or the user data stream's), and the stream's events as the books use them.
 
 Pure functions of what the exchange answered (no requests, no ccxt): the gateway fetches, these build.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from trading_bot.domain.params import StrategyParams
 from trading_bot.domain.rules import protective_levels
@@ -122,6 +123,40 @@ def _exit_fills(position: Position, fills: list[dict[str, Any]]) -> tuple[list[d
     return entry_fills, exits
 
 
+class ExitFill(NamedTuple):
+    """One closing fill, whichever way it was read (the REST trade list or the user data stream)."""
+
+    qty: float
+    price: float
+    fee: float
+    realized: float | None  # the exchange's realised PnL of the fill (None: not given)
+    time_ms: int
+
+
+def _closed_trade(position: Position, exits: list[ExitFill], entry_fee: float, reason: str,
+                  now_ms: int) -> ClosedTrade:
+    """The closed trade from its closing fills: the exchange's realised PnL where it gives one, else
+    the price move; the exit at the fills' size-weighted price and latest time."""
+    qty = sum(f.qty for f in exits)
+    exit_price = sum(f.qty * f.price for f in exits) / qty if qty else position.entry_price
+    exit_fee = sum(f.fee for f in exits)
+    realised = [f.realized for f in exits if f.realized is not None]
+    gross = sum(realised) if realised else position.side * position.qty * (exit_price - position.entry_price)
+    return ClosedTrade(
+        symbol=position.symbol, timeframe=position.timeframe, side=position.side, qty=position.qty,
+        entry_price=position.entry_price, entry_ts=position.entry_ts, signal_ts=position.signal_ts,
+        exit_price=exit_price, exit_ts=max((f.time_ms for f in exits), default=now_ms), exit_reason=reason,
+        entry_fee=entry_fee, exit_fee=exit_fee, gross_pnl=gross, pnl=gross - entry_fee - exit_fee,
+        funding=position.funding,
+    )
+
+
+def _exit_fill(trade: dict[str, Any]) -> ExitFill:
+    realized = trade.get("info", {}).get("realizedPnl")
+    return ExitFill(float(trade["amount"]), float(trade["price"]), _fee([trade]),
+                    float(realized) if realized is not None else None, _ts(trade))
+
+
 def closed_trade_from_fills(position: Position, fills: list[dict[str, Any]], reason: str, *, now_ms: int,
                             require_fills: bool = False) -> ClosedTrade:
     """The closed trade, from the exchange's fills on the symbol. With require_fills, FillsNotVisible
@@ -130,16 +165,79 @@ def closed_trade_from_fills(position: Position, fills: list[dict[str, Any]], rea
     qty = sum(float(t["amount"]) for t in exits)
     if require_fills and qty < position.qty * (1 - 1e-9):
         raise FillsNotVisible(f"closed, but fills for only {qty:g} of {position.qty:g} are listed")
-    exit_price = sum(float(t["amount"]) * float(t["price"]) for t in exits) / qty if qty else position.entry_price
-    exit_fee = _fee(exits)
-    entry_fee = _fee(entry_fills) or position.entry_fee
-    realised = [t.get("info", {}).get("realizedPnl") for t in exits]
-    gross = (sum(float(r) for r in realised if r is not None) if any(r is not None for r in realised)
-             else position.side * position.qty * (exit_price - position.entry_price))
-    exit_ts = max((_ts(t) for t in exits), default=now_ms)
-    return ClosedTrade(
-        symbol=position.symbol, timeframe=position.timeframe, side=position.side, qty=position.qty,
-        entry_price=position.entry_price, entry_ts=position.entry_ts, signal_ts=position.signal_ts,
-        exit_price=exit_price, exit_ts=exit_ts, exit_reason=reason, entry_fee=entry_fee, exit_fee=exit_fee,
-        gross_pnl=gross, pnl=gross - entry_fee - exit_fee, funding=position.funding,
-    )
+    return _closed_trade(position, [_exit_fill(t) for t in exits], _fee(entry_fills) or position.entry_fee, reason,
+                         now_ms)
+
+
+# --- the user data stream (Binance USDⓈ-M's raw events, field names as Binance documents them) ---
+
+
+@dataclass(frozen=True)
+class StreamFill:
+    """One execution of an order, from an ORDER_TRADE_UPDATE of execution type TRADE."""
+
+    symbol_id: str  # the exchange's id ("BTCUSDT"), not ccxt's symbol
+    order_id: str
+    client_id: str
+    trade_id: str
+    reduce_only: bool
+    qty: float  # l: this fill's size
+    price: float  # L: this fill's price
+    fee: float  # n: its commission (Binance leaves n out when there is none)
+    realized: float  # rp: its realised profit
+    time_ms: int  # T: the trade time
+    status: str  # X: the order's status after it (PARTIALLY_FILLED, FILLED, ...)
+
+    def as_exit(self) -> ExitFill:
+        return ExitFill(self.qty, self.price, self.fee, self.realized, self.time_ms)
+
+
+@dataclass(frozen=True)
+class AlgoUpdate:
+    """An ALGO_UPDATE: a conditional order's status, and the matching-engine order it became."""
+
+    symbol_id: str
+    algo_id: str
+    client_id: str
+    status: str  # NEW, CANCELED, TRIGGERING, TRIGGERED, FINISHED, REJECTED, EXPIRED
+    order_id: str  # ai: the order it was sent as once triggered ("" before)
+
+
+@dataclass(frozen=True)
+class PositionUpdate:
+    """A position as an ACCOUNT_UPDATE reports it (one-way mode: the BOTH side)."""
+
+    symbol_id: str
+    amount: float  # pa: signed
+    time_ms: int
+
+
+StreamEvent = StreamFill | AlgoUpdate | PositionUpdate
+
+
+def parse_stream_event(event: dict[str, Any]) -> list[StreamEvent]:
+    """What the books use of one user data stream event: the fills, the conditional orders' fate and
+    the positions it reports (nothing for the other events, or an ORDER_TRADE_UPDATE that is no fill)."""
+    kind, body = event.get("e"), event.get("o")
+    if kind == "ORDER_TRADE_UPDATE" and isinstance(body, dict):
+        if body.get("x") != "TRADE":
+            return []
+        return [StreamFill(str(body["s"]), str(body["i"]), str(body.get("c") or ""), str(body.get("t") or ""),
+                           bool(body.get("R")), float(body["l"]), float(body["L"]), float(body.get("n") or 0.0),
+                           float(body.get("rp") or 0.0), int(body.get("T") or event.get("T") or 0), str(body.get("X")))]
+    if kind == "ALGO_UPDATE" and isinstance(body, dict):
+        return [AlgoUpdate(str(body["s"]), str(body["aid"]), str(body.get("caid") or ""), str(body.get("X")),
+                           str(body.get("ai") or ""))]
+    account = event.get("a")
+    if kind == "ACCOUNT_UPDATE" and isinstance(account, dict):
+        time_ms = int(event.get("T") or event.get("E") or 0)
+        return [PositionUpdate(str(p["s"]), float(p["pa"]), time_ms) for p in account.get("P") or []
+                if p.get("ps", "BOTH") == "BOTH"]
+    return []
+
+
+def closed_trade_from_stream(position: Position, fills: list[StreamFill], reason: str, *, now_ms: int) -> ClosedTrade:
+    """The closed trade from the stream's fills of its stop or target (their own price, size,
+    commission, realised PnL and trade time; no request)."""
+    return _closed_trade(position, [f.as_exit() for f in sorted(fills, key=lambda f: f.time_ms)], position.entry_fee,
+                         reason, now_ms)
