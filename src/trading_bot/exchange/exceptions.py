@@ -17,14 +17,16 @@ from ccxt import (
     BaseError,
     DDoSProtection,
     ExchangeError,
+    NotSupported,
     OperationFailed,
     OrderImmediatelyFillable,
     OrderNotFound,
 )
 
 __all__ = [
-    "AuthenticationError", "BaseError", "DDoSProtection", "ExchangeError", "OperationFailed",
-    "OrderImmediatelyFillable", "OrderNotFound", "margin_mode_already_set", "margin_mode_locked", "order_does_not_exist",
+    "AuthenticationError", "BaseError", "DDoSProtection", "ExchangeError", "NotSupported", "OperationFailed",
+    "OrderImmediatelyFillable", "OrderNotFound", "listen_key_refused", "listen_key_unknown", "margin_mode_already_set",
+    "margin_mode_locked", "order_does_not_exist",
 ]
 
 
@@ -41,3 +43,16 @@ def margin_mode_already_set(exc: BaseException) -> bool:
 def order_does_not_exist(exc: BaseException) -> bool:
     """Binance -2013: no order with that id (some answers come as a bare ExchangeError)."""
     return "-2013" in str(exc) or "does not exist" in str(exc).lower()
+
+
+def listen_key_unknown(exc: BaseException) -> bool:
+    """Binance -1125: the listen key does not exist (expired, or closed): a new one is needed.
+    (ccxt maps it to BadRequest on the futures URLs, AuthenticationError elsewhere: the code decides.)"""
+    return "-1125" in str(exc)
+
+
+def listen_key_refused(exc: BaseException) -> bool:
+    """The exchange will not give this API key a user data stream, whatever the moment: the key is
+    refused or lacks the permission (-2014, -2015, -1002, -1099, -1011 IP not allowed: ccxt's
+    AuthenticationError family), or the service is gone (-1016, NotSupported). Not -1125."""
+    return isinstance(exc, (AuthenticationError, NotSupported)) and not listen_key_unknown(exc)

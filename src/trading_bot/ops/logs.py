@@ -20,16 +20,30 @@ class JournaldFormatter(logging.Formatter):
         return f"<{priority}>{super().format(record)}"
 
 
+MASKED_LATER_KEEP = 50  # secrets learnt while running (listen keys: a few a day) kept masked, newest
+
+
+_masked_later: list[str] = []
+
+
+def mask_also(secret: str) -> None:
+    """Mask a secret learnt while running (a user data stream's listen key) in every record from now on."""
+    if len(secret) >= 4 and secret not in _masked_later:
+        _masked_later.append(secret)
+        del _masked_later[:-MASKED_LATER_KEEP]
+
+
 class RedactSecrets(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s and len(s) >= 4]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
+        secrets = self.secrets + _masked_later
+        if secrets:
             message = record.getMessage()
-            if any(s in message for s in self.secrets):
-                for secret in self.secrets:
+            if any(s in message for s in secrets):
+                for secret in secrets:
                     message = message.replace(secret, "***")
                 record.msg, record.args = message, None
         return True
