@@ -79,7 +79,16 @@ SERVER_ERRORS = {
     -1007: (503, "Timeout waiting for response from backend server. Send status unknown; execution status unknown."),
     -1008: (503, "Server is currently overloaded with other requests. Please try again in a few minutes."),
 }
-FAULT_KINDS = ("429", "418", "500_html", "503_html", "timeout", "reset", "lost_response", "-1021", "-2019", "-4164",
+# Binance's documented refusals a test may inject: (HTTP status, message). -1125 is what the listen key
+# endpoints answer for a key that no longer exists, -2015 what any keyed request gets for a refused key.
+REFUSALS = {
+    -1021: (400, "Timestamp for this request is outside of the recvWindow."),
+    -2019: (400, "Margin is insufficient."),
+    -1125: (400, "This listenKey does not exist."),
+    -2015: (401, "Invalid API-key, IP, or permissions for action."),
+}
+FAULT_KINDS = ("429", "418", "500_html", "503_html", "timeout", "reset", "lost_response", "-4164",
+               *(str(code) for code in REFUSALS),
                *(f"{code}{executed}" for code in SERVER_ERRORS for executed in ("", "_executed")))
 ALL_DONE = {"code": 200, "msg": "The operation of cancel all open order is done."}
 ONBOARD_MS = 1569398400000  # exchangeInfo's onboardDate: the default funding history starts here
@@ -223,6 +232,7 @@ class FakeBinance:
         self.strict_client_ids = True  # False: like Binance, ids only need to be unique among open orders
         self.refuse_entries = False  # True: anything that would open or grow a position gets -2019
         self.lagging_fill_answers = 0  # the next N userTrades answers list nothing yet (the list lags positions)
+        self.trigger_fill_parts = 1  # a triggered stop or take-profit market order fills in this many trades
         # Called with (method, path, params) after a request was executed, before it is answered.
         self.on_executed: Callable[[str, str, dict[str, str]], None] | None = None
         self.requests: list[RecordedRequest] = []  # answered ones, as they complete
@@ -294,6 +304,11 @@ class FakeBinance:
 
     def ws_expire_listen_key(self) -> None:
         self.ws.expire_listen_key()
+
+    async def ws_flush(self) -> None:
+        """Until the events put on the websockets so far have been written and the client had a moment
+        to read them (a test's clock jumps where a real client would have had them in milliseconds)."""
+        await self.ws.flush()
 
     def price(self, symbol_id: str) -> float:
         """The current trade/mark price: the last set_price(), else synthetic_price()."""
@@ -597,10 +612,9 @@ class FakeBinance:
             return False
         if kind.lstrip("-").isdigit() and int(kind) in SERVER_ERRORS:
             return self._server_error(int(kind))
-        if kind == "-1021":
-            return self._json_error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
-        if kind == "-2019":
-            return self._json_error(400, -2019, "Margin is insufficient.")
+        if kind.lstrip("-").isdigit() and int(kind) in REFUSALS:
+            status, msg = REFUSALS[int(kind)]
+            return self._json_error(status, int(kind), msg)
         spec = MARKETS.get(params.get("symbol", ""))
         minimum = spec[5] if spec else "5"
         return self._json_error(400, -4164, f"Order's notional must be no smaller than {minimum} (unless you "
@@ -1078,6 +1092,7 @@ class FakeBinance:
         if algo is None or algo["algoStatus"] != "NEW":
             raise _reject(-2011, "Unknown order sent.")
         algo["algoStatus"], algo["updateTime"] = "CANCELED", self.now_ms()
+        self.ws.algo_update(algo)
         return {"algoId": algo["algoId"], "clientAlgoId": algo["clientAlgoId"], "code": "200", "msg": "success"}
 
     def _open_algo_orders(self, q: dict[str, str]) -> list:
@@ -1095,6 +1110,7 @@ class FakeBinance:
         for algo in self.algo_orders.values():
             if algo["symbol"] == symbol and algo["algoStatus"] == "NEW":
                 algo["algoStatus"], algo["updateTime"] = "CANCELED", self.now_ms()
+                self.ws.algo_update(algo)
         return dict(ALL_DONE)
 
     @staticmethod
@@ -1160,12 +1176,22 @@ class FakeBinance:
         algo["algoStatus"] = "TRIGGERED"
         limit = float(order["price"])
         if market or (price <= limit if side == "BUY" else price >= limit):
-            self._fill(order, qty, price, maker=False)
+            for part in self._parts(symbol, qty, self.trigger_fill_parts if market else 1):
+                self._fill(order, part, price, maker=False)
             algo["algoStatus"] = "FINISHED"
             algo["actualPrice"] = order["avgPrice"]
         else:
             self.orders[order["orderId"]] = order
             self.ws.order_update(order, "NEW")
+
+    def _parts(self, symbol: str, qty: float, parts: int) -> list[float]:
+        """qty split into `parts` fills at the symbol's step (the last takes the rest)."""
+        step = float(MARKETS[symbol][3])
+        each = max(step, math.floor(qty / parts / step) * step)
+        sizes: list[float] = []
+        while len(sizes) < parts - 1 and sum(sizes) + each < qty - 1e-12:
+            sizes.append(each)
+        return [*sizes, round(qty - sum(sizes), _decimals(MARKETS[symbol][3]))]
 
     def _finish_algo_of(self, order: dict) -> None:
         for algo in self.algo_orders.values():

@@ -9,7 +9,8 @@ Market data: `<symbol>@kline_<interval>` only (any other stream name is accepted
 A closed candle (x: true) is pushed, from FakeBinance's own candle rows (the REST klines' rows), for
 every candle close the fake's clock has passed since the stream was subscribed; the forming candle
 (x: false) only when the test asks (push_forming). User data: ORDER_TRADE_UPDATE, ALGO_UPDATE,
-ACCOUNT_UPDATE and listenKeyExpired, in Binance's documented field names.
+ACCOUNT_UPDATE and listenKeyExpired, in Binance's documented field names. A connection is closed by
+the server at the 24-hour mark of the fake's clock, as Binance does.
 
 The clock is the test's (a SharedClock that only moves when the test moves it), so a pump task polls
 it every POLL_S of wall time while any websocket or listen key exists; nothing runs before that.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from fakes.fake_binance import FakeBinance
 
 LISTEN_KEY_VALID_MS = 3_600_000  # a listen key lives 60 minutes after its creation or last keep-alive
+CONNECTION_LIFETIME_MS = 24 * 3_600_000  # Binance disconnects every connection at the 24-hour mark
 POLL_S = 0.01  # how often the pump reads the fake's clock (wall time)
 MAX_BURST = 1000  # closed candles pushed at once when the clock jumps far (Binance would have sent them one by one)
 KLINE_RE = re.compile(r"^([a-z0-9]+)@kline_([0-9]+[mhdwM])$")
@@ -48,8 +50,11 @@ class Connection:
     ws: web.WebSocketResponse
     combined: bool  # /stream: events wrapped as {"stream", "data"}
     listen_key: str | None
+    opened_ms: int  # the fake's clock when it was accepted
     klines: dict[str, int] = field(default_factory=dict)  # stream -> open time of the last closed candle announced
     outbox: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    unsent: int = 0  # put in the outbox, not written yet
+    cut: bool = False  # closed by the server at its 24-hour mark
 
 
 class FakeBinanceWs:
@@ -59,6 +64,8 @@ class FakeBinanceWs:
         self._fake = fake
         self.connections: list[Connection] = []  # the open ones
         self.connections_accepted = 0  # every websocket ever accepted
+        self.pings_answered = 0  # client pings answered with a pong
+        self.cut_at_24h = 0  # connections the server closed at their 24-hour mark
         self.subscribe_messages: list[list[str]] = []  # params of every SUBSCRIBE received, in order
         self.listen_key: str | None = None  # the account's one valid listen key
         self.listen_key_until = 0  # fake-clock ms at which it expires
@@ -121,6 +128,14 @@ class FakeBinanceWs:
         for connection in self.connections:
             if connection.listen_key == key:
                 self._put(connection, key, event)
+
+    async def flush(self) -> None:
+        """Until everything put on a websocket so far has been written, then a moment for the client to
+        read it (events reach a real client within milliseconds; a test's clock jumps meanwhile).
+        Returns at once while stalled."""
+        while self._flowing.is_set() and any(c.unsent for c in self.connections):
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)
 
     def subscriptions(self) -> list[str]:
         """Every market stream the open connections are subscribed to (one entry per connection)."""
@@ -244,7 +259,7 @@ class FakeBinanceWs:
         key = request.query.get("listenKey")
         if key is None and self.listen_key is not None and self.listen_key in streams:
             key = self.listen_key
-        connection = Connection(request, ws, combined=kind == "stream", listen_key=key)
+        connection = Connection(request, ws, combined=kind == "stream", listen_key=key, opened_ms=self._fake.now_ms())
         self._subscribe(connection, [s for s in streams if s and s != key])
         self.connections.append(connection)
         self.connections_accepted += 1
@@ -255,6 +270,7 @@ class FakeBinanceWs:
                 if message.type == WSMsgType.PING:
                     if self._flowing.is_set() or self._answer_pings_when_stalled:
                         await ws.pong(message.data)
+                        self.pings_answered += 1
                 elif message.type == WSMsgType.TEXT:
                     self._method(connection, message.data)
         finally:
@@ -277,6 +293,7 @@ class FakeBinanceWs:
                 await connection.ws.send_str(text)
             except ConnectionError:  # dropped under us: the handler's loop ends and cancels this task
                 return
+            connection.unsent -= 1
 
     def _method(self, connection: Connection, text: str) -> None:
         """A live method message: {"method", "params", "id"} -> {"result", "id"} (Binance's replies)."""
@@ -312,11 +329,13 @@ class FakeBinanceWs:
                 connection.klines.setdefault(stream, last_closed_open_ms(now, TIMEFRAME_MS[interval]))
 
     def _reply(self, connection: Connection, body: dict) -> None:
+        connection.unsent += 1
         connection.outbox.put_nowait(json.dumps(body))
 
     def _put(self, connection: Connection, stream: str, event: dict) -> None:
         self.events_sent.append(event)
         wrapped = {"stream": stream, "data": event} if connection.combined else event
+        connection.unsent += 1
         connection.outbox.put_nowait(json.dumps(wrapped))
 
     # --- the pump: the fake's clock drives candle closes and key expiry ---------------------------
@@ -331,9 +350,14 @@ class FakeBinanceWs:
             await asyncio.sleep(POLL_S)
 
     def tick(self) -> None:
-        """Push every candle close the clock has passed, per subscribed stream; expire a stale key."""
+        """Push every candle close the clock has passed, per subscribed stream; expire a stale key; close
+        the connections that reached their 24-hour mark."""
         now = self._fake.now_ms()
         for connection in self.connections:
+            if now - connection.opened_ms >= CONNECTION_LIFETIME_MS and not connection.cut:
+                connection.cut = True
+                self.cut_at_24h += 1
+                connection.outbox.put_nowait(CLOSE)
             for stream, announced in list(connection.klines.items()):
                 symbol_id, interval = _stream_market(stream)
                 tf = TIMEFRAME_MS[interval]
