@@ -86,6 +86,11 @@ class Settings:
     cooldown_candles: int = 0
     max_order_notional: float = 0.0
     funding: str = "auto"  # paper/replay/backtest: auto (cached history, else the default rate) | off
+    # Live: the account over Binance's user data stream (fills booked as they happen); the REST
+    # positions request is then a consistency check every user_stream_check_s (every heartbeat
+    # while the stream is down, and always with the stream off).
+    user_stream: bool = True
+    user_stream_check_s: float = 60.0
 
     @property
     def costs(self) -> Costs:
@@ -297,6 +302,8 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "COOLDOWN_CANDLES": ("cooldown_candles", _in_range(_integer, 0, 100_000)),
     "MAX_ORDER_NOTIONAL": ("max_order_notional", _in_range(_number, 0.0, 1e12)),
     "FUNDING": ("funding", _funding),
+    "USER_STREAM": ("user_stream", _bool),
+    "USER_STREAM_CHECK_S": ("user_stream_check_s", _in_range(_number, 1.0, 3600.0)),
 }
 
 

@@ -35,6 +35,7 @@ async def test_a_live_exit_is_journaled_once(tmp_path, market, append_calls):
     try:
         [position] = daemon.parts.broker.open_positions()
         fake.set_price(SYMBOL_ID, position.stop * (1 - 0.001 * position.side))  # through the stop
+        await fake.ws_flush()  # the fill's events reach the bot
         clock.advance(5_000)
         await daemon.tick()
         assert daemon.parts.broker.open_positions() == []

@@ -24,6 +24,7 @@ async def test_signal_opens_a_protected_position_and_the_stop_closes_it(tmp_path
 
         # The market falls through a long's stop (or rises through a short's).
         fake.set_price(SYMBOL_ID, position.stop * (1 - 0.001 * position.side))
+        await fake.ws_flush()  # the fill's events reach the bot (within milliseconds, as they would)
         clock.advance(5_000)
         await bot.tick()
         assert bot.parts.broker.open_positions() == []
@@ -44,6 +45,7 @@ async def test_take_profit_closes_it_and_the_stop_is_cancelled(tmp_path, market)
     try:
         [position] = bot.parts.broker.open_positions()
         fake.set_price(SYMBOL_ID, position.target * (1 + 0.001 * position.side))
+        await fake.ws_flush()
         clock.advance(5_000)
         await bot.tick()
         [trade] = read_journal(StateStore(settings.state_dir()).trades_path)
@@ -75,6 +77,7 @@ async def test_a_stop_out_frees_its_slot_for_the_signal_of_the_same_candle(tmp_p
     try:
         [position] = bot.parts.broker.open_positions()
         fake.set_price(SYMBOL_ID, position.stop * (1 - 0.001 * position.side))  # the stop fires on the exchange
+        await fake.ws_flush()
         clock.advance(60_000)  # the candle closes (with a signal: the hair-trigger threshold)
         await bot.tick()
         [trade] = read_journal(StateStore(settings.state_dir()).trades_path)

@@ -256,9 +256,10 @@ async def test_an_exchange_outage_with_a_position_open_does_not_stop_the_daemon(
 
 
 async def test_an_exit_whose_fills_are_not_listed_yet_is_booked_once_they_are(tmp_path, market):
-    """userTrades can lag positionRisk: the exit is booked when its fills show, not as a zero trade."""
+    """userTrades can lag positionRisk: the exit is booked when its fills show, not as a zero trade.
+    (The REST path: with the user data stream the exit comes with its own fills.)"""
     clock, fake = market
-    bot, settings = await open_a_position(tmp_path, clock, fake)
+    bot, settings = await open_a_position(tmp_path, clock, fake, user_stream=False)
     try:
         [position] = bot.parts.broker.open_positions()
         fake.set_price(SYMBOL_ID, position.stop * (1 - 0.002 * position.side))

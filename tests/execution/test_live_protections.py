@@ -23,6 +23,7 @@ def market_start_ms() -> int:
 async def _stopped_out(bot, clock, fake):
     [position] = bot.parts.broker.open_positions()
     fake.set_price(SYMBOL_ID, position.stop * (1 - 0.001 * position.side))  # the exchange's stop fires
+    await fake.ws_flush()  # its events reach the bot
     clock.advance(60_000)  # the candle closes, with a signal (the hair-trigger threshold)
     await bot.tick()
     return position
@@ -111,6 +112,7 @@ async def test_the_exchanges_funding_fee_is_booked_on_its_position_and_its_trade
             await bot.tick()
         assert broker.wallet.funding == fee, "booked once"
         fake.set_price(SYMBOL_ID, position.stop * (1 - 0.001 * position.side))
+        await fake.ws_flush()
         clock.advance(5_000)
         await bot.tick()
         [trade] = read_journal(StateStore(settings.state_dir()).trades_path)

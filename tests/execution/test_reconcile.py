@@ -358,6 +358,7 @@ async def test_an_adopted_position_is_booked_from_its_own_exit_not_an_earlier_tr
         [position] = bot.parts.broker.open_positions()
         assert position.qty == 0.02
         fake.set_price(SYMBOL_ID, position.stop * 0.998)
+        await fake.ws_flush()
         clock.advance(5_000)
         await bot.tick()
         [trade] = read_journal(StateStore(bot.settings.state_dir()).trades_path)

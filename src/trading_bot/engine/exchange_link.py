@@ -1,12 +1,14 @@
-"""The process's one exchange client, made on first need.
+"""The process's one exchange client, made on first need, and (live) the account's user data stream.
 
 Candles and (live) orders share one ExchangeClient: one weight budget, one connection pool. It is made
 only when something needs the exchange, because importing ccxt costs about a second: a paper run on
-the synthetic market or a warm cache must be ready before that, and a replay never needs it.
+the synthetic market or a warm cache must be ready before that, and a replay never needs it. The user
+data stream's listen key requests go through the same client; the link closes the stream first.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,12 @@ from trading_bot.settings import Settings
 
 if TYPE_CHECKING:
     from trading_bot.exchange.client import ExchangeClient
+    from trading_bot.exchange.user_stream import UserStream
+
+log = logging.getLogger("trading_bot")
+
+
+USER_STREAM_EXCHANGES = ("binanceusdm",)  # the user data stream client speaks Binance USDⓈ-M's
 
 
 class ExchangeLink:
@@ -25,6 +33,7 @@ class ExchangeLink:
         self.now_ms = now_ms
         self.on_activity = on_activity
         self._client: ExchangeClient | None = None  # None until something needs the exchange
+        self._stream: UserStream | None = None
 
     def get(self) -> ExchangeClient:
         """The client, made now if nothing needed it before."""
@@ -44,6 +53,21 @@ class ExchangeLink:
 
         return ExchangeSource(self.get(), owns_pool=False)
 
+    def user_stream(self) -> UserStream | None:
+        """The account's user data stream on the client (made once); None for an exchange it does not speak."""
+        if self._stream is None:
+            from trading_bot.exchange.user_stream import UserStream, user_stream_url
+
+            s = self.settings
+            if s.exchange_id not in USER_STREAM_EXCHANGES:
+                log.warning("USER_STREAM: no user data stream for %s: positions are checked over REST every heartbeat",
+                            s.exchange_id)
+                return None
+            self._stream = UserStream(self.get(), user_stream_url(s.exchange_url, s.exchange_demo), self.now_ms)
+        return self._stream
+
     async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
         if self._client is not None:
             await self._client.close()

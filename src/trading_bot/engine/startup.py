@@ -120,7 +120,8 @@ class Startup:
         client = self.exchange.get()
         broker = LiveBroker(client, self.keys, s.costs, s.risk_limits, saved, clock.now_ms, persist=saver.save,
                             journal=self.store.append_trade, sleep_until_ms=lambda wake: clock.sleep_until(wake, never),
-                            protections=s.protections)
+                            protections=s.protections, stream=self.exchange.user_stream() if s.user_stream else None,
+                            wake=self.wake, positions_check_ms=int(s.user_stream_check_s * 1000))
         where = "demo endpoints" if s.exchange_demo else s.exchange_url or "production"
         supervisor = LiveSupervisor(broker, client, self.config, s.adopt_unknown_positions, where)
         return Trading(broker, Recorder(broker, saver), supervisor)

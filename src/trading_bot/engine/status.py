@@ -85,6 +85,7 @@ class StatusReport:
             "cache": self.mdm.stats.as_json(),
             "entry_latency": self.broker.latency.as_json() if self.broker.latency is not None else None,
             "halted": self.broker.halted,
+            "user_stream": self.broker.stream_state,
             "paused": self.broker.paused,
             "trading_state": {"state": state.state, "reason": state.reason},
             "config": {"source": watch.config.source, "reloads": watch.reloads,
@@ -127,7 +128,9 @@ class StatusReport:
     def _log_heartbeat(self, series_updated: int) -> None:
         f = self.figures
         wallet = self.broker.wallet
+        stream = self.broker.stream_state
         log.info("heartbeat %d: cycle=%.1fms compute=%.1fms bots=%d new=%d open=%d equity=%.2f pnl=%+.2f "
-                 "trades=%d cache_hit=%.1f%% state=%s", f.number, f.cycle_ms, f.compute_ms, len(self.keys),
+                 "trades=%d cache_hit=%.1f%% state=%s%s", f.number, f.cycle_ms, f.compute_ms, len(self.keys),
                  series_updated, len(self.broker.open_positions()), self.equity(), wallet.realised_pnl, wallet.trades,
-                 100 * self.mdm.stats.hit_rate, self.broker.trading_state().describe())
+                 100 * self.mdm.stats.hit_rate, self.broker.trading_state().describe(),
+                 f" stream={stream}" if stream is not None else "")

@@ -86,6 +86,10 @@ class Broker(Protocol):
     def latency(self) -> LatencyStats | None:
         """Entry latency (live only); read-only here, so a broker whose figures always exist matches."""
 
+    @property
+    def stream_state(self) -> str | None:
+        """The user data stream (live only: connected, connecting, reconnecting or off); None in paper."""
+
     async def protect_unprotected(self) -> int: ...
 
 
@@ -113,6 +117,10 @@ class Books:
         # Books of bots not running this time are kept (and saved) so their positions are not lost.
         for key, book in saved_books.items():
             self.books.setdefault(key, book)
+
+    @property
+    def stream_state(self) -> str | None:
+        return None  # paper: no exchange account to stream
 
     def book(self, symbol: str, timeframe: str) -> BotBook:
         return self.books[bot_id(symbol, timeframe)]

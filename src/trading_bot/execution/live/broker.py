@@ -15,7 +15,12 @@ protected even while the bot is down. The broker composes the parts that do each
   position is never left without a stop (if the stop cannot be placed, the position is closed at
   market and the log says so loudly).
 - exits.py (ExitBooker): a closed trade is written to the journal before the position leaves the books.
-- reconcile.py: the books put right against the exchange (startup, periodically, after an outage).
+- account_events.py (AccountEvents): what the user data stream (exchange/user_stream.py) reported,
+  kept for sync: a stop or target that filled is booked from the stream's own fills at the next
+  heartbeat (the stream wakes the daemon), and the REST positions request becomes a consistency
+  check every `positions_check_ms` (every heartbeat while the stream is down or off).
+- reconcile.py: the books put right against the exchange (startup, periodically, after an outage,
+  after every reconnect of the stream).
 
 One position per symbol on the exchange (positions are netted per symbol): while one bot holds BTC,
 the other BTC timeframes skip their signals. InsufficientFunds / InvalidOrder: that bot logs and
@@ -45,8 +50,10 @@ from trading_bot.exchange.exceptions import (
     margin_mode_already_set,
     margin_mode_locked,
 )
+from trading_bot.exchange.user_stream import UserStream
 from trading_bot.execution.broker import Books, BrokerEvents
 from trading_bot.execution.latency import LatencyStats
+from trading_bot.execution.live.account_events import AccountEvents, ReconcileMark
 from trading_bot.execution.live.entries import EntryOrders
 from trading_bot.execution.live.exits import ExitBooker
 from trading_bot.execution.live.funding_income import FundingIncome
@@ -60,6 +67,9 @@ log = logging.getLogger(__name__)
 STALE_SIGNAL_MS = 30_000
 
 
+POSITIONS_CHECK_MS = 60_000  # with the user data stream up: the REST positions request at most this often
+
+
 class LiveError(RuntimeError):
     """Live trading cannot start; one line for the user."""
 
@@ -71,7 +81,9 @@ class LiveBroker(Books):
     def __init__(self, pool: ExchangeClient, keys: list[tuple[str, str]], costs: Costs, limits: RiskLimits,
                  saved: SavedState | None, now_ms: Callable[[], int], *, persist: Callable[[], Awaitable[None]],
                  journal: Callable[[ClosedTrade], Awaitable[object]], sleep_until_ms: Callable[[int], Awaitable[None]],
-                 margin_mode: str = "isolated", protections: ProtectionLimits | None = None) -> None:
+                 margin_mode: str = "isolated", protections: ProtectionLimits | None = None,
+                 stream: UserStream | None = None, wake: Callable[[], None] = lambda: None,
+                 positions_check_ms: int = POSITIONS_CHECK_MS) -> None:
         super().__init__(keys, 0.0, limits, saved, protections)
         self.pool = pool
         self.now_ms = now_ms
@@ -94,11 +106,16 @@ class LiveBroker(Books):
         self.entries = EntryOrders(self.orders, self.ledger, self.wallet, costs, limits, latency, now_ms)
         self.funding = FundingIncome(pool, self.guard, lambda: self.held(None), now_ms,
                                      saved.funding_settled_ms if saved else None)
+        self.stream = stream  # None: USER_STREAM=off, positions are asked every heartbeat
+        self.account = AccountEvents(self.open_positions, self._market_id, wake, now_ms) if stream else None
+        self.positions_check_ms = positions_check_ms
+        self._positions_checked_ms: int | None = None  # the bot's clock at the last REST positions answer
 
     @property
     def reconcile_requested(self) -> bool:
-        """An order's outcome is unknown: reconcile at the next heartbeat."""
-        return self.ledger.reconcile_requested
+        """An order's outcome is unknown, or the user data stream reconnected (events of the gap are lost)
+        or reported a protective order the exchange ended: reconcile at the next heartbeat."""
+        return self.ledger.reconcile_requested or (self.account is not None and self.account.reconcile_needed)
 
     @reconcile_requested.setter
     def reconcile_requested(self, value: bool) -> None:
@@ -122,6 +139,24 @@ class LiveBroker(Books):
             self.wallet.initial_balance = self.wallet.balance
         for symbol in self.symbols:
             await self._set_margin_and_leverage(symbol)
+        if self.stream is not None and self.account is not None:  # before the startup reconciliation, which covers it
+            await self.stream.start(self.account.receive, self.account.connected)
+
+    @property
+    def stream_state(self) -> str:
+        """The user data stream: connected, connecting, reconnecting, or off."""
+        return self.stream.state if self.stream is not None else "off"
+
+    def reconcile_mark(self) -> ReconcileMark | None:
+        """Taken before a reconciliation looks at the exchange: what it covers of the stream's reasons."""
+        return self.account.mark() if self.account is not None else None
+
+    def reconciled(self, mark: ReconcileMark | None) -> None:
+        if self.account is not None and mark is not None:
+            self.account.reconciled(mark)
+
+    def _market_id(self, symbol: str) -> str:
+        return str(self.orders.markets.get(symbol, {}).get("id", ""))
 
     async def _set_margin_and_leverage(self, symbol: str) -> None:
         try:
@@ -261,18 +296,50 @@ class LiveBroker(Books):
         return events
 
     async def sync(self) -> BrokerEvents:
-        """One positions request per heartbeat while anything is open: a position the exchange no
-        longer has was closed by its stop or target; book the exit and cancel the sibling."""
+        """What closed since the last heartbeat, booked, the sibling order cancelled: first the stops and
+        targets the user data stream reported filled (from its own fills, no request), then the
+        positions the exchange no longer holds, from one positions request: every heartbeat while the
+        stream is off or down, else every positions_check_ms or as soon as the stream saw a held
+        position go flat or turn (closed by hand, liquidated)."""
         events = BrokerEvents(closed=self.closed_elsewhere, funding=await self.funding.book_due())
         self.closed_elsewhere = []
+        events.closed += await self._book_stream_exits()
         held = [b for b in self.books.values() if b.position is not None]
-        if held:
+        if held and self._positions_check_due(held):
             try:
                 on_exchange = await self.orders.positions(sorted({b.symbol for b in held}))
             except BaseError as exc:  # retries exhausted: the exchange-side stops protect meanwhile
                 log.warning("could not check positions (%s): trying again next heartbeat", str(exc)[:160])
                 return events
+            self._positions_checked_ms = self.now_ms()
+            if self.account is not None:
+                self.account.checked()
             events.closed += await self.exits.book_closed(held, on_exchange)
         if events.closed:
             await self.refresh_balance()
         return events
+
+    async def _book_stream_exits(self) -> list[ClosedTrade]:
+        if self.account is None:
+            return []
+        closed = []
+        for found in self.account.exits(self.held(None)):
+            position = found.book.position
+            assert position is not None
+            try:
+                trade = await self.exits.book_from_stream(found.book, found.kind, found.fills)
+            except BaseError as exc:  # its fills stay kept: the next heartbeat tries again
+                log.warning("%s %s: its %s filled; booking it failed (%s): trying again next heartbeat",
+                            position.symbol, position.timeframe, found.kind, str(exc)[:160])
+                continue
+            self.account.forget(position)
+            closed.append(trade)
+        return closed
+
+    def _positions_check_due(self, held: list[BotBook]) -> bool:
+        if self.account is None or self.stream is None or self.stream.state != "connected":
+            return True
+        if self.account.contradicted([b.position for b in held if b.position is not None]):
+            return True
+        last = self._positions_checked_ms
+        return last is None or self.now_ms() - last >= self.positions_check_ms

@@ -1,7 +1,7 @@
-"""Exits: a position the exchange no longer holds is booked from the exchange's fills, and its trade
-is written to the journal before the position leaves the books (so no state file on disk ever lacks
-both the position and its trade: a crash between the two books it again, and the journal keeps one
-copy)."""
+"""Exits: a position the exchange no longer holds is booked from the exchange's fills (the REST trade
+list, or the user data stream's own fills of its stop or target), and its trade is written to the
+journal before the position leaves the books (so no state file on disk ever lacks both the position
+and its trade: a crash between the two books it again, and the journal keeps one copy)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from collections.abc import Awaitable, Callable
 from trading_bot.domain.protections import AccountGuard
 from trading_bot.domain.trades import BotBook, ClosedTrade, Position
 from trading_bot.exchange.exceptions import BaseError
-from trading_bot.execution.live.fills import ExchangePosition, FillsNotVisible, closed_trade_from_fills, fills_since_ms
+from trading_bot.execution.live.fills import (
+    ExchangePosition,
+    FillsNotVisible,
+    StreamFill,
+    closed_trade_from_fills,
+    closed_trade_from_stream,
+    fills_since_ms,
+)
 from trading_bot.execution.live.gateway import OrderGateway
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,17 @@ class ExitBooker:
         await self.orders.cancel_our_triggers(position.symbol)
         fills = await self.orders.fills(position.symbol, fills_since_ms(position))
         return closed_trade_from_fills(position, fills, reason, now_ms=self.now_ms(), require_fills=require_fills)
+
+    async def book_from_stream(self, book: BotBook, kind: str, fills: list[StreamFill]) -> ClosedTrade:
+        """The position's stop or target (`kind`) filled, as the user data stream reported: every
+        protective order of ours on the symbol cancelled (the sibling), then the trade from those
+        fills, journaled before the position leaves the books. No fills or positions request."""
+        position = book.position
+        assert position is not None
+        await self.orders.cancel_our_triggers(position.symbol)
+        trade = closed_trade_from_stream(position, fills, kind, now_ms=self.now_ms())
+        await self.close_book(book, trade)
+        return trade
 
     async def _exit_reason(self, position: Position) -> str:
         """"stop" or "target" if that order of the position executed, else "outside"."""

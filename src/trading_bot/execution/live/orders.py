@@ -24,5 +24,9 @@ def client_id_of(order: dict[str, Any]) -> str:
     return str(order.get("clientOrderId") or info.get("clientAlgoId") or info.get("clientOrderId") or "")
 
 
+def is_our_client_id(client_id: str) -> bool:
+    return client_id.startswith(OUR_PREFIX)
+
+
 def is_ours(order: dict[str, Any]) -> bool:
-    return client_id_of(order).startswith(OUR_PREFIX)
+    return is_our_client_id(client_id_of(order))

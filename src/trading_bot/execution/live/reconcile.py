@@ -3,7 +3,8 @@ plan (reconcile_plan.py, a pure function), carry the plan out through the broker
 and say what was done.
 
 Run at startup (after loading local state), every 10 minutes, after a network outage of a minute or
-more, and after an order whose outcome stayed unknown (the daemon decides when). Whatever cannot be
+more, after an order whose outcome stayed unknown, and after every reconnect of the user data stream
+(the events of the gap are lost) (the daemon decides when). Whatever cannot be
 put right (the exchange refuses a stop, the exchange holds another size) halts new entries: the
 reason shows in the log and in STATUS, and existing positions stay protected as far as the exchange
 allows.
@@ -62,11 +63,13 @@ class ExchangeReads(Protocol):
 
 
 async def reconcile(broker: LiveBroker, config: StrategyConfig, adopt_unknown: bool = True) -> ReconcileReport:
+    mark = broker.reconcile_mark()  # before anything is asked: a reconnect after this needs another round
     symbols = symbols_to_check(broker.symbols, broker.open_positions(), broker.intents.values())
     snapshot = await gather_snapshot(broker.orders, broker.intents, symbols, broker.now_ms, broker.sleep_until_ms)
     plan = plan_reconciliation(broker.books, broker.intents, broker.keys, snapshot, params_for=config.params_for,
                                adopt_unknown=adopt_unknown, round_price=broker.orders.round_price, now_ms=broker.now_ms())
     report = await carry_out(broker, plan)
+    broker.reconciled(mark)
     await finish(broker, report)
     return report
 
