@@ -159,3 +159,11 @@ def test_two_time_lapse_clocks_with_one_origin_agree():
     assert abs(first - second) < 60 * 20  # a few ms of wall time apart, times 60
     assert first >= origin + (before - origin) * 60
     assert isinstance(wall_clock(1.0, origin), type(wall_clock()))
+
+
+def test_the_user_data_stream_settings():
+    assert settings_from_mapping({}).user_stream is True
+    settings = settings_from_mapping({"USER_STREAM": "off", "USER_STREAM_CHECK_S": "30"})
+    assert (settings.user_stream, settings.user_stream_check_s) == (False, 30.0)
+    with pytest.raises(SettingsError, match="USER_STREAM_CHECK_S"):
+        settings_from_mapping({"USER_STREAM_CHECK_S": "0"})

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import ccxt.pro as ccxt_pro
@@ -18,6 +18,7 @@ from ccxt.base.errors import ExchangeError, NetworkError, RequestTimeout
 from fakes.ccxt_client import ccxt_client
 from fakes.clocks import SharedClock
 from fakes.fake_binance import FakeBinance
+from fakes.waiting import until
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 MINUTE = 60_000
@@ -34,14 +35,6 @@ async def pro_client(fake: FakeBinance, **options) -> AsyncIterator[ccxt_pro.bin
         yield client
     finally:
         await client.close()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def subscribed(fake: FakeBinance, stream: str, count: int = 1) -> None:

@@ -68,6 +68,7 @@ class FakeBinanceWs:
         self.cut_at_24h = 0  # connections the server closed at their 24-hour mark
         self.subscribe_messages: list[list[str]] = []  # params of every SUBSCRIBE received, in order
         self.listen_key: str | None = None  # the account's one valid listen key
+        self.issued_keys: list[str] = []  # every listen key created (a test checks none leaks into logs)
         self.listen_key_until = 0  # fake-clock ms at which it expires
         self.events_sent: list[dict] = []  # every event put on a connection (unwrapped), for the test's view
         self._flowing = asyncio.Event()  # cleared while stalled
@@ -159,8 +160,9 @@ class FakeBinanceWs:
         self.check_expiry()
         now = self._fake.now_ms()
         key = self.listen_key
-        if method == "POST":
-            key = key or secrets.token_urlsafe(48)[:64]
+        if method == "POST" and key is None:
+            key = secrets.token_urlsafe(48)[:64]
+            self.issued_keys.append(key)
         if key is None:
             return None
         if method == "DELETE":

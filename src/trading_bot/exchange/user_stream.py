@@ -152,12 +152,12 @@ class UserStream:
         self._on_event, self._on_connected = on_event, on_connected
         self._session = aiohttp.ClientSession()
         self.state = "connecting"
-        delay_ms = 0
+        retry_at = 0
         try:
             await self._open()
         except Exception as exc:
-            delay_ms = self._failed(exc)
-        self._task = asyncio.ensure_future(self._run(delay_ms))
+            retry_at = self._failed(exc)
+        self._task = asyncio.ensure_future(self._run(retry_at))
         return self.state == "connected"
 
     async def close(self) -> None:
@@ -177,27 +177,26 @@ class UserStream:
 
     # --- the background task ---------------------------------------------------------------------
 
-    async def _run(self, delay_ms: int) -> None:
+    async def _run(self, retry_at: int) -> None:
+        """retry_at: the bot's clock before which no new connection is tried (0: at once)."""
         while True:
             try:
-                if delay_ms:
-                    await self._sleep_ms(delay_ms)
-                    delay_ms = 0
+                await self._sleep_until(retry_at)
                 if self._conn is None:
                     try:
                         await self._open()
                     except Exception as exc:
-                        delay_ms = self._failed(exc)
+                        retry_at = self._failed(exc)
                         continue
                 conn = self._conn
                 assert conn is not None
-                reason, delay_ms = await self._watch(conn)
+                reason, retry_at = await self._watch(conn)
                 await self._drop(reason)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug: logged, and the stream goes on after a pause
                 log.error("user data stream: unexpected %s", self._redact(short_error(exc)), exc_info=True)
-                delay_ms = self.timing.backoff_max_ms
+                retry_at = self.now_ms() + self.timing.backoff_max_ms
 
     async def _open(self) -> None:
         key = await self._new_key()
@@ -209,20 +208,20 @@ class UserStream:
         self._on_connected()
 
     def _failed(self, exc: Exception) -> int:
-        """An attempt to open the stream failed: logged; the wait before the next one (bot ms)."""
+        """An attempt to open the stream failed: logged; when to try the next (the bot's clock)."""
         self.state = "reconnecting"
         if listen_key_refused(exc):
             log.error("user data stream: the exchange refuses this API key a stream (%s); positions are checked "
                       "over REST every heartbeat; trying again in %.0f minutes", self._redact(short_error(exc)),
                       self.timing.refused_ms / MINUTE_MS)
-            return self.timing.refused_ms
+            return self.now_ms() + self.timing.refused_ms
         delay_ms = self._next_delay(failed=True)
         log.warning("user data stream: could not connect (%s); trying again in %.1f s",
                     self._redact(short_error(exc)), delay_ms / 1000)
-        return delay_ms
+        return self.now_ms() + delay_ms
 
     async def _watch(self, conn: _Connection) -> tuple[str, int]:
-        """Until the connection has to go: why, and the wait before the next one (bot ms)."""
+        """Until the connection has to go: why, and when to try the next (the bot's clock; 0: at once)."""
         t = self.timing
         while True:
             assert conn.reader is not None
@@ -373,7 +372,9 @@ class UserStream:
     # --- helpers ---------------------------------------------------------------------------------
 
     def _delay_after(self, conn: _Connection) -> int:
-        return self._next_delay(failed=self.now_ms() - conn.opened_ms < self.timing.stable_ms)
+        """When to reconnect after this connection ended (a backoff that grows while they die young)."""
+        now = self.now_ms()
+        return now + self._next_delay(failed=now - conn.opened_ms < self.timing.stable_ms)
 
     def _next_delay(self, failed: bool) -> int:
         """Full-ish jitter over a doubling base: 0.5–1 s after a connection that had lived, then 1–2 s, …"""
@@ -381,10 +382,9 @@ class UserStream:
         self._failures = self._failures + 1 if failed else 0
         return int(min(t.backoff_max_ms, t.backoff_ms * 2 ** min(self._failures, 16)) * self.rng.uniform(0.5, 1.0))
 
-    async def _sleep_ms(self, ms: int) -> None:
-        """Wait `ms` of the bot's clock (polled: a time-lapse or a test's clock may jump)."""
-        until = self.now_ms() + ms
-        while self.now_ms() < until:
+    async def _sleep_until(self, until_ms: int) -> None:
+        """Until the bot's clock reads until_ms (polled: a time-lapse or a test's clock may jump)."""
+        while self.now_ms() < until_ms:
             await asyncio.sleep(self.timing.poll_s)
 
     def _redact(self, text: str) -> str:

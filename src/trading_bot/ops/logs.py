@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +19,11 @@ class JournaldFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         priority = SYSLOG_PRIORITY.get(record.levelno, 6)
         return f"<{priority}>{super().format(record)}"
+
+
+# A listen key wherever it is named: ccxt's DEBUG lines print the listen key endpoint's answer
+# ({"listenKey": "…"}) before the bot has the key to mask, and URLs carry ?listenKey=….
+LISTEN_KEY_RE = re.compile(r"""(listenKey["']?\s*[:=]\s*["']?)[A-Za-z0-9_\-]{8,}""")
 
 
 MASKED_LATER_KEEP = 50  # secrets learnt while running (listen keys: a few a day) kept masked, newest
@@ -40,12 +46,13 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = self.secrets + _masked_later
-        if secrets:
-            message = record.getMessage()
-            if any(s in message for s in secrets):
-                for secret in secrets:
-                    message = message.replace(secret, "***")
-                record.msg, record.args = message, None
+        message = record.getMessage()
+        masked = LISTEN_KEY_RE.sub(r"\1***", message) if "listenKey" in message else message
+        for secret in secrets:
+            if secret in masked:
+                masked = masked.replace(secret, "***")
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
 
 

@@ -109,7 +109,6 @@ class LiveBroker(Books):
         self.stream = stream  # None: USER_STREAM=off, positions are asked every heartbeat
         self.account = AccountEvents(self.open_positions, self._market_id, wake, now_ms) if stream else None
         self.positions_check_ms = positions_check_ms
-        self._positions_checked_ms: int | None = None  # the bot's clock at the last REST positions answer
 
     @property
     def reconcile_requested(self) -> bool:
@@ -311,7 +310,6 @@ class LiveBroker(Books):
             except BaseError as exc:  # retries exhausted: the exchange-side stops protect meanwhile
                 log.warning("could not check positions (%s): trying again next heartbeat", str(exc)[:160])
                 return events
-            self._positions_checked_ms = self.now_ms()
             if self.account is not None:
                 self.account.checked()
             events.closed += await self.exits.book_closed(held, on_exchange)
@@ -341,5 +339,5 @@ class LiveBroker(Books):
             return True
         if self.account.contradicted([b.position for b in held if b.position is not None]):
             return True
-        last = self._positions_checked_ms
+        last = self.orders.positions_answered_ms  # this check's, or a reconciliation's
         return last is None or self.now_ms() - last >= self.positions_check_ms

@@ -47,6 +47,7 @@ class OrderGateway:
         self.sleep_until_ms = sleep_until_ms
         self.client: Any = None
         self.markets: dict[str, Any] = {}
+        self.positions_answered_ms: int | None = None  # the bot's clock at the last positions answer
 
     @property
     def recv_window_ms(self) -> int:
@@ -149,7 +150,9 @@ class OrderGateway:
 
     async def positions(self, symbols: list[str]) -> dict[str, ExchangePosition]:
         """The symbols' open positions (one request)."""
-        return parse_positions(await self.pool.call("fetch_positions", symbols))
+        held = parse_positions(await self.pool.call("fetch_positions", symbols))
+        self.positions_answered_ms = self.now_ms()
+        return held
 
     async def fills(self, symbol: str, since: int) -> list[dict[str, Any]]:
         """Every fill of ours on the symbol from `since` to now, oldest first (since <= 0: whatever
