@@ -76,7 +76,8 @@ class AccountEvents:
         self._orders: dict[str, _OrderFills] = {}  # exchange order id -> its fills
         self._algo_of: dict[str, str] = {}  # matching-engine order id -> conditional (algo) order id
         self._algo_client: dict[str, str] = {}  # algo id -> its client id
-        self._positions: dict[str, PositionUpdate] = {}  # exchange symbol id -> the latest reported
+        self._positions: dict[str, tuple[int, PositionUpdate]] = {}  # exchange symbol id -> (seq, the latest)
+        self._position_seq = 0  # position updates received: a REST check settles those before it was asked
         self.lost_protection: set[str] = set()  # algo ids of held positions' orders the exchange ended
         self.connections = 0
         self._reconciled_connections = 0
@@ -132,15 +133,20 @@ class AccountEvents:
     def contradicted(self, positions: list[Position]) -> bool:
         """The stream reported one of these positions' symbols flat or turned since the last REST check."""
         for position in positions:
-            update = self._positions.get(self._market_id(position.symbol))
-            if update is not None and update.amount * position.side <= 0:
+            latest = self._positions.get(self._market_id(position.symbol))
+            if latest is not None and latest[1].amount * position.side <= 0:
                 return True
         return False
 
-    def checked(self) -> None:
-        """A REST positions check ran: it is the truth now, the positions reported before it are done with;
-        and fills nobody claimed for an hour are dropped."""
-        self._positions.clear()
+    def positions_seen(self) -> int:
+        """Taken before a REST positions request: what its answer settles (see checked)."""
+        return self._position_seq
+
+    def checked(self, seen: int) -> None:
+        """A REST positions check asked after the first `seen` position updates answered: those are settled
+        (a later one, which came while it was in flight, stays); fills nobody claimed for an hour are dropped."""
+        for symbol_id in [s for s, (seq, _) in self._positions.items() if seq <= seen]:
+            del self._positions[symbol_id]
         stale = self.now_ms() - FORGET_AFTER_MS
         for order_id in [o for o, record in self._orders.items() if record.last_ms < stale]:
             del self._orders[order_id]
@@ -160,13 +166,15 @@ class AccountEvents:
         if isinstance(item, AlgoUpdate):
             self._remember_algo(item)
             holder = next((p for p in held for kind in PROTECTIVE_KINDS if p.orders.get(kind) == item.algo_id), None)
-            if holder is not None and item.status in LOST_PROTECTION:
+            closing = holder is not None and any(self._fills_of(holder, kind) for kind in PROTECTIVE_KINDS)
+            if holder is not None and item.status in LOST_PROTECTION and not closing:  # (the sibling of a fill: expected)
                 log.error("%s %s: the exchange %s its protective order %s: reconciling", holder.symbol,
                           holder.timeframe, item.status.lower(), item.algo_id)
                 self.lost_protection.add(item.algo_id)
             return holder is not None and item.status not in ("NEW", "CANCELED")
         if isinstance(item, PositionUpdate):
-            self._positions[item.symbol_id] = item
+            self._position_seq += 1
+            self._positions[item.symbol_id] = (self._position_seq, item)
             return self.contradicted(held)
         return False
 

@@ -305,13 +305,14 @@ class LiveBroker(Books):
         events.closed += await self._book_stream_exits()
         held = [b for b in self.books.values() if b.position is not None]
         if held and self._positions_check_due(held):
+            seen = self.account.positions_seen() if self.account is not None else 0
             try:
                 on_exchange = await self.orders.positions(sorted({b.symbol for b in held}))
             except BaseError as exc:  # retries exhausted: the exchange-side stops protect meanwhile
                 log.warning("could not check positions (%s): trying again next heartbeat", str(exc)[:160])
                 return events
             if self.account is not None:
-                self.account.checked()
+                self.account.checked(seen)
             events.closed += await self.exits.book_closed(held, on_exchange)
         if events.closed:
             await self.refresh_balance()
