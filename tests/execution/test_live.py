@@ -65,6 +65,7 @@ async def test_status_shows_the_entry_latency(tmp_path, market):
         await bot.parts.store.write_status(bot.parts.report.status())
         text = render_status(collect_status(settings.state_dir(), settings.mode()))
         assert "mode live" in text and "entry latency over 1 order(s): p50 " in text
+        assert "user data stream connected" in text
     finally:
         await bot.shutdown()
 

@@ -74,7 +74,7 @@ def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -
     result["equity"] = result.get("balance", 0.0) + upnl
     result["last_heartbeat"] = {k: heartbeat.get(k) for k in (
         "heartbeat", "time_ms", "cycle_ms", "compute_ms", "bots", "new_candles", "pending_entries",
-        "data_source", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted")}
+        "data_source", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted", "user_stream")}
     return result
 
 
@@ -133,6 +133,9 @@ def render_status(status: dict[str, Any]) -> str:
         if latency.get("orders"):
             lines.append(f"entry latency over {latency['orders']} order(s): p50 {latency['p50_ms']:.0f} ms, "
                          f"p99 {latency['p99_ms']:.0f} ms (signal candle close → order acknowledged)")
+        if hb.get("user_stream"):  # live only
+            lines.append(f"user data stream {hb['user_stream']}"
+                         f"{'' if hb['user_stream'] == 'connected' else ' (positions checked over REST every heartbeat)'}")
         config = hb.get("config") or {}
         line = f"strategy config: {config.get('source')} · reloads {config.get('reloads', 0)}"
         if config.get("last_error"):

@@ -3,9 +3,10 @@
 `LiveSupervisor` prepares the live broker at startup (an exchange that keeps failing there, after the
 retries, is a StartupError: one line, exit 2) and reconciles its books with the exchange: at
 start, every RECONCILE_EVERY_S, after an outage of the exchange client, and when the broker asks
-(an order's outcome is unknown); a reconciliation the exchange cannot complete is retried after
-RECONCILE_RETRY_S. At shutdown it places whatever stop or target a position cut short still lacks,
-within EXIT_DEADLINE_S of the stop request. `PaperSupervisor` is its paper counterpart: nothing to
+(an order's outcome is unknown; the user data stream reconnected, so the events of its gap are
+lost); a reconciliation the exchange cannot complete is retried after RECONCILE_RETRY_S. At
+shutdown it places whatever stop or target a position cut short still lacks, within
+EXIT_DEADLINE_S of the stop request. `PaperSupervisor` is its paper counterpart: nothing to
 supervise. Paper and live differ by which of the two startup builds, not by branches in the loop.
 """
 
