@@ -86,6 +86,11 @@ class Settings:
     cooldown_candles: int = 0
     max_order_notional: float = 0.0
     funding: str = "auto"  # paper/replay/backtest: auto (cached history, else the default rate) | off
+    # Candles from the exchange: pushed over websockets (REST fills gaps and takes over on failure) or polled.
+    candle_feed: str = "websocket"  # websocket | rest
+    exchange_ws_url: str = ""  # ccxt.pro's linear websocket base; "" = ccxt's, or EXCHANGE_URL's host + /ws
+    candle_push_grace_ms: int = 2_000  # how long after a close a pushed candle is waited for before REST
+    ws_ping_seconds: float = 10.0  # websocket ping interval; two unanswered = a dead connection
 
     @property
     def costs(self) -> Costs:
@@ -213,20 +218,17 @@ def _exchange_id(raw: str) -> str:
 
 MARKET_DATA_CHOICES = ("auto", "exchange", "synthetic")
 FUNDING_CHOICES = ("auto", "off")
+CANDLE_FEED_CHOICES = ("websocket", "rest")
 
 
-def _funding(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in FUNDING_CHOICES:
-        raise ValueError(f"expected one of {', '.join(FUNDING_CHOICES)}, got {raw!r}")
-    return value
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
 
-
-def _market_data(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in MARKET_DATA_CHOICES:
-        raise ValueError(f"expected one of {', '.join(MARKET_DATA_CHOICES)}, got {raw!r}")
-    return value
+    return parse
 
 
 def _optional_epoch_ms(raw: str) -> int | None:
@@ -283,7 +285,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "HISTORY_CANDLES": ("history_candles", _in_range(_integer, 100, 100_000)),
     "SYNTHETIC_SEED": ("synthetic_seed", _integer),
     "FETCH_CONCURRENCY": ("fetch_concurrency", _in_range(_integer, 1, 64)),
-    "MARKET_DATA": ("market_data", _market_data),
+    "MARKET_DATA": ("market_data", _one_of(MARKET_DATA_CHOICES)),
     "EXCHANGE_DEMO": ("exchange_demo", _bool),
     "LIVE_TRADING_CONFIRMED": ("live_confirmed", _bool),
     "EXCHANGE_TIMEOUT_MS": ("exchange_timeout_ms", _in_range(_integer, 500, 120_000)),
@@ -296,7 +298,11 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "COOLDOWN_STOPOUTS": ("cooldown_stopouts", _in_range(_integer, 0, 1000)),
     "COOLDOWN_CANDLES": ("cooldown_candles", _in_range(_integer, 0, 100_000)),
     "MAX_ORDER_NOTIONAL": ("max_order_notional", _in_range(_number, 0.0, 1e12)),
-    "FUNDING": ("funding", _funding),
+    "FUNDING": ("funding", _one_of(FUNDING_CHOICES)),
+    "CANDLE_FEED": ("candle_feed", _one_of(CANDLE_FEED_CHOICES)),
+    "EXCHANGE_WS_URL": ("exchange_ws_url", str.strip),
+    "CANDLE_PUSH_GRACE_MS": ("candle_push_grace_ms", _in_range(_integer, 0, 60_000)),
+    "WS_PING_SECONDS": ("ws_ping_seconds", _in_range(_number, 0.05, 600.0)),
 }
 
 

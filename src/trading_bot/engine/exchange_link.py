@@ -7,7 +7,7 @@ the synthetic market or a warm cache must be ready before that, and a replay nev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from trading_bot.marketdata.sources import CandleSource
@@ -38,11 +38,19 @@ class ExchangeLink:
                                           recv_window_ms=s.exchange_recv_window_ms)
         return self._client
 
-    def candle_source(self) -> CandleSource:
-        """Candles through the shared client (closing the source leaves the client open)."""
+    def candle_source(self, keys: Sequence[tuple[str, str]] = (), on_push: Callable[[], None] = lambda: None) -> CandleSource:
+        """Candles through the shared client (closing the source leaves the client open): pushed over
+        the exchange's websockets unless CANDLE_FEED=rest, with REST for history and gaps."""
         from trading_bot.exchange.source import ExchangeSource
 
-        return ExchangeSource(self.get(), owns_pool=False)
+        rest = ExchangeSource(self.get(), owns_pool=False)
+        s = self.settings
+        if s.candle_feed != "websocket" or not keys:
+            return rest
+        from trading_bot.exchange.ws_candles import PushedCandles
+
+        return PushedCandles(self.get(), keys, rest, ws_url=s.exchange_ws_url, grace_ms=s.candle_push_grace_ms,
+                             keepalive_ms=int(s.ws_ping_seconds * 1000), on_push=on_push)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -87,7 +87,8 @@ class Startup:
         saved = self._load_state()
         self.config.load()
         market = await open_market_data(self.settings, self.keys, self.clock, self.exchange, live=self.live,
-                                        replay=self.replay, speed=self.speed, override=self.source, saved=saved)
+                                        replay=self.replay, speed=self.speed, override=self.source, saved=saved,
+                                        on_push=self.wake)
         strategies = {key: WeightedScoringStrategy(key[0], key[1], self.config.current) for key in self.keys}
         trading = self._live(market, saved) if self.live else self._paper(market, saved)
         report = StatusReport(self.keys, market.clock, market.mdm, trading.broker, self.config, self.figures,
@@ -157,6 +158,7 @@ class Startup:
         s = self.settings
         await parts.supervisor.start()
         mdm = parts.mdm
+        mdm.start_push()
         if mdm.due(parts.clock.now_ms()):
             await mdm.refresh(parts.clock.now_ms())
         not_ready = [f"{symbol} {timeframe}" for symbol, timeframe in mdm.not_ready()]

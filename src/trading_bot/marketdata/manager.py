@@ -28,7 +28,7 @@ import numpy as np
 from trading_bot.domain.candles import CLOSE, EMPTY, TS
 from trading_bot.domain.timeframes import last_closed_open_ms, next_close_ms, timeframe_ms
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name, read_candles
-from trading_bot.marketdata.sources import CandleSource, FetchResult
+from trading_bot.marketdata.sources import CandleSource, FetchResult, PushSource
 from trading_bot.signals.features import DEFAULT_FEATURE_PARAMS, FeatureParams, compute_features
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,12 @@ class MarketDataManager:
             if key in self.series:
                 self.series[key].candles = candles[-self.history_limit:]
 
+    def start_push(self) -> None:
+        """Subscribe to the pushed closes, if the source has them (before the first refresh, so no
+        candle closes between the REST history and the subscription unseen)."""
+        if isinstance(self.source, PushSource):
+            self.source.start()
+
     # --- refreshing ----------------------------------------------------------------------------
 
     def due(self, now_ms: int) -> list[Series]:
@@ -184,6 +190,9 @@ class MarketDataManager:
     async def refresh(self, now_ms: int) -> dict[SeriesKey, np.ndarray]:
         """Fetch every due series in one batch; returns the new closed candles per series."""
         due = self.due(now_ms)
+        if due and isinstance(self.source, PushSource):
+            # every series closing at this moment in one tick (the order of events across bots)
+            await self.source.settle([s.key for s in due], now_ms)
         self.stats.data_hits += len(self.series) - len(due)
         self.stats.data_misses += len(due)
         if not due:
