@@ -301,6 +301,10 @@ class FakeBinance:
             return self._prices[symbol_id]
         return self.synthetic_price(symbol_id)
 
+    def clear_price(self, symbol_id: str) -> None:
+        """Back to the synthetic path after set_price()."""
+        self._prices.pop(symbol_id, None)
+
     def synthetic_price(self, symbol_id: str) -> float:
         """The close of the last closed synthetic 1m candle at now, on the tick grid."""
         last = last_closed_open_ms(self.now_ms(), 60_000)

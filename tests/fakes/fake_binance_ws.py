@@ -273,6 +273,8 @@ class FakeBinanceWs:
             if text == CLOSE:
                 await connection.ws.close()
                 return
+            if self._fake.latency_ms:  # the REST answers' injected round trip: half of it each way
+                await asyncio.sleep(self._fake.latency_ms / 2000)
             try:
                 await connection.ws.send_str(text)
             except ConnectionError:  # dropped under us: the handler's loop ends and cancels this task
