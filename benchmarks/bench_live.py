@@ -117,7 +117,7 @@ async def entry_latency(round_trip_ms: int, samples: int, feed: str) -> dict[str
                     count = len(daemon.parts.broker.latency.samples)
                     clock.step_to(close - 30)
                     daemon.wake_event.set()  # time jumped: the loop's sleep is recomputed
-                    await _until(lambda: len(daemon.parts.broker.latency.samples) > count, 5)
+                    await _until(lambda n=count: len(daemon.parts.broker.latency.samples) > n, 5)
                     await _until(lambda: not daemon.parts.broker.pending_count(), 2)
                     for position in daemon.parts.broker.open_positions():  # out, so the next close can enter
                         await _until(lambda p=position: {"stop", "target"} <= set(p.orders), 5)  # protected
@@ -125,7 +125,7 @@ async def entry_latency(round_trip_ms: int, samples: int, feed: str) -> dict[str
                         clock.step_to(close + 2_000)
                         triggered = time.perf_counter()
                         fake.set_price("BTCUSDT", position.stop * (1 - 0.001 * position.side))
-                        if await _until(lambda: _lines(journal) > lines, 12):
+                        if await _until(lambda n=lines: _lines(journal) > n, 12):
                             exits.append((time.perf_counter() - triggered) * 1000)
                         await _until(lambda: not daemon.parts.broker.open_positions(), 12)
                         fake.clear_price("BTCUSDT")  # the next entry at the market's own price again
