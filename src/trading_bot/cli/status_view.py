@@ -74,7 +74,7 @@ def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -
     result["equity"] = result.get("balance", 0.0) + upnl
     result["last_heartbeat"] = {k: heartbeat.get(k) for k in (
         "heartbeat", "time_ms", "cycle_ms", "compute_ms", "bots", "new_candles", "pending_entries",
-        "data_source", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted")}
+        "data_source", "candle_feed", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted")}
     return result
 
 
@@ -107,7 +107,8 @@ def render_status(status: dict[str, Any]) -> str:
     funding = status.get("funding", 0.0)
     lines = [
         f"trading-bot {'running' if status['running'] else 'not running'} · mode {status['mode']} · "
-        f"data {source}{' (SYNTHETIC market, not real prices)' if source == 'synthetic' else ''}",
+        f"data {source}{' (SYNTHETIC market, not real prices)' if source == 'synthetic' else ''}"
+        f"{' · candles ' + hb['candle_feed'] if status['running'] and hb.get('candle_feed') not in (None, 'polled') else ''}",
         f"equity {status['equity']:.2f} USDT · balance {status.get('balance', 0):.2f} · "
         f"realised {status.get('realised_pnl', 0):+.2f} = trading {status.get('realised_pnl', 0) - funding:+.2f} "
         f"(fees {status.get('fees_paid', 0):.2f} paid) + funding {funding:+.2f} · "

@@ -73,6 +73,7 @@ class StatusReport:
             positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
         return {
             "pid": os.getpid(), "mode": self.broker.mode, "data_source": self.mdm.source.name,
+            "candle_feed": self.mdm.feed(),
             "time_ms": int(time.time() * 1000), "clock_ms": self.clock.now_ms(),
             "started_ms": figures.started_ms, "ready_ms": figures.ready_ms,
             "heartbeat": figures.number, "cycle_ms": round(figures.cycle_ms, 3),
@@ -128,6 +129,6 @@ class StatusReport:
         f = self.figures
         wallet = self.broker.wallet
         log.info("heartbeat %d: cycle=%.1fms compute=%.1fms bots=%d new=%d open=%d equity=%.2f pnl=%+.2f "
-                 "trades=%d cache_hit=%.1f%% state=%s", f.number, f.cycle_ms, f.compute_ms, len(self.keys),
+                 "trades=%d cache_hit=%.1f%% state=%s feed=%s", f.number, f.cycle_ms, f.compute_ms, len(self.keys),
                  series_updated, len(self.broker.open_positions()), self.equity(), wallet.realised_pnl, wallet.trades,
-                 100 * self.mdm.stats.hit_rate, self.broker.trading_state().describe())
+                 100 * self.mdm.stats.hit_rate, self.broker.trading_state().describe(), self.mdm.feed())

@@ -159,6 +159,10 @@ class MarketDataManager:
         if isinstance(self.source, PushSource):
             self.source.start()
 
+    def feed(self) -> str:
+        """How candles arrive, for the status: 'websocket 14/14 live' or 'polled'."""
+        return self.source.summary() if isinstance(self.source, PushSource) else "polled"
+
     # --- refreshing ----------------------------------------------------------------------------
 
     def due(self, now_ms: int) -> list[Series]:
