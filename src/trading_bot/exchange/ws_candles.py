@@ -156,7 +156,8 @@ class PushedCandles:
             self._on_kline(shard, client, message)
 
         def lost(*_: Any) -> None:
-            shard.lost.set()
+            if shard.client is client:  # not a late callback of a connection already replaced
+                shard.lost.set()
 
         client.handle_ohlcv = handle_ohlcv
         for name in ("on_error", "on_close"):  # ccxt reads these when it makes a connection
