@@ -19,6 +19,8 @@ from trading_bot.settings import (
     load_settings,
     parse_symbols,
     parse_timeframes,
+    parse_trading_symbols,
+    symbol_fields,
 )
 
 COMMANDS = ("run", "status", "check-config", "analyze", "fetch", "backtest", "pause", "resume", "flatten", "reload")
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon (paper mode unless DRY_RUN=false)")
     run.add_argument("--cycles", type=_positive_int, help="stop after N heartbeats")
-    run.add_argument("--symbols", help="comma-separated symbols, overrides TRADING_SYMBOLS")
+    run.add_argument("--symbols", help="comma-separated symbols, top:N or all; overrides TRADING_SYMBOLS")
     run.add_argument("--timeframes", help="comma-separated timeframes, overrides TRADING_TIMEFRAMES")
     run.add_argument("--replay", action="store_true", help="drive the same loop over the cached candles with a simulated clock")
     run.add_argument("--speed", type=_speed, default=None, metavar="max|N",
@@ -95,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "over the cached candles, as `run --replay` trades"))
 
     fetch = sub.add_parser("fetch", help="download candle and funding-rate history into the CSV cache (resumable)")
-    fetch.add_argument("--symbols", help="comma-separated symbols (default: TRADING_SYMBOLS)")
+    fetch.add_argument("--symbols", help="comma-separated symbols, top:N or all (default: TRADING_SYMBOLS)")
     fetch.add_argument("--timeframes", help="comma-separated timeframes (default: TRADING_TIMEFRAMES)")
     fetch.add_argument("--since", help="YYYY-MM-DD, ISO datetime (UTC unless it has an offset) or ms since the epoch; "
                                        "default: 90 days ago")
@@ -110,7 +112,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, object] = {}
     try:
         if getattr(args, "symbols", None):
-            overrides["symbols"] = parse_symbols(args.symbols)
+            overrides.update(symbol_fields(parse_trading_symbols(args.symbols)))
         if getattr(args, "timeframes", None):
             overrides["timeframes"] = parse_timeframes(args.timeframes)
     except ValueError as exc:
