@@ -148,6 +148,23 @@ class MarketDataManager:
         for series in self.series.values():
             series.candles, _ = read_candles(series.path, self.history_limit)
 
+    def add_series(self, keys: list[SeriesKey]) -> list[Series]:
+        """New series (the symbol universe grew), each read from the CSV cache (blocking: run it in a
+        thread). They are due at once: the next refresh fetches what the cache lacks. Returns those added."""
+        added = []
+        for symbol, tf in keys:
+            if (symbol, tf) not in self.series:
+                series = Series(symbol, tf, timeframe_ms(tf), self.cache_dir / cache_file_name(symbol, tf))
+                series.candles, _ = read_candles(series.path, self.history_limit)
+                self.series[series.key] = series
+                added.append(series)
+        return added
+
+    def remove_series(self, keys: list[SeriesKey]) -> None:
+        """Series no bot reads any more (their CSV cache stays on disk)."""
+        for key in keys:
+            self.series.pop(key, None)
+
     def preload(self, history: Mapping[SeriesKey, np.ndarray]) -> None:
         for key, candles in history.items():
             if key in self.series:
@@ -263,4 +280,7 @@ class MarketDataManager:
 
     def not_ready(self) -> list[SeriesKey]:
         """Series with too few candles for every feature to be defined."""
-        return [key for key, s in self.series.items() if s.candles.shape[0] <= self.feature_params.warmup]
+        return [key for key in self.series if not self.ready(key)]
+
+    def ready(self, key: SeriesKey) -> bool:
+        return self.series[key].candles.shape[0] > self.feature_params.warmup
