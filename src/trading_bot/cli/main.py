@@ -120,6 +120,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings.with_overrides(**overrides) if overrides else settings
 
 
+def _listed(settings: Settings, command: str) -> Settings:
+    """analyze and backtest work on the cache of a list of symbols; top:N and all are chosen by the daemon."""
+    if settings.universe is not None:
+        raise CliError(f"TRADING_SYMBOLS={settings.universe}: {command} needs a list of symbols: pass --symbols A,B "
+                       "(the running daemon's choice is in `trading-bot status`)")
+    return settings
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not settings.dry_run and not args.replay:
@@ -189,27 +197,32 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from trading_bot.persistence.strategy_config_file import load_config
 
     settings = _settings(args)
+    keys = settings.bot_keys
     try:
-        config = load_config(settings.strategy_config, settings.bot_keys)
+        config = load_config(settings.strategy_config, keys)
+        if settings.universe is not None:  # any symbol the file names may be chosen: check each, as the daemon does
+            keys = config.named_keys(settings.timeframes)
+            config.validate_for(keys)
     except StrategyConfigError as exc:
         raise CliError(f"strategy config: {exc}") from None
-    for warning in config.unused_overrides(settings.bot_keys):
+    for warning in config.unused_overrides(keys):
         print(f"trading-bot: warning: strategy config: {warning}", file=sys.stderr)
-    print(f"ok: settings valid ({len(settings.bot_keys)} bots, {'paper' if settings.dry_run else 'LIVE'} mode); "
-          f"strategy config from {config.source}")
+    bots = (f"{settings.universe} × {len(settings.timeframes)} timeframes, the symbols chosen at start"
+            if settings.universe is not None else f"{len(keys)} bots")
+    print(f"ok: settings valid ({bots}, {'paper' if settings.dry_run else 'LIVE'} mode); strategy config from {config.source}")
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from trading_bot.cli.analyze import run
 
-    return run(args, _settings(args))
+    return run(args, _listed(_settings(args), "analyze"))
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from trading_bot.cli.backtest import run
 
-    return run(args, _settings(args))
+    return run(args, _listed(_settings(args), "backtest"))
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
