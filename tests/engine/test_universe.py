@@ -11,8 +11,8 @@ import math
 import pytest
 
 from conftest import make_settings
-from trading_bot.cli.status_view import collect_status, render_status
 from fakes.clocks import JAN_1_2026_MS
+from trading_bot.cli.status_view import collect_status, render_status
 from trading_bot.domain.trades import LONG, Position
 from trading_bot.domain.universe import DAY_MS, REFRESH_DELAY_MS, UniverseRule
 from trading_bot.engine.daemon import Daemon, StartupError
@@ -191,3 +191,24 @@ async def test_a_replay_needs_a_list(tmp_path):
     settings = make_settings(tmp_path, symbols=(), universe=UniverseRule(5))
     with pytest.raises(StartupError, match="a replay trades the cached candles of a list of symbols"):
         await Daemon(settings, replay=True, install_signals=False).run()
+
+
+async def test_all_follows_the_markets_hourly(tmp_path, market, monkeypatch, caplog):
+    from fakes import fake_binance
+    from trading_bot.exchange import client as client_module
+
+    caplog.set_level(logging.INFO, logger="trading_bot")
+    clock, fake = market
+    monkeypatch.setattr(fake_binance, "MARKETS", {k: fake_binance.MARKETS[k] for k in ("BTCUSDT", "ETHUSDT", "SOLUSDT")})
+    monkeypatch.setattr(client_module, "MARKETS_TTL_S", 0.0)  # the client's hourly reload, at every ask here
+    daemon = Daemon(universe_settings(tmp_path, fake).with_overrides(universe=UniverseRule()), clock=clock,
+                    install_signals=False)
+    await daemon.start()
+    assert daemon.parts.universe.chosen == (BTC, ETH, SOL)
+    fake.set_market_status("SOLUSDT", "SETTLING")
+    clock.advance(REFRESH_DELAY_MS)  # 23:05: the hourly look at the markets
+    await daemon.tick()
+    assert "universe all (refresh): added 0, removed 1 (SOL/USDT:USDT), kept 0 because open; 2 symbols" in caplog.text
+    assert list(daemon.parts.mdm.series) == [(BTC, "1h"), (ETH, "1h")]
+    assert not any(r.path == "/fapi/v1/ticker/24hr" for r in fake.requests), "all needs no tickers"
+    await daemon.shutdown()

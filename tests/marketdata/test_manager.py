@@ -195,7 +195,7 @@ async def test_series_added_read_their_cache_and_are_fetched_with_the_next_refre
     source = CountingSource()
     mdm = manager(tmp_path, source, keys=KEYS[:1])
     await mdm.refresh(NOW)
-    added = mdm.add_series([("SOL/USDT:USDT", "1m"), ("SOL/USDT:USDT", "5m"), KEYS[0]])  # one already there
+    added = await mdm.add_series([("SOL/USDT:USDT", "1m"), ("SOL/USDT:USDT", "5m"), KEYS[0]])  # one already there
     assert [s.key for s in added] == [("SOL/USDT:USDT", "1m"), ("SOL/USDT:USDT", "5m")]
     assert np.array_equal(mdm.series[("SOL/USDT:USDT", "1m")].candles, cached)
     assert not mdm.ready(("SOL/USDT:USDT", "5m")) and mdm.ready(("SOL/USDT:USDT", "1m"))

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -215,7 +214,7 @@ class UniverseKeeper:
             self.broker.remove_bots(keys)
             self.next_refresh_ms = min(self.next_refresh_ms, self.refreshed_ms + RETRY_MS)
             return False
-        await asyncio.to_thread(self.mdm.add_series, keys)
+        await self.mdm.add_series(keys)
         for key in keys:
             self.strategies[key] = WeightedScoringStrategy(key[0], key[1], self.config.current)
         self.warming.update(keys)

@@ -148,16 +148,20 @@ class MarketDataManager:
         for series in self.series.values():
             series.candles, _ = read_candles(series.path, self.history_limit)
 
-    def add_series(self, keys: list[SeriesKey]) -> list[Series]:
-        """New series (the symbol universe grew), each read from the CSV cache (blocking: run it in a
-        thread). They are due at once: the next refresh fetches what the cache lacks. Returns those added."""
-        added = []
-        for symbol, tf in keys:
-            if (symbol, tf) not in self.series:
-                series = Series(symbol, tf, timeframe_ms(tf), self.cache_dir / cache_file_name(symbol, tf))
+    async def add_series(self, keys: list[SeriesKey]) -> list[Series]:
+        """New series (the symbol universe grew), each read from the CSV cache in a thread, then
+        added here on the loop (the status report reads the dict meanwhile). They are due at once: the
+        next refresh fetches what the cache lacks. Returns those added."""
+        added = [Series(symbol, tf, timeframe_ms(tf), self.cache_dir / cache_file_name(symbol, tf))
+                 for symbol, tf in dict.fromkeys(keys) if (symbol, tf) not in self.series]
+
+        def read() -> None:
+            for series in added:
                 series.candles, _ = read_candles(series.path, self.history_limit)
-                self.series[series.key] = series
-                added.append(series)
+
+        await asyncio.to_thread(read)
+        for series in added:
+            self.series[series.key] = series
         return added
 
     def remove_series(self, keys: list[SeriesKey]) -> None:
