@@ -1,6 +1,6 @@
 """A loopback fake of Binance USDⓈ-M futures (fapi) for the real ccxt client to talk to over HTTP.
 
-Public market data (server time, exchangeInfo, klines, 24h ticker) and the private trading API:
+Public market data (server time, exchangeInfo, klines, the 24h ticker with volumes a test can set) and the private trading API:
 signed requests (API key, HMAC-SHA256, timestamp/recvWindow), one-way positions with leverage and
 isolated/crossed margin, market and limit orders, conditional (algo) orders that trigger when
 set_price() crosses them, fills with fees and realized PnL, funding-rate history and the funding
