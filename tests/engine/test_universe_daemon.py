@@ -18,6 +18,7 @@ from trading_bot.domain.universe import DAY_MS, REFRESH_DELAY_MS, UniverseRule
 from trading_bot.engine.daemon import Daemon, StartupError
 from trading_bot.engine.universe import ExitOnly
 from trading_bot.exchange.retry import RetryPolicy
+from trading_bot.marketdata.sources import FetchResult, SyntheticSource
 from trading_bot.marketdata.synthetic import SYNTHETIC_SYMBOLS
 from trading_bot.persistence.state_store import StateStore, decode_state
 
@@ -59,6 +60,8 @@ async def test_top_n_is_refreshed_daily_keeps_an_open_symbol_until_flat_and_rest
     parts = daemon.parts
     assert parts.universe is not None and parts.universe.chosen == (BTC, ETH)
     assert list(parts.mdm.series) == [(BTC, "1h"), (ETH, "1h")]
+    assert ("TRADING_SYMBOLS=top:2, the 2 USDT-margined perpetuals with the largest 24 h quote volume: 2 chosen "
+            "(BTC/USDT:USDT, ETH/USDT:USDT)") in caplog.text
     assert "ready: 2 bots (top:2: 2 symbols × 1 timeframes)" in caplog.text
     hold(daemon, ETH)
 
@@ -211,4 +214,44 @@ async def test_all_follows_the_markets_hourly(tmp_path, market, monkeypatch, cap
     assert "universe all (refresh): added 0, removed 1 (SOL/USDT:USDT), kept 0 because open; 2 symbols" in caplog.text
     assert list(daemon.parts.mdm.series) == [(BTC, "1h"), (ETH, "1h")]
     assert not any(r.path == "/fapi/v1/ticker/24hr" for r in fake.requests), "all needs no tickers"
+    await daemon.shutdown()
+
+
+class YoungListing(SyntheticSource):
+    """The synthetic market, where SOL was listed at `listed_ms`: no candle of it opens before."""
+
+    def __init__(self, seed: int, listed_ms: int) -> None:
+        super().__init__(seed)
+        self.listed_ms = listed_ms
+
+    async def fetch(self, symbol, timeframe, tf_ms, since_ms, now_ms, limit, last_close) -> FetchResult:
+        result = await super().fetch(symbol, timeframe, tf_ms, since_ms, now_ms, limit, last_close)
+        if symbol == SOL:
+            result.closed = result.closed[result.closed[:, 0] >= self.listed_ms]
+        return result
+
+
+async def test_a_young_listing_waits_for_enough_history_and_never_signals_on_it(tmp_path, caplog):
+    from fakes.clocks import SharedClock
+
+    clock = SharedClock(START)
+    settings = make_settings(tmp_path, symbols=(), universe=UniverseRule(3), timeframes=("1m",), history_candles=100)
+    source = YoungListing(settings.synthetic_seed, listed_ms=START - 150 - 20 * 60_000)  # 20 one-minute candles
+    daemon = Daemon(settings, clock=clock, source=source, install_signals=False)
+    await daemon.start()
+    keeper = daemon.parts.universe
+    assert keeper.warming == {(SOL, "1m")}
+    assert "universe top:3: 1 bot(s) wait for enough history before they may trade: SOL/USDT:USDT 1m (20 candles)" \
+        in caplog.text
+    assert daemon.parts.broker.book(SOL, "1m").last_candle_ts is None, "not caught up on: it has nothing to score"
+    clock.advance(10 * 60_000)
+    await daemon.tick()
+    assert keeper.warming == {(SOL, "1m")} and daemon.figures.new_candles == 20, "BTC's and ETH's 10; SOL's taken out"
+    clock.advance(10 * 60_000)
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="trading_bot")
+    await daemon.tick()
+    assert keeper.warming == set() and "1 new bot(s) ready, trading from their next candle: SOL/USDT:USDT 1m" in caplog.text
+    series = daemon.parts.mdm.series[(SOL, "1m")]
+    assert series.candles.shape[0] == 40 and daemon.parts.broker.book(SOL, "1m").last_candle_ts == series.last_ts
     await daemon.shutdown()

@@ -107,9 +107,13 @@ async def choose_at_start(settings: Settings, rule: UniverseRule, exchange: Exch
     if reachable:
         chooser = exchange_chooser(exchange.get(), rule)
         try:
-            return StartChoice(await chooser(), chooser, False)
+            chosen = await chooser()
         except ChoiceFailed as exc:
             why = str(exc)
+        else:
+            log.info("TRADING_SYMBOLS=%s, %s: %d chosen (%s%s)", rule, rule.describe(), len(chosen), ", ".join(chosen[:10]),
+                     ", …" if len(chosen) > 10 else "")
+            return StartChoice(chosen, chooser, False)
     if live or s.market_data == "exchange" or override is not None:
         raise StartupError(f"TRADING_SYMBOLS={rule}: cannot choose the symbols, the exchange did not answer ({why}); "
                            "start again once it does, or set TRADING_SYMBOLS to a list of symbols")
@@ -139,6 +143,7 @@ class UniverseKeeper:
         self.refreshed_ms = now_ms
         self.warming: set[SeriesKey] = set()  # bots whose history is not long enough yet: no signals
         self.kept: set[str] = set()  # symbols that left the choice holding something: exit-only
+        self._told: set[SeriesKey] = set()  # warming bots whose wait was logged
         for symbol in self.running_symbols():
             if symbol not in self.chosen:
                 self._keep(symbol)
@@ -195,6 +200,7 @@ class UniverseKeeper:
         for key in removed:
             self.strategies.pop(key, None)
             self.warming.discard(key)
+            self._told.discard(key)
         self.kept.difference_update(change.removed)
         for symbol in change.kept:
             if symbol not in self.kept:
@@ -225,18 +231,25 @@ class UniverseKeeper:
     def warm(self, keys: list[SeriesKey]) -> None:
         """Bots without enough history yet (at startup: a young listing's daily candles, say)."""
         self.warming.update(keys)
+        self._tell_waiting(keys)
+
+    def _tell_waiting(self, keys: list[SeriesKey]) -> None:
+        self._told.update(keys)  # once per bot: a daily series may wait for weeks
         log.warning("universe %s: %d bot(s) wait for enough history before they may trade: %s%s", self.rule, len(keys),
-                    ", ".join(f"{s} {tf}" for s, tf in keys[:5]), " …" if len(keys) > 5 else "")
+                    ", ".join(f"{s} {tf} ({self.mdm.series[(s, tf)].candles.shape[0]} candles)" for s, tf in keys[:5]),
+                    " …" if len(keys) > 5 else "")
 
     def admit(self, new: dict[SeriesKey, np.ndarray]) -> dict[SeriesKey, np.ndarray]:
         """Take the warming bots' candles out of this heartbeat's new ones (history, not news); a bot
         whose series is long enough now trades from its next candle."""
         if not self.warming:
             return new
-        ready = []
+        ready, waiting = [], []
         for key in sorted(self.warming):
-            new.pop(key, None)
+            fetched = new.pop(key, None) is not None
             if key not in self.mdm.series or not self.mdm.ready(key):
+                if fetched and key not in self._told:
+                    waiting.append(key)
                 continue
             self.warming.discard(key)
             book = self.broker.book(*key)
@@ -246,6 +259,8 @@ class UniverseKeeper:
         if ready:
             log.info("universe %s: %d new bot(s) ready, trading from their next candle: %s%s", self.rule, len(ready),
                      ", ".join(f"{s} {tf}" for s, tf in ready[:5]), " …" if len(ready) > 5 else "")
+        if waiting:
+            self._tell_waiting(waiting)
         return new
 
     def as_json(self) -> dict[str, Any]:
