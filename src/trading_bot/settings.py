@@ -18,6 +18,7 @@ from trading_bot.domain.ranges import out_of_range
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.timeframes import TIMEFRAME_MS
 from trading_bot.domain.trades import Costs
+from trading_bot.domain.universe import UniverseRule, parse_universe
 
 DEFAULT_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
 DEFAULT_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
@@ -52,6 +53,9 @@ class Secret(str):
 class Settings:
     dry_run: bool = True
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    # TRADING_SYMBOLS=top:N or all: the symbols are chosen at startup and refreshed (engine/universe.py);
+    # `symbols` is then empty.
+    universe: UniverseRule | None = None
     timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES
     heartbeat_seconds: float = 5.0
     exchange_id: str = "binanceusdm"
@@ -125,6 +129,7 @@ class Settings:
 
     @property
     def bot_keys(self) -> list[tuple[str, str]]:
+        """The bots of a symbol list (none for top:N / all: the daemon chooses those at startup)."""
         return [(s, tf) for s in self.symbols for tf in self.timeframes]
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -180,6 +185,19 @@ def parse_symbols(raw: str) -> tuple[str, ...]:
         if not slash or not base or not quote or any(c.isspace() for c in symbol):
             raise ValueError(f"{symbol!r} is not a ccxt symbol like BTC/USDT:USDT")
     return symbols
+
+
+def parse_trading_symbols(raw: str) -> tuple[str, ...] | UniverseRule:
+    """A comma list of symbols, or `top:N` / `all` (domain/universe.py)."""
+    rule = parse_universe(raw)
+    return rule if rule is not None else parse_symbols(raw)
+
+
+def symbol_fields(value: tuple[str, ...] | UniverseRule) -> dict[str, Any]:
+    """The Settings fields one TRADING_SYMBOLS value sets (a list clears a universe and vice versa)."""
+    if isinstance(value, UniverseRule):
+        return {"symbols": (), "universe": value}
+    return {"symbols": value, "universe": None}
 
 
 def parse_timeframes(raw: str) -> tuple[str, ...]:
@@ -265,7 +283,7 @@ def check_consistency(settings: Settings) -> None:
 # env name -> (field name, parser)
 FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "DRY_RUN": ("dry_run", _bool),
-    "TRADING_SYMBOLS": ("symbols", parse_symbols),
+    "TRADING_SYMBOLS": ("symbols", parse_trading_symbols),  # may set `universe` instead (symbol_fields)
     "TRADING_TIMEFRAMES": ("timeframes", parse_timeframes),
     "HEARTBEAT_SECONDS": ("heartbeat_seconds", _in_range(_number, 0.0, 3600.0, low_open=True)),
     "EXCHANGE_ID": ("exchange_id", _exchange_id),
@@ -317,6 +335,8 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
             kwargs[field_name] = parse(raw)
         except ValueError as exc:
             raise SettingsError(f"{env_name}: {exc}") from None
+    if "symbols" in kwargs:
+        kwargs.update(symbol_fields(kwargs["symbols"]))
     settings = Settings(**kwargs)
     check_consistency(settings)
     return settings

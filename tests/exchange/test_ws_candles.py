@@ -138,3 +138,18 @@ async def test_repeated_failures_fall_back_to_rest_and_logged(market, tmp_path, 
     finally:
         await source.close()
         await pool.close()
+
+
+async def test_a_series_added_at_run_time_is_subscribed_and_a_removed_one_forgotten(feed):
+    clock, fake, source, mdm, _ = feed
+    sol = ("SOL/USDT:USDT", "1m")
+    await mdm.add_series([sol])
+    mdm.remove_series([(BTC, "5m")])
+    await until(lambda: len(fake.ws.subscribe_messages) >= 2 and "solusdt@kline_1m" in fake.ws.subscriptions())
+    await asyncio.sleep(0.05)
+    await mdm.refresh(clock())  # the new series' history, over REST
+    before = klines_requests(fake)
+    new = await close_minutes(clock, fake, mdm)
+    assert sol in new and klines_requests(fake) == before  # pushed like the others
+    assert fake.ws.subscribe_messages[-1] == ["btcusdt@kline_1m", "ethusdt@kline_1m", "solusdt@kline_1m"]
+    assert source.summary() == "websocket 1/1 live"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trading_bot.domain.formatting import format_price
+from trading_bot.domain.formatting import format_ms, format_price
 from trading_bot.domain.protections import DAY_MS
 from trading_bot.domain.wallet import SavedState
 from trading_bot.persistence.state_store import POSITIONS_FILE, StateStore, read_status
@@ -74,7 +74,8 @@ def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -
     result["equity"] = result.get("balance", 0.0) + upnl
     result["last_heartbeat"] = {k: heartbeat.get(k) for k in (
         "heartbeat", "time_ms", "cycle_ms", "compute_ms", "bots", "new_candles", "pending_entries",
-        "data_source", "candle_feed", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted")}
+        "data_source", "candle_feed", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted",
+        "universe")}
     return result
 
 
@@ -134,6 +135,16 @@ def render_status(status: dict[str, Any]) -> str:
         if latency.get("orders"):
             lines.append(f"entry latency over {latency['orders']} order(s): p50 {latency['p50_ms']:.0f} ms, "
                          f"p99 {latency['p99_ms']:.0f} ms (signal candle close → order acknowledged)")
+        universe = hb.get("universe")
+        if universe:  # TRADING_SYMBOLS=top:N or all
+            chosen = universe.get("chosen") or []
+            line = (f"symbols {universe.get('rule')} from the {universe.get('source')}: {len(chosen)} chosen "
+                    f"({', '.join(chosen[:5])}{', …' if len(chosen) > 5 else ''})")
+            if universe.get("kept"):
+                line += f", kept until flat: {', '.join(universe['kept'])}"
+            if universe.get("warming"):
+                line += f", {universe['warming']} bot(s) still loading history"
+            lines.append(f"{line} · next refresh {format_ms(universe.get('next_refresh_ms') or 0)} UTC")
         config = hb.get("config") or {}
         line = f"strategy config: {config.get('source')} · reloads {config.get('reloads', 0)}"
         if config.get("last_error"):

@@ -64,6 +64,7 @@ WEIGHTS: dict[str, int] = {
     "create_order": 1, "fetch_order": 1, "cancel_order": 1, "fetch_open_orders": 1, "fetch_my_trades": 5,
     "set_leverage": 1, "set_margin_mode": 1, "fetch_funding_history": 30,  # GET /fapi/v1/income
     "fetch_funding_rate_history": 0, "fetch_funding_intervals": 0,  # limited on their own (OWN_LIMITS)
+    "fetch_tickers": 40,  # GET /fapi/v1/ticker/24hr without a symbol: every market's 24 h figures
 }
 
 

@@ -51,6 +51,7 @@ class _Shard:
     rest_until: float = 0.0  # monotonic: polling REST until then
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     client: Any = None
+    redial: bool = False  # lost on purpose (its list of series changed): not a failure
     replaced_for_ms: int = -1  # the close a stall replacement was made for (once per close)
     dialled_ms: int = 2**62  # bot clock when this connection was dialled: earlier closes never come
 
@@ -69,15 +70,16 @@ class PushedCandles:
         self.retry_s = retry_s
         self.on_push = on_push
         self.now_ms: Callable[[], int] = pool.now_ms or (lambda: int(time.time() * 1000))
-        self.shards = [_Shard(n, list(keys[i:i + per_connection]))
-                       for n, i in enumerate(range(0, len(keys), per_connection))]
-        self._shard_of = {key: shard for shard in self.shards for key in shard.pairs}
-        self._closed: dict[SeriesKey, dict[int, list[float]]] = {key: {} for key in keys}
+        self.per_connection = per_connection
+        self.shards: list[_Shard] = []
+        self._shard_of: dict[SeriesKey, _Shard] = {}
+        self._closed: dict[SeriesKey, dict[int, list[float]]] = {}
         self._forming: dict[SeriesKey, tuple[int, float]] = {}
         self._pushed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.pushed_candles = 0
         self.rest_fills = 0  # fetches the stream could not answer (history, gaps, stalls, fallback)
+        self.track(keys, ())
 
     # --- the streams ---------------------------------------------------------------------------
 
@@ -86,15 +88,54 @@ class PushedCandles:
             self._tasks = [asyncio.create_task(self._run(shard), name=f"ws-candles-{shard.number}")
                            for shard in self.shards]
 
+    def track(self, added: Sequence[SeriesKey], removed: Sequence[SeriesKey]) -> None:
+        """The symbol universe changed. A removed series is forgotten (its stream is dropped at the
+        connection's next dial); new ones fill the last connection's room, which dials again to
+        subscribe them (REST fills that moment), then new connections."""
+        for key in removed:
+            shard = self._shard_of.pop(key, None)
+            if shard is not None:
+                shard.pairs.remove(key)
+            self._closed.pop(key, None)
+            self._forming.pop(key, None)
+        new = [key for key in dict.fromkeys(added) if key not in self._shard_of]
+        if not new:
+            return
+        last = self.shards[-1] if self.shards else None
+        if last is not None and len(last.pairs) < self.per_connection:
+            room, new = new[:self.per_connection - len(last.pairs)], new[self.per_connection - len(last.pairs):]
+            self._register(last, room)
+            last.redial = True
+            last.lost.set()  # dial again with the longer list
+        for i in range(0, len(new), self.per_connection):
+            shard = _Shard(len(self.shards), [])
+            self._register(shard, new[i:i + self.per_connection])
+            self.shards.append(shard)
+            if self._tasks:
+                self._tasks.append(asyncio.create_task(self._run(shard), name=f"ws-candles-{shard.number}"))
+
+    def _register(self, shard: _Shard, keys: Sequence[SeriesKey]) -> None:
+        for key in keys:
+            shard.pairs.append(key)
+            self._shard_of[key] = shard
+            self._closed[key] = {}
+
     def summary(self) -> str:
         """For the status: how many connections stream, e.g. 'websocket 14/14 live'."""
-        live = sum(s.state == "live" for s in self.shards)
-        rest = sum(s.state == "rest" for s in self.shards)
-        text = f"websocket {live}/{len(self.shards)} live"
+        shards = [s for s in self.shards if s.state != "idle"]
+        live = sum(s.state == "live" for s in shards)
+        rest = sum(s.state == "rest" for s in shards)
+        text = f"websocket {live}/{len(shards)} live"
         return text + (f", {rest} on REST" if rest else "")
 
     async def _run(self, shard: _Shard) -> None:
         while True:
+            if not shard.pairs:  # every series of this connection was removed: idle until one is added
+                await self._drop_client(shard)
+                shard.state = "idle"
+                shard.lost.clear()
+                await shard.lost.wait()
+                shard.state = "connecting"
             if shard.state == "rest":
                 await asyncio.sleep(max(0.0, shard.rest_until - time.monotonic()))
                 log.info("websocket candles (connection %d): trying the stream again", shard.number)
@@ -132,6 +173,10 @@ class PushedCandles:
         raise ConnectionError("connection lost")
 
     def _failed(self, shard: _Shard, exc: BaseException) -> None:
+        if shard.redial:
+            shard.redial, shard.state = False, "connecting"
+            log.info("websocket candles (connection %d): dialling again for %d series", shard.number, len(shard.pairs))
+            return
         was_live = shard.state == "live"
         shard.state = "connecting"
         shard.failures = 0 if was_live else shard.failures + 1

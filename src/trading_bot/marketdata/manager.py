@@ -148,6 +148,31 @@ class MarketDataManager:
         for series in self.series.values():
             series.candles, _ = read_candles(series.path, self.history_limit)
 
+    async def add_series(self, keys: list[SeriesKey]) -> list[Series]:
+        """New series (the symbol universe grew), each read from the CSV cache in a thread, then
+        added here on the loop (the status report reads the dict meanwhile). They are due at once: the
+        next refresh fetches what the cache lacks. Returns those added."""
+        added = [Series(symbol, tf, timeframe_ms(tf), self.cache_dir / cache_file_name(symbol, tf))
+                 for symbol, tf in dict.fromkeys(keys) if (symbol, tf) not in self.series]
+
+        def read() -> None:
+            for series in added:
+                series.candles, _ = read_candles(series.path, self.history_limit)
+
+        await asyncio.to_thread(read)
+        for series in added:
+            self.series[series.key] = series
+        if isinstance(self.source, PushSource):
+            self.source.track([series.key for series in added], [])
+        return added
+
+    def remove_series(self, keys: list[SeriesKey]) -> None:
+        """Series no bot reads any more (their CSV cache stays on disk)."""
+        for key in keys:
+            self.series.pop(key, None)
+        if isinstance(self.source, PushSource):
+            self.source.track([], keys)
+
     def preload(self, history: Mapping[SeriesKey, np.ndarray]) -> None:
         for key, candles in history.items():
             if key in self.series:
@@ -276,4 +301,7 @@ class MarketDataManager:
 
     def not_ready(self) -> list[SeriesKey]:
         """Series with too few candles for every feature to be defined."""
-        return [key for key, s in self.series.items() if s.candles.shape[0] <= self.feature_params.warmup]
+        return [key for key in self.series if not self.ready(key)]
+
+    def ready(self, key: SeriesKey) -> bool:
+        return self.series[key].candles.shape[0] > self.feature_params.warmup
