@@ -35,6 +35,9 @@ BAD_VALUES = [
     ("MAX_DRAWDOWN", "-0.1", "must be in [0, 1]"),
     ("COOLDOWN_STOPOUTS", "two", "expected a whole number"),
     ("MAX_ORDER_NOTIONAL", "-1", "must be in [0, 1e+12]"),
+    ("TRADING_SYMBOLS", "top:0", "top:N takes a whole number of symbols, at least 1 (e.g. top:20), got 'top:0'"),
+    ("TRADING_SYMBOLS", "top:abc", "got 'top:abc'"),
+    ("TRADING_SYMBOLS", "top:", "got 'top:'"),
 ]
 
 
@@ -70,6 +73,30 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path):
     s = load_settings(env_file, environ={"LEVERAGE": "4"})
     assert s.symbols == ("BTC/USDT:USDT", "ETH/USDT:USDT")
     assert s.leverage == 4.0 and s.heartbeat_seconds == 2.0
+
+
+def test_trading_symbols_top_n_or_all_choose_at_start_instead_of_a_list():
+    from trading_bot.domain.universe import UniverseRule
+
+    top = settings_from_mapping({"TRADING_SYMBOLS": " Top:20 ", "TRADING_TIMEFRAMES": "1m,1h"})
+    assert top.universe == UniverseRule(20) and top.symbols == () and top.bot_keys == []
+    assert settings_from_mapping({"TRADING_SYMBOLS": "all"}).universe == UniverseRule()
+    listed = settings_from_mapping({"TRADING_SYMBOLS": "BTC/USDT:USDT"})
+    assert listed.universe is None and listed.symbols == ("BTC/USDT:USDT",)
+
+
+@pytest.mark.parametrize(("argv", "value"), [(["check-config"], "top:0"), (["run", "--cycles", "1"], "top:abc"),
+                                             (["run", "--cycles", "1", "--symbols", "top:"], "all")])
+def test_a_bad_top_n_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, value):
+    from trading_bot.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADING_SYMBOLS", value)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "top:N takes a whole number of symbols, at least 1" in err, err
+    named = "--symbols" if "--symbols" in argv else "TRADING_SYMBOLS"
+    assert err.startswith(f"trading-bot: error: {named}: ")
 
 
 def test_secrets_never_show_in_repr_or_format():

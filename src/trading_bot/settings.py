@@ -18,6 +18,7 @@ from trading_bot.domain.ranges import out_of_range
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.timeframes import TIMEFRAME_MS
 from trading_bot.domain.trades import Costs
+from trading_bot.domain.universe import UniverseRule, parse_universe
 
 DEFAULT_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
 DEFAULT_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
@@ -52,6 +53,9 @@ class Secret(str):
 class Settings:
     dry_run: bool = True
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    # TRADING_SYMBOLS=top:N or all: the symbols are chosen at startup and refreshed (engine/universe.py);
+    # `symbols` is then empty.
+    universe: UniverseRule | None = None
     timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES
     heartbeat_seconds: float = 5.0
     exchange_id: str = "binanceusdm"
@@ -86,6 +90,11 @@ class Settings:
     cooldown_candles: int = 0
     max_order_notional: float = 0.0
     funding: str = "auto"  # paper/replay/backtest: auto (cached history, else the default rate) | off
+    # Candles from the exchange: pushed over websockets (REST fills gaps and takes over on failure) or polled.
+    candle_feed: str = "websocket"  # websocket | rest
+    exchange_ws_url: str = ""  # ccxt.pro's linear websocket base; "" = ccxt's, or EXCHANGE_URL's host + /ws
+    candle_push_grace_ms: int = 2_000  # how long after a close a pushed candle is waited for before REST
+    ws_ping_seconds: float = 10.0  # websocket ping interval; two unanswered = a dead connection
     # Live: the account over Binance's user data stream (fills booked as they happen); the REST
     # positions request is then a consistency check every user_stream_check_s (every heartbeat
     # while the stream is down, and always with the stream off).
@@ -125,6 +134,7 @@ class Settings:
 
     @property
     def bot_keys(self) -> list[tuple[str, str]]:
+        """The bots of a symbol list (none for top:N / all: the daemon chooses those at startup)."""
         return [(s, tf) for s in self.symbols for tf in self.timeframes]
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -182,6 +192,19 @@ def parse_symbols(raw: str) -> tuple[str, ...]:
     return symbols
 
 
+def parse_trading_symbols(raw: str) -> tuple[str, ...] | UniverseRule:
+    """A comma list of symbols, or `top:N` / `all` (domain/universe.py)."""
+    rule = parse_universe(raw)
+    return rule if rule is not None else parse_symbols(raw)
+
+
+def symbol_fields(value: tuple[str, ...] | UniverseRule) -> dict[str, Any]:
+    """The Settings fields one TRADING_SYMBOLS value sets (a list clears a universe and vice versa)."""
+    if isinstance(value, UniverseRule):
+        return {"symbols": (), "universe": value}
+    return {"symbols": value, "universe": None}
+
+
 def parse_timeframes(raw: str) -> tuple[str, ...]:
     timeframes = tuple(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
     if not timeframes:
@@ -218,20 +241,17 @@ def _exchange_id(raw: str) -> str:
 
 MARKET_DATA_CHOICES = ("auto", "exchange", "synthetic")
 FUNDING_CHOICES = ("auto", "off")
+CANDLE_FEED_CHOICES = ("websocket", "rest")
 
 
-def _funding(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in FUNDING_CHOICES:
-        raise ValueError(f"expected one of {', '.join(FUNDING_CHOICES)}, got {raw!r}")
-    return value
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
 
-
-def _market_data(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in MARKET_DATA_CHOICES:
-        raise ValueError(f"expected one of {', '.join(MARKET_DATA_CHOICES)}, got {raw!r}")
-    return value
+    return parse
 
 
 def _optional_epoch_ms(raw: str) -> int | None:
@@ -268,7 +288,7 @@ def check_consistency(settings: Settings) -> None:
 # env name -> (field name, parser)
 FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "DRY_RUN": ("dry_run", _bool),
-    "TRADING_SYMBOLS": ("symbols", parse_symbols),
+    "TRADING_SYMBOLS": ("symbols", parse_trading_symbols),  # may set `universe` instead (symbol_fields)
     "TRADING_TIMEFRAMES": ("timeframes", parse_timeframes),
     "HEARTBEAT_SECONDS": ("heartbeat_seconds", _in_range(_number, 0.0, 3600.0, low_open=True)),
     "EXCHANGE_ID": ("exchange_id", _exchange_id),
@@ -288,7 +308,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "HISTORY_CANDLES": ("history_candles", _in_range(_integer, 100, 100_000)),
     "SYNTHETIC_SEED": ("synthetic_seed", _integer),
     "FETCH_CONCURRENCY": ("fetch_concurrency", _in_range(_integer, 1, 64)),
-    "MARKET_DATA": ("market_data", _market_data),
+    "MARKET_DATA": ("market_data", _one_of(MARKET_DATA_CHOICES)),
     "EXCHANGE_DEMO": ("exchange_demo", _bool),
     "LIVE_TRADING_CONFIRMED": ("live_confirmed", _bool),
     "EXCHANGE_TIMEOUT_MS": ("exchange_timeout_ms", _in_range(_integer, 500, 120_000)),
@@ -301,7 +321,11 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "COOLDOWN_STOPOUTS": ("cooldown_stopouts", _in_range(_integer, 0, 1000)),
     "COOLDOWN_CANDLES": ("cooldown_candles", _in_range(_integer, 0, 100_000)),
     "MAX_ORDER_NOTIONAL": ("max_order_notional", _in_range(_number, 0.0, 1e12)),
-    "FUNDING": ("funding", _funding),
+    "FUNDING": ("funding", _one_of(FUNDING_CHOICES)),
+    "CANDLE_FEED": ("candle_feed", _one_of(CANDLE_FEED_CHOICES)),
+    "EXCHANGE_WS_URL": ("exchange_ws_url", str.strip),
+    "CANDLE_PUSH_GRACE_MS": ("candle_push_grace_ms", _in_range(_integer, 0, 60_000)),
+    "WS_PING_SECONDS": ("ws_ping_seconds", _in_range(_number, 0.05, 600.0)),
     "USER_STREAM": ("user_stream", _bool),
     "USER_STREAM_CHECK_S": ("user_stream_check_s", _in_range(_number, 1.0, 3600.0)),
 }
@@ -318,6 +342,8 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
             kwargs[field_name] = parse(raw)
         except ValueError as exc:
             raise SettingsError(f"{env_name}: {exc}") from None
+    if "symbols" in kwargs:
+        kwargs.update(symbol_fields(kwargs["symbols"]))
     settings = Settings(**kwargs)
     check_consistency(settings)
     return settings

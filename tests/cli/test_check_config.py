@@ -46,3 +46,23 @@ def test_analyzer_blocks_are_accepted_and_an_untraded_symbol_is_a_warning(tmp_pa
     assert code == 0, err
     assert "ok: settings valid" in out
     assert "warning: strategy config: bots.DOGE/USDT:USDT: DOGE/USDT:USDT is not traded" in err
+
+
+def test_with_top_n_every_symbol_the_file_names_is_checked_and_none_is_called_unused(tmp_path, capsys):
+    env_file = tmp_path / ".env"
+    config = tmp_path / "strategy_config.json"
+    env_file.write_text(f"TRADING_SYMBOLS=top:5\nTRADING_TIMEFRAMES=5m\nSTRATEGY_CONFIG={config}\nDATA_DIR={tmp_path}\n")
+    os.chmod(env_file, 0o600)
+    config.write_text(json.dumps({"version": 1, "bots": {"DOGE/USDT:USDT": {"5m": {"threshold": 0.2}}}}))
+    assert main(["--env-file", str(env_file), "check-config"]) == 0
+    out = capsys.readouterr()
+    assert "ok: settings valid (top:5 × 1 timeframes, the symbols chosen at start, paper mode)" in out.out
+    assert "not traded" not in out.err
+    config.write_text(json.dumps({"version": 1, "bots": {"DOGE/USDT:USDT": {"5m": {"threshold": -1}}}}))
+    assert main(["--env-file", str(env_file), "check-config"]) == 2
+    assert "strategy config: bots.DOGE/USDT:USDT.5m.threshold: " in capsys.readouterr().err
+    for command in ("analyze", "backtest"):
+        assert main(["--env-file", str(env_file), command]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"trading-bot: error: TRADING_SYMBOLS=top:5: {command} needs a list of symbols: pass --symbols A,B "
+                       "(the running daemon's choice is in `trading-bot status`)\n")

@@ -19,7 +19,7 @@ from fakes.clocks import SharedClock
 from fakes.fake_binance import FakeBinance
 from fakes.live_bot import LIVE_KEY, LIVE_SECRET
 from fakes.waiting import until
-from trading_bot.exchange.client import ExchangeClient
+from trading_bot.exchange.client import ExchangeClient, stream_url_for
 from trading_bot.exchange.retry import RetryPolicy
 from trading_bot.exchange.user_stream import StreamTiming, UserStream, user_stream_url
 from trading_bot.ops.logs import RedactSecrets
@@ -40,7 +40,7 @@ class Opened:
 async def a_stream(clock: SharedClock, fake: FakeBinance, url: str | None = None) -> AsyncIterator[Opened]:
     pool = ExchangeClient("binanceusdm", fake.url, LIVE_KEY, LIVE_SECRET, now_ms=clock,
                           retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02))
-    stream = UserStream(pool, url or user_stream_url(fake.url, demo=False), clock, StreamTiming(poll_s=POLL_S),
+    stream = UserStream(pool, url or user_stream_url(fake.ws_url, demo=False), clock, StreamTiming(poll_s=POLL_S),
                         rng=random.Random(7))
     opened = Opened(stream)
     await stream.start(opened.events.append, lambda: opened.connected.append(clock()))
@@ -231,6 +231,7 @@ async def test_a_connection_refused_is_logged_without_its_url_and_retried(market
 
 def test_the_stream_url_for_production_the_demo_and_a_local_exchange():
     assert user_stream_url("", demo=False) == "wss://fstream.binance.com/private/ws?listenKey="
-    assert user_stream_url("", demo=True) == "wss://fstream.binancefuture.com/ws/"
-    assert user_stream_url("http://127.0.0.1:8080", demo=True) == "ws://127.0.0.1:8080/private/ws?listenKey="
-    assert user_stream_url("https://proxy.example/fapi", demo=False) == "wss://proxy.example/private/ws?listenKey="
+    assert user_stream_url("", demo=True) == "wss://fstream.binancefuture.com/private/ws?listenKey="
+    assert user_stream_url(stream_url_for("http://127.0.0.1:8080"), demo=True) == \
+        "ws://127.0.0.1:8080/private/ws?listenKey="
+    assert user_stream_url("wss://proxy.example/stream-auth", demo=False) == "wss://proxy.example/stream-auth/"

@@ -127,7 +127,8 @@ async def test_read_faults_are_retried_and_the_tick_survives(tmp_path, market):
 @pytest.mark.parametrize(("fault", "retry_after"), [("429", 1), ("418", 2)])
 async def test_rate_limit_answers_pause_the_whole_pool(tmp_path, market, fault, retry_after):
     clock, fake = market
-    bot = Daemon(live_settings(tmp_path, fake), clock=clock, install_signals=False)
+    # candles polled over REST: the pause is seen on the klines requests
+    bot = Daemon(live_settings(tmp_path, fake, candle_feed="rest"), clock=clock, install_signals=False)
     await bot.start()
     try:
         fake.inject(fault, "/fapi/v1/klines", retry_after=retry_after)

@@ -1,6 +1,6 @@
 """A loopback fake of Binance USDⓈ-M futures (fapi) for the real ccxt client to talk to over HTTP.
 
-Public market data (server time, exchangeInfo, klines, 24h ticker) and the private trading API:
+Public market data (server time, exchangeInfo, klines, the 24h ticker with volumes a test can set) and the private trading API:
 signed requests (API key, HMAC-SHA256, timestamp/recvWindow), one-way positions with leverage and
 isolated/crossed margin, market and limit orders, conditional (algo) orders that trigger when
 set_price() crosses them, fills with fees and realized PnL, funding-rate history and the funding
@@ -91,6 +91,7 @@ FAULT_KINDS = ("429", "418", "500_html", "503_html", "timeout", "reset", "lost_r
                *(str(code) for code in REFUSALS),
                *(f"{code}{executed}" for code in SERVER_ERRORS for executed in ("", "_executed")))
 ALL_DONE = {"code": 200, "msg": "The operation of cancel all open order is done."}
+QUARTERLY_DELIVERY_MS = 1798185600000  # 2026-12-25 08:00 UTC (list_market's quarterly futures)
 ONBOARD_MS = 1569398400000  # exchangeInfo's onboardDate: the default funding history starts here
 FUNDING_INTERVAL_MS = 8 * 3_600_000
 DAY_MS = 86_400_000
@@ -102,11 +103,14 @@ INCOME_TYPES = ("TRANSFER", "WELCOME_BONUS", "REALIZED_PNL", "FUNDING_FEE", "COM
                 "STRATEGY_UMFUTURES_TRANSFER", "FEE_RETURN", "BFUSD_REWARD")
 
 
-def market_info(symbol: str, spec: tuple[str, str, str, str, str, str]) -> dict:
+def market_info(symbol: str, spec: tuple[str, str, str, str, str, str], *, contract_type: str = "PERPETUAL",
+                status: str = "TRADING") -> dict:
     base, quote, tick, step, min_qty, min_notional = spec
+    # A perpetual's deliveryDate is Binance's 2100-12-25 (ccxt reads that as "no expiry"); a quarterly's its own.
+    delivery = 4133404800000 if contract_type == "PERPETUAL" else QUARTERLY_DELIVERY_MS
     return {
-        "symbol": symbol, "pair": symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
-        "onboardDate": 1569398400000, "status": "TRADING", "maintMarginPercent": "2.5000",
+        "symbol": symbol, "pair": symbol.partition("_")[0], "contractType": contract_type, "deliveryDate": delivery,
+        "onboardDate": 1569398400000, "status": status, "maintMarginPercent": "2.5000",
         "requiredMarginPercent": "5.0000", "baseAsset": base, "quoteAsset": quote, "marginAsset": quote,
         "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8, "quotePrecision": 8,
         "underlyingType": "COIN", "underlyingSubType": ["PoW"], "settlePlan": 0, "triggerProtect": "0.0500",
@@ -267,6 +271,12 @@ class FakeBinance:
         self._funding_series: dict[str, list[tuple[int, float]]] = {}  # set_funding_rates()
         self._funding_settled_ms = self.now_ms()  # funding is booked for moments after this
         self._charged_marks: dict[tuple[str, int], float] = {}  # (symbol, fundingTime) -> markPrice charged at
+        # The symbol universe's view: 24 h quote volumes the ticker reports (symbol id -> USDT; else the
+        # synthetic candles' own), exchangeInfo statuses other than TRADING, and markets listed in
+        # exchangeInfo and the tickers that are not tradeable here (list_market).
+        self.quote_volumes: dict[str, float] = {}
+        self.market_status: dict[str, str] = {}
+        self.listed_only: dict[str, tuple[tuple[str, str, str, str, str, str], str]] = {}
         self.funding_rate_limit = 500  # requests to /fapi/v1/fundingRate (and fundingInfo) per window ...
         self.funding_window_s = 300.0  # ... of five minutes, on self.clock
         self._funding_window = -1
@@ -316,6 +326,10 @@ class FakeBinance:
             return self._prices[symbol_id]
         return self.synthetic_price(symbol_id)
 
+    def clear_price(self, symbol_id: str) -> None:
+        """Back to the synthetic path after set_price()."""
+        self._prices.pop(symbol_id, None)
+
     def synthetic_price(self, symbol_id: str) -> float:
         """The close of the last closed synthetic 1m candle at now, on the tick grid."""
         last = last_closed_open_ms(self.now_ms(), 60_000)
@@ -334,6 +348,24 @@ class FakeBinance:
         self._prices[symbol_id] = self._round_price(symbol_id, price)
         self._match(symbol_id)
         self._note_protection()
+
+    def set_quote_volume(self, symbol_id: str, usdt: float) -> None:
+        """What GET /fapi/v1/ticker/24hr reports as the symbol's 24 h quote volume from now on."""
+        if symbol_id not in MARKETS and symbol_id not in self.listed_only:
+            raise KeyError(symbol_id)
+        self.quote_volumes[symbol_id] = float(usdt)
+
+    def set_market_status(self, symbol_id: str, status: str) -> None:
+        """exchangeInfo's status for the symbol (Binance: PENDING_TRADING, TRADING, PRE_SETTLE, SETTLING,
+        CLOSE, …; ccxt calls a market active only while TRADING)."""
+        if symbol_id not in MARKETS:
+            raise KeyError(symbol_id)
+        self.market_status[symbol_id] = status
+
+    def list_market(self, symbol_id: str, base: str, quote: str, contract_type: str = "PERPETUAL") -> None:
+        """A market this fake lists (exchangeInfo, the 24 h tickers) but does not trade: a USDC
+        perpetual, a quarterly future (symbol id like BTCUSDT_261225) … for the universe's filter."""
+        self.listed_only[symbol_id] = ((base, quote, "0.10", "0.001", "0.001", "5"), contract_type)
 
     def inject(self, kind: str, path: str, *, method: str | None = None, times: int = 1, retry_after: int = 2,
                delay: float = 30.0, match: Callable[[dict[str, str]], bool] | None = None) -> Injection:
@@ -763,7 +795,8 @@ class FakeBinance:
             ],
             "exchangeFilters": [],
             "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
-            "symbols": [market_info(s, spec) for s, spec in MARKETS.items()],
+            "symbols": [*(market_info(s, spec, status=self.market_status.get(s, "TRADING")) for s, spec in MARKETS.items()),
+                        *(market_info(s, spec, contract_type=kind) for s, (spec, kind) in self.listed_only.items())],
         }
 
     def _klines(self, q: dict[str, str]) -> list:
@@ -783,9 +816,14 @@ class FakeBinance:
         return self.kline_rows(symbol, interval, end - limit * tf, end)[-limit:]
 
     def _ticker_24hr(self, q: dict[str, str]) -> dict | list:
+        """GET /fapi/v1/ticker/24hr: one symbol's object (weight 1), or without a symbol every listed
+        symbol's, in an array (weight 40). A malformed symbol is -1100, an unknown one -1121."""
         if "symbol" in q:
-            return self._ticker(self._symbol(q))
-        return [self._ticker(s) for s in MARKETS]
+            symbol = q["symbol"]
+            if symbol and not re.fullmatch(r"[A-Z0-9-_.]{1,20}", symbol):
+                raise _reject(-1100, "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'.")
+            return self._ticker(symbol if symbol in self.listed_only else self._symbol(q))
+        return [self._ticker(s) for s in [*MARKETS, *self.listed_only]]
 
     def _ticker(self, symbol: str) -> dict:
         now = self.now_ms()
@@ -796,6 +834,9 @@ class FakeBinance:
         low = min([r[3] for r in rows] + [last])
         volume = sum(r[5] for r in rows)
         quote_volume = sum(r[4] * r[5] for r in rows)
+        if symbol in self.quote_volumes:  # the test's figure, with a base volume to match
+            quote_volume = self.quote_volumes[symbol]
+            volume = quote_volume / last
         return {
             "symbol": symbol, "priceChange": self._fmt_price(symbol, last - open_),
             "priceChangePercent": f"{(last / open_ - 1) * 100:.3f}",
@@ -1515,15 +1556,18 @@ class FakeBinance:
 
     # --- formatting ------------------------------------------------------------------------------
 
+    def _spec(self, symbol: str) -> tuple[str, str, str, str, str, str]:
+        return MARKETS[symbol] if symbol in MARKETS else self.listed_only[symbol][0]
+
     def _round_price(self, symbol: str, price: float) -> float:
-        tick = float(MARKETS[symbol][2])
-        return round(round(price / tick) * tick, _decimals(MARKETS[symbol][2]))
+        tick = self._spec(symbol)[2]
+        return round(round(price / float(tick)) * float(tick), _decimals(tick))
 
     def _fmt_price(self, symbol: str, price: float) -> str:
-        return f"{price:.{_decimals(MARKETS[symbol][2])}f}"
+        return f"{price:.{_decimals(self._spec(symbol)[2])}f}"
 
     def _fmt_qty(self, symbol: str, qty: float) -> str:
-        return f"{qty:.{_decimals(MARKETS[symbol][3])}f}"
+        return f"{qty:.{_decimals(self._spec(symbol)[3])}f}"
 
     def _find_order(self, q: dict[str, str]) -> dict | None:
         symbol = self._symbol(q)

@@ -64,6 +64,7 @@ class FakeBinanceWs:
         self._fake = fake
         self.connections: list[Connection] = []  # the open ones
         self.connections_accepted = 0  # every websocket ever accepted
+        self.user_connections_accepted = 0  # of those, the user data stream's (a listen key given)
         self.pings_answered = 0  # client pings answered with a pong
         self.cut_at_24h = 0  # connections the server closed at their 24-hour mark
         self.subscribe_messages: list[list[str]] = []  # params of every SUBSCRIBE received, in order
@@ -265,6 +266,7 @@ class FakeBinanceWs:
         self._subscribe(connection, [s for s in streams if s and s != key])
         self.connections.append(connection)
         self.connections_accepted += 1
+        self.user_connections_accepted += key is not None
         self._start_pump()
         writer = asyncio.ensure_future(self._write(connection))
         try:
@@ -291,6 +293,8 @@ class FakeBinanceWs:
             if text == CLOSE:
                 await connection.ws.close()
                 return
+            if self._fake.latency_ms:  # the REST answers' injected round trip: half of it each way
+                await asyncio.sleep(self._fake.latency_ms / 2000)
             try:
                 await connection.ws.send_str(text)
             except ConnectionError:  # dropped under us: the handler's loop ends and cancels this task

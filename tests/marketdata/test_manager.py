@@ -188,3 +188,22 @@ def test_late_poll_delays_grow_to_the_heartbeat():
 
     assert [late_poll_delay_ms(n, 5_000) for n in range(1, 8)] == [200, 500, 1_000, 2_000, 4_000, 5_000, 5_000]
     assert late_poll_delay_ms(10_000, 60_000) == 60_000
+
+
+async def test_series_added_read_their_cache_and_are_fetched_with_the_next_refresh(tmp_path):
+    cached = write_synthetic_cache(tmp_path, "SOL/USDT:USDT", "1m", 50, end_ms=NOW - 10 * 60_000)
+    source = CountingSource()
+    mdm = manager(tmp_path, source, keys=KEYS[:1])
+    await mdm.refresh(NOW)
+    added = await mdm.add_series([("SOL/USDT:USDT", "1m"), ("SOL/USDT:USDT", "5m"), KEYS[0]])  # one already there
+    assert [s.key for s in added] == [("SOL/USDT:USDT", "1m"), ("SOL/USDT:USDT", "5m")]
+    assert np.array_equal(mdm.series[("SOL/USDT:USDT", "1m")].candles, cached)
+    assert not mdm.ready(("SOL/USDT:USDT", "5m")) and mdm.ready(("SOL/USDT:USDT", "1m"))
+    source.calls.clear()
+    new = await mdm.refresh(NOW + 1_000)
+    assert sorted(source.calls) == [("SOL/USDT:USDT", "1m"), ("SOL/USDT:USDT", "5m")], "only the new ones were due"
+    assert new[("SOL/USDT:USDT", "1m")].shape[0] == 10, "the cache's gap, not its whole history"
+    assert read_candles(tmp_path / "SOL_USDT_USDT_5m.csv")[0].shape[0] == 200, "fetched history goes to the cache"
+    mdm.remove_series([("SOL/USDT:USDT", "1m"), ("SOL/USDT:USDT", "1m")])
+    assert list(mdm.series) == [KEYS[0], ("SOL/USDT:USDT", "5m")]
+    assert (tmp_path / "SOL_USDT_USDT_1m.csv").exists(), "the cache stays on disk"

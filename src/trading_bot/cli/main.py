@@ -19,6 +19,8 @@ from trading_bot.settings import (
     load_settings,
     parse_symbols,
     parse_timeframes,
+    parse_trading_symbols,
+    symbol_fields,
 )
 
 COMMANDS = ("run", "status", "check-config", "analyze", "fetch", "backtest", "pause", "resume", "flatten", "reload")
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon (paper mode unless DRY_RUN=false)")
     run.add_argument("--cycles", type=_positive_int, help="stop after N heartbeats")
-    run.add_argument("--symbols", help="comma-separated symbols, overrides TRADING_SYMBOLS")
+    run.add_argument("--symbols", help="comma-separated symbols, top:N or all; overrides TRADING_SYMBOLS")
     run.add_argument("--timeframes", help="comma-separated timeframes, overrides TRADING_TIMEFRAMES")
     run.add_argument("--replay", action="store_true", help="drive the same loop over the cached candles with a simulated clock")
     run.add_argument("--speed", type=_speed, default=None, metavar="max|N",
@@ -95,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "over the cached candles, as `run --replay` trades"))
 
     fetch = sub.add_parser("fetch", help="download candle and funding-rate history into the CSV cache (resumable)")
-    fetch.add_argument("--symbols", help="comma-separated symbols (default: TRADING_SYMBOLS)")
+    fetch.add_argument("--symbols", help="comma-separated symbols, top:N or all (default: TRADING_SYMBOLS)")
     fetch.add_argument("--timeframes", help="comma-separated timeframes (default: TRADING_TIMEFRAMES)")
     fetch.add_argument("--since", help="YYYY-MM-DD, ISO datetime (UTC unless it has an offset) or ms since the epoch; "
                                        "default: 90 days ago")
@@ -110,12 +112,20 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, object] = {}
     try:
         if getattr(args, "symbols", None):
-            overrides["symbols"] = parse_symbols(args.symbols)
+            overrides.update(symbol_fields(parse_trading_symbols(args.symbols)))
         if getattr(args, "timeframes", None):
             overrides["timeframes"] = parse_timeframes(args.timeframes)
     except ValueError as exc:
         raise CliError(f"--{'symbols' if 'symbol' in str(exc) else 'timeframes'}: {exc}") from None
     return settings.with_overrides(**overrides) if overrides else settings
+
+
+def _listed(settings: Settings, command: str) -> Settings:
+    """analyze and backtest work on the cache of a list of symbols; top:N and all are chosen by the daemon."""
+    if settings.universe is not None:
+        raise CliError(f"TRADING_SYMBOLS={settings.universe}: {command} needs a list of symbols: pass --symbols A,B "
+                       "(the running daemon's choice is in `trading-bot status`)")
+    return settings
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -187,27 +197,32 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from trading_bot.persistence.strategy_config_file import load_config
 
     settings = _settings(args)
+    keys = settings.bot_keys
     try:
-        config = load_config(settings.strategy_config, settings.bot_keys)
+        config = load_config(settings.strategy_config, keys)
+        if settings.universe is not None:  # any symbol the file names may be chosen: check each, as the daemon does
+            keys = config.named_keys(settings.timeframes)
+            config.validate_for(keys)
     except StrategyConfigError as exc:
         raise CliError(f"strategy config: {exc}") from None
-    for warning in config.unused_overrides(settings.bot_keys):
+    for warning in config.unused_overrides(keys):
         print(f"trading-bot: warning: strategy config: {warning}", file=sys.stderr)
-    print(f"ok: settings valid ({len(settings.bot_keys)} bots, {'paper' if settings.dry_run else 'LIVE'} mode); "
-          f"strategy config from {config.source}")
+    bots = (f"{settings.universe} × {len(settings.timeframes)} timeframes, the symbols chosen at start"
+            if settings.universe is not None else f"{len(keys)} bots")
+    print(f"ok: settings valid ({bots}, {'paper' if settings.dry_run else 'LIVE'} mode); strategy config from {config.source}")
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from trading_bot.cli.analyze import run
 
-    return run(args, _settings(args))
+    return run(args, _listed(_settings(args), "analyze"))
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from trading_bot.cli.backtest import run
 
-    return run(args, _settings(args))
+    return run(args, _listed(_settings(args), "backtest"))
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trading_bot.domain.formatting import format_price
+from trading_bot.domain.formatting import format_ms, format_price
 from trading_bot.domain.protections import DAY_MS
 from trading_bot.domain.wallet import SavedState
 from trading_bot.persistence.state_store import POSITIONS_FILE, StateStore, read_status
@@ -74,7 +74,8 @@ def collect_status(state_dir: Path, mode: str, legacy_dir: Path | None = None) -
     result["equity"] = result.get("balance", 0.0) + upnl
     result["last_heartbeat"] = {k: heartbeat.get(k) for k in (
         "heartbeat", "time_ms", "cycle_ms", "compute_ms", "bots", "new_candles", "pending_entries",
-        "data_source", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted", "user_stream")}
+        "data_source", "candle_feed", "cache", "config", "ready_ms", "started_ms", "pid", "entry_latency", "halted",
+        "universe", "user_stream")}
     return result
 
 
@@ -107,7 +108,8 @@ def render_status(status: dict[str, Any]) -> str:
     funding = status.get("funding", 0.0)
     lines = [
         f"trading-bot {'running' if status['running'] else 'not running'} · mode {status['mode']} · "
-        f"data {source}{' (SYNTHETIC market, not real prices)' if source == 'synthetic' else ''}",
+        f"data {source}{' (SYNTHETIC market, not real prices)' if source == 'synthetic' else ''}"
+        f"{' · candles ' + hb['candle_feed'] if status['running'] and hb.get('candle_feed') not in (None, 'polled') else ''}",
         f"equity {status['equity']:.2f} USDT · balance {status.get('balance', 0):.2f} · "
         f"realised {status.get('realised_pnl', 0):+.2f} = trading {status.get('realised_pnl', 0) - funding:+.2f} "
         f"(fees {status.get('fees_paid', 0):.2f} paid) + funding {funding:+.2f} · "
@@ -136,6 +138,16 @@ def render_status(status: dict[str, Any]) -> str:
         if hb.get("user_stream"):  # live only
             lines.append(f"user data stream {hb['user_stream']}"
                          f"{'' if hb['user_stream'] == 'connected' else ' (positions checked over REST every heartbeat)'}")
+        universe = hb.get("universe")
+        if universe:  # TRADING_SYMBOLS=top:N or all
+            chosen = universe.get("chosen") or []
+            line = (f"symbols {universe.get('rule')} from the {universe.get('source')}: {len(chosen)} chosen "
+                    f"({', '.join(chosen[:5])}{', …' if len(chosen) > 5 else ''})")
+            if universe.get("kept"):
+                line += f", kept until flat: {', '.join(universe['kept'])}"
+            if universe.get("warming"):
+                line += f", {universe['warming']} bot(s) still loading history"
+            lines.append(f"{line} · next refresh {format_ms(universe.get('next_refresh_ms') or 0)} UTC")
         config = hb.get("config") or {}
         line = f"strategy config: {config.get('source')} · reloads {config.get('reloads', 0)}"
         if config.get("last_error"):

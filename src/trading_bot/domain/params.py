@@ -155,6 +155,11 @@ class StrategyConfig:
             self._params[key] = cached
         return cached
 
+    def named_keys(self, timeframes: Iterable[str]) -> list[tuple[str, str]]:
+        """Every symbol the document has an entry for, on these timeframes: the bots it may configure
+        when the symbols are chosen at run time (TRADING_SYMBOLS=top:N or all)."""
+        return [(symbol, timeframe) for symbol in self.document.get("bots", {}) for timeframe in timeframes]
+
     def unused_overrides(self, bot_keys: Iterable[tuple[str, str]]) -> list[str]:
         """Warnings (not errors): entries for bots that are not running, e.g. a symbol not traded."""
         running = set(bot_keys)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,7 @@ class MarketData:
 
 async def open_market_data(settings: Settings, keys: list[SeriesKey], clock: Clock, exchange: ExchangeLink, *,
                            live: bool, replay: bool, speed: float | None, override: CandleSource | None,
-                           saved: SavedState | None) -> MarketData:
+                           saved: SavedState | None, on_push: Callable[[], None] = lambda: None) -> MarketData:
     s = settings
     if replay:
         return await open_replay(settings, keys, clock, speed, saved)
@@ -55,8 +55,8 @@ async def open_market_data(settings: Settings, keys: list[SeriesKey], clock: Clo
         cache_dir = s.synthetic_dir if override.name == "synthetic" else s.candles_dir
         return MarketData(await _loaded(settings, keys, cache_dir, override), clock)
     if live:
-        return MarketData(await _loaded(settings, keys, s.candles_dir, exchange.candle_source()), clock)
-    return MarketData(await _paper_market(settings, keys, clock, exchange), clock)
+        return MarketData(await _loaded(settings, keys, s.candles_dir, exchange.candle_source(keys, on_push)), clock)
+    return MarketData(await _paper_market(settings, keys, clock, exchange, on_push), clock)
 
 
 async def _loaded(settings: Settings, keys: list[SeriesKey], cache_dir: Path, source: CandleSource) -> MarketDataManager:
@@ -66,10 +66,11 @@ async def _loaded(settings: Settings, keys: list[SeriesKey], cache_dir: Path, so
     return mdm
 
 
-async def _paper_market(settings: Settings, keys: list[SeriesKey], clock: Clock, exchange: ExchangeLink) -> MarketDataManager:
+async def _paper_market(settings: Settings, keys: list[SeriesKey], clock: Clock, exchange: ExchangeLink,
+                        on_push: Callable[[], None]) -> MarketDataManager:
     s = settings
     if s.market_data != "synthetic":
-        exchange_mdm = await _loaded(settings, keys, s.candles_dir, exchange.candle_source())
+        exchange_mdm = await _loaded(settings, keys, s.candles_dir, exchange.candle_source(keys, on_push))
         now = clock.now_ms()
         if s.market_data == "exchange" or all(x.is_fresh(now) for x in exchange_mdm.series.values()):
             return exchange_mdm

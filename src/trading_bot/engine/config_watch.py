@@ -37,20 +37,35 @@ class ConfigWatcher:
     """The strategy config file of the running bots. Exists before startup loads the file, so a
     SIGHUP that arrives first finds `loaded` False and has nothing to reload."""
 
-    def __init__(self, path: Path, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, path: Path, keys: list[tuple[str, str]], universe_timeframes: tuple[str, ...] | None = None) -> None:
         self.path = path
         self.keys = keys
+        # TRADING_SYMBOLS=top:N or all: any symbol the file names may be traded later, on these
+        # timeframes, so each is validated with the file (a bot added later never meets a bad entry)
+        # and none is called unused.
+        self.universe_timeframes = universe_timeframes
         self._watch: ConfigWatch | None = None  # None until startup loads the file
         self._lock = asyncio.Lock()  # the tick and a SIGHUP reload may both check at once
+
+    def track(self, keys: list[tuple[str, str]]) -> None:
+        """The running bots, when the symbol universe chose or changed them."""
+        self.keys = keys
+
+    def _load(self) -> StrategyConfig:
+        config = load_config(self.path, self.keys)
+        if self.universe_timeframes is not None:
+            config.validate_for(config.named_keys(self.universe_timeframes))
+        return config
 
     def load(self) -> None:
         """Startup: the file must be valid (StrategyConfigError otherwise: the bot does not start)."""
         stamp = config_stamp(self.path)
-        self._watch = ConfigWatch(load_config(self.path, self.keys), stamp)
+        self._watch = ConfigWatch(self._load(), stamp)
         self._warn_unused(self._watch.config)
 
     def _warn_unused(self, config: StrategyConfig) -> None:
-        for warning in config.unused_overrides(self.keys):
+        keys = self.keys if self.universe_timeframes is None else [*self.keys, *config.named_keys(self.universe_timeframes)]
+        for warning in config.unused_overrides(keys):
             log.warning("strategy config: %s", warning)
 
     @property
@@ -78,7 +93,7 @@ class ConfigWatcher:
         if not force and (stamp == watch.stamp or stamp == watch.rejected_stamp):
             return
         try:
-            config = await asyncio.to_thread(load_config, self.path, self.keys)
+            config = await asyncio.to_thread(self._load)
         except StrategyConfigError as exc:
             watch.last_error = str(exc)
             watch.rejected_stamp = stamp

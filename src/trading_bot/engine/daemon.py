@@ -55,7 +55,8 @@ class Daemon:
         self.pulse = Pulse()
         live = not settings.dry_run and not replay
         clock = clock or wall_clock(settings.clock_speed, settings.clock_origin_ms)
-        self.config = ConfigWatcher(settings.strategy_config, settings.bot_keys)
+        self.config = ConfigWatcher(settings.strategy_config, settings.bot_keys,
+                                    settings.timeframes if settings.universe is not None else None)
         self.exchange = ExchangeLink(settings, with_keys=live, now_ms=clock.now_ms, on_activity=self.pulse.beat)
         state_dir = settings.state_dir(replay)
         self.state_dir = state_dir

@@ -9,7 +9,7 @@ data stream's listen key requests go through the same client; the link closes th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from trading_bot.marketdata.sources import CandleSource
@@ -47,15 +47,24 @@ class ExchangeLink:
                                           recv_window_ms=s.exchange_recv_window_ms)
         return self._client
 
-    def candle_source(self) -> CandleSource:
-        """Candles through the shared client (closing the source leaves the client open)."""
+    def candle_source(self, keys: Sequence[tuple[str, str]] = (), on_push: Callable[[], None] = lambda: None) -> CandleSource:
+        """Candles through the shared client (closing the source leaves the client open): pushed over
+        the exchange's websockets unless CANDLE_FEED=rest, with REST for history and gaps."""
         from trading_bot.exchange.source import ExchangeSource
 
-        return ExchangeSource(self.get(), owns_pool=False)
+        rest = ExchangeSource(self.get(), owns_pool=False)
+        s = self.settings
+        if s.candle_feed != "websocket" or not keys:
+            return rest
+        from trading_bot.exchange.ws_candles import PushedCandles
+
+        return PushedCandles(self.get(), keys, rest, ws_url=s.exchange_ws_url, grace_ms=s.candle_push_grace_ms,
+                             keepalive_ms=int(s.ws_ping_seconds * 1000), on_push=on_push)
 
     def user_stream(self) -> UserStream | None:
         """The account's user data stream on the client (made once); None for an exchange it does not speak."""
         if self._stream is None:
+            from trading_bot.exchange.client import stream_url_for
             from trading_bot.exchange.user_stream import UserStream, user_stream_url
 
             s = self.settings
@@ -63,7 +72,8 @@ class ExchangeLink:
                 log.warning("USER_STREAM: no user data stream for %s: positions are checked over REST every heartbeat",
                             s.exchange_id)
                 return None
-            self._stream = UserStream(self.get(), user_stream_url(s.exchange_url, s.exchange_demo), self.now_ms)
+            url = user_stream_url(s.exchange_ws_url or stream_url_for(s.exchange_url), s.exchange_demo)
+            self._stream = UserStream(self.get(), url, self.now_ms)
         return self._stream
 
     async def close(self) -> None:

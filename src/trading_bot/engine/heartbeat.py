@@ -21,6 +21,7 @@ from trading_bot.engine.config_watch import ConfigWatcher
 from trading_bot.engine.recording import Recorder
 from trading_bot.engine.status import RunFigures, StatusReport
 from trading_bot.engine.supervision import Supervisor
+from trading_bot.engine.universe import UniverseKeeper
 from trading_bot.exchange.errors import is_exchange_error
 from trading_bot.execution.broker import Broker, BrokerEvents
 from trading_bot.execution.paper import Forming, NewCandles, PaperBroker
@@ -51,7 +52,7 @@ def merge(total: BrokerEvents, more: BrokerEvents) -> BrokerEvents:
 class Heartbeat:
     def __init__(self, clock: Clock, mdm: MarketDataManager, strategies: dict[SeriesKey, WeightedScoringStrategy],
                  broker: Broker, supervisor: Supervisor, recorder: Recorder, config: ConfigWatcher,
-                 report: StatusReport, figures: RunFigures, pulse: Pulse) -> None:
+                 report: StatusReport, figures: RunFigures, pulse: Pulse, universe: UniverseKeeper | None = None) -> None:
         self.clock = clock
         self.mdm = mdm
         self.strategies = strategies
@@ -62,11 +63,16 @@ class Heartbeat:
         self.report = report
         self.figures = figures
         self.pulse = pulse
+        self.universe = universe  # TRADING_SYMBOLS=top:N or all: adds and removes bots (engine/universe.py)
 
     async def tick(self) -> None:
         t0 = time.perf_counter()
         now = self.clock.now_ms()
+        if self.universe is not None:
+            await self.universe.update(now)  # before the refresh: a new bot's history is fetched with it
         new = await self.mdm.refresh(now)
+        if self.universe is not None:
+            new = self.universe.admit(new)
         # Exits first (live: the exchange's stops and targets): a position closed during the candle
         # must not count against MAX_OPEN_POSITIONS when that candle's signals are evaluated.
         events = await self.broker.sync()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from trading_bot.domain.candles import TS
+from trading_bot.domain.universe import busy_symbols, start_symbols
 from trading_bot.domain.wallet import SavedState
 from trading_bot.engine.candle_source import MarketData, open_funding, open_market_data
 from trading_bot.engine.clock import Clock
@@ -26,6 +27,7 @@ from trading_bot.engine.heartbeat import Heartbeat, Pulse, merge
 from trading_bot.engine.recording import PaperRecorder, Recorder, StateSaver
 from trading_bot.engine.status import RunFigures, StatusReport
 from trading_bot.engine.supervision import LiveSupervisor, PaperSupervisor, Supervisor
+from trading_bot.engine.universe import StartChoice, UniverseKeeper, choose_at_start
 from trading_bot.execution.broker import Broker, BrokerEvents
 from trading_bot.execution.paper import PaperBroker
 from trading_bot.marketdata.manager import MarketDataManager
@@ -52,6 +54,7 @@ class Parts:
     report: StatusReport
     heartbeat: Heartbeat
     replay_end_ms: int | None  # a replay stops there
+    universe: UniverseKeeper | None = None  # TRADING_SYMBOLS=top:N or all
 
 
 @dataclass(frozen=True)
@@ -86,17 +89,43 @@ class Startup:
     async def build(self) -> Parts:
         saved = self._load_state()
         self.config.load()
-        market = await open_market_data(self.settings, self.keys, self.clock, self.exchange, live=self.live,
-                                        replay=self.replay, speed=self.speed, override=self.source, saved=saved)
+        market_settings, choice = await self._choose_symbols(saved)
+        market = await open_market_data(market_settings, self.keys, self.clock, self.exchange, live=self.live,
+                                        replay=self.replay, speed=self.speed, override=self.source, saved=saved,
+                                        on_push=self.wake)
         strategies = {key: WeightedScoringStrategy(key[0], key[1], self.config.current) for key in self.keys}
         trading = self._live(market, saved) if self.live else self._paper(market, saved)
-        report = StatusReport(self.keys, market.clock, market.mdm, trading.broker, self.config, self.figures,
-                              self.store, self.notifier)
+        universe = None
+        if choice is not None and self.settings.universe is not None:
+            universe = UniverseKeeper(self.settings.universe, self.settings.timeframes, choice, market.clock.now_ms(),
+                                      mdm=market.mdm, strategies=strategies, broker=trading.broker,
+                                      supervisor=trading.supervisor, config=self.config)
+        report = StatusReport(market.clock, market.mdm, trading.broker, self.config, self.figures,
+                              self.store, self.notifier, universe)
         heartbeat = Heartbeat(market.clock, market.mdm, strategies, trading.broker, trading.supervisor,
-                              trading.recorder, self.config, report, self.figures, self.pulse)
+                              trading.recorder, self.config, report, self.figures, self.pulse, universe)
         return Parts(clock=market.clock, store=self.store, mdm=market.mdm, broker=trading.broker, strategies=strategies,
                      recorder=trading.recorder, supervisor=trading.supervisor, report=report, heartbeat=heartbeat,
-                     replay_end_ms=market.replay_end_ms)
+                     replay_end_ms=market.replay_end_ms, universe=universe)
+
+    async def _choose_symbols(self, saved: SavedState | None) -> tuple[Settings, StartChoice | None]:
+        """TRADING_SYMBOLS=top:N or all: the symbols now (engine/universe.py), and the saved books'
+        symbols that still hold something. Returns the settings the market data opens with (the choice
+        decides between the exchange and the synthetic market) and the choice."""
+        s = self.settings
+        if s.universe is None:
+            return s, None
+        if self.replay:
+            raise StartupError(f"TRADING_SYMBOLS={s.universe}: a replay trades the cached candles of a list of symbols: "
+                               "run it with --symbols A,B (or set TRADING_SYMBOLS to a list)")
+        choice = await choose_at_start(s, s.universe, self.exchange, live=self.live, override=self.source)
+        busy = busy_symbols(saved.books.values(), saved.intents.values()) if saved is not None else set()
+        symbols = start_symbols(choice.chosen, busy)
+        self.keys = [(symbol, tf) for symbol in symbols for tf in s.timeframes]
+        self.config.track(self.keys)
+        if self.live:
+            return s, choice
+        return s.with_overrides(market_data="synthetic" if choice.synthetic else "exchange"), choice
 
     def _paper(self, market: MarketData, saved: SavedState | None) -> Trading:
         s = self.settings
@@ -158,26 +187,34 @@ class Startup:
         s = self.settings
         await parts.supervisor.start()
         mdm = parts.mdm
+        mdm.start_push()
         if mdm.due(parts.clock.now_ms()):
             await mdm.refresh(parts.clock.now_ms())
-        not_ready = [f"{symbol} {timeframe}" for symbol, timeframe in mdm.not_ready()]
-        if not_ready:
-            raise StartupError(f"no market data for: {', '.join(not_ready[:5])}{' …' if len(not_ready) > 5 else ''}")
+        not_ready = mdm.not_ready()
+        if not_ready and (parts.universe is None or len(not_ready) == len(mdm.series)):
+            names = [f"{symbol} {timeframe}" for symbol, timeframe in not_ready]
+            raise StartupError(f"no market data for: {', '.join(names[:5])}{' …' if len(names) > 5 else ''}")
+        if not_ready and parts.universe is not None:  # a chosen symbol may be too young for its daily bot
+            parts.universe.warm(not_ready)
         # Features are computed when a bot scores a new candle (the cache is keyed by it), not here:
         # computed now they would be stale by the first read (2,800 series: seconds and ~290 MiB).
         events = await self._catch_up(parts)
         await parts.recorder.record(events, save_anyway=True)
         self.figures.ready_ms = int(time.time() * 1000)
-        log.info("ready: %d bots (%d symbols × %d timeframes), mode=%s, data=%s, %d open position(s), "
-                 "equity=%.2f, startup %.2fs", len(self.keys), len(s.symbols), len(s.timeframes),
-                 parts.broker.mode, mdm.source.name, len(parts.broker.open_positions()), parts.report.equity(),
+        symbols = len({symbol for symbol, _ in self.keys})
+        log.info("ready: %d bots (%s%d symbols × %d timeframes), mode=%s, data=%s, %d open position(s), "
+                 "equity=%.2f, startup %.2fs", len(self.keys), f"{s.universe}: " if s.universe else "", symbols,
+                 len(s.timeframes), parts.broker.mode, mdm.source.name, len(parts.broker.open_positions()), parts.report.equity(),
                  (self.figures.ready_ms - self.figures.started_ms) / 1000)
 
     async def _catch_up(self, parts: Parts) -> BrokerEvents:
         """Candles that closed while the bot was down: exits are applied, only the newest candle may
         signal. A bot seen for the first time starts from its newest candle."""
         events = BrokerEvents()
+        warming = parts.universe.warming if parts.universe is not None else set()
         for key, series in parts.mdm.series.items():
+            if key in warming:
+                continue  # not enough history to score yet (engine/universe.py admits it later)
             book = parts.broker.book(*key)
             if book.last_candle_ts is None:
                 book.last_candle_ts = series.last_ts

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from trading_bot.domain.candles import CLOSE
 from trading_bot.domain.wallet import bot_id
@@ -23,6 +23,11 @@ from trading_bot.ops.systemd import Notifier
 from trading_bot.persistence.state_store import StateStore
 
 log = logging.getLogger("trading_bot")
+
+
+class UniverseStatus(Protocol):
+    def as_json(self) -> dict[str, Any]:
+        """The symbol universe's part of status.json (engine/universe.py)."""
 
 
 @dataclass
@@ -38,9 +43,8 @@ class RunFigures:
 
 
 class StatusReport:
-    def __init__(self, keys: list[tuple[str, str]], clock: Clock, mdm: MarketDataManager, broker: Broker,
-                 config: ConfigWatcher, figures: RunFigures, store: StateStore, notifier: Notifier) -> None:
-        self.keys = keys
+    def __init__(self, clock: Clock, mdm: MarketDataManager, broker: Broker, config: ConfigWatcher, figures: RunFigures,
+                 store: StateStore, notifier: Notifier, universe: UniverseStatus | None = None) -> None:
         self.clock = clock
         self.mdm = mdm
         self.broker = broker
@@ -48,8 +52,14 @@ class StatusReport:
         self.figures = figures
         self.store = store
         self.notifier = notifier
+        self.universe = universe
         self._published_at = 0.0  # wall time (monotonic) of the last heartbeat line
         self._state = broker.trading_state()  # the trading state last reported (logged when it changes)
+
+    @property
+    def bots(self) -> int:
+        """One bot per series (the symbol universe may add and remove them)."""
+        return len(self.mdm.series)
 
     def marks(self) -> dict[str, float]:
         return {bot_id(*k): float(s.candles[-1, CLOSE]) for k, s in self.mdm.series.items() if s.candles.shape[0]}
@@ -73,11 +83,12 @@ class StatusReport:
             positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
         return {
             "pid": os.getpid(), "mode": self.broker.mode, "data_source": self.mdm.source.name,
+            "candle_feed": self.mdm.feed(),
             "time_ms": int(time.time() * 1000), "clock_ms": self.clock.now_ms(),
             "started_ms": figures.started_ms, "ready_ms": figures.ready_ms,
             "heartbeat": figures.number, "cycle_ms": round(figures.cycle_ms, 3),
             "compute_ms": round(figures.compute_ms, 3), "new_candles": figures.new_candles,
-            "bots": len(self.keys), "open_positions": len(positions), "pending_entries": self.broker.pending_count(),
+            "bots": self.bots, "open_positions": len(positions), "pending_entries": self.broker.pending_count(),
             "initial_balance": wallet.initial_balance, "balance": wallet.balance,
             "realised_pnl": wallet.realised_pnl, "unrealised_pnl": sum(p["unrealised_pnl"] for p in positions),
             "equity": wallet.balance + sum(p["unrealised_pnl"] for p in positions),
@@ -91,6 +102,7 @@ class StatusReport:
             "config": {"source": watch.config.source, "reloads": watch.reloads,
                        "last_reload_ms": watch.last_reload_ms, "last_error": watch.last_error},
             "positions": positions,
+            "universe": self.universe.as_json() if self.universe is not None else None,
         }
 
     async def write(self) -> None:
@@ -100,7 +112,7 @@ class StatusReport:
         """The short STATUS= line for `systemctl status` (ASCII)."""
         state = self.broker.trading_state()
         return (f"{state.state.upper() + ' (' + state.reason[:80] + ') | ' if not state.allows_entries else ''}"
-                f"{self.broker.mode} | {len(self.keys)} bots | {len(self.broker.open_positions())} open | "
+                f"{self.broker.mode} | {self.bots} bots | {len(self.broker.open_positions())} open | "
                 f"equity {self.equity():.2f} | pnl {self.broker.wallet.realised_pnl:+.2f} | "
                 f"tick {self.figures.cycle_ms:.1f} ms | data {self.mdm.source.name}")
 
@@ -130,7 +142,7 @@ class StatusReport:
         wallet = self.broker.wallet
         stream = self.broker.stream_state
         log.info("heartbeat %d: cycle=%.1fms compute=%.1fms bots=%d new=%d open=%d equity=%.2f pnl=%+.2f "
-                 "trades=%d cache_hit=%.1f%% state=%s%s", f.number, f.cycle_ms, f.compute_ms, len(self.keys),
+                 "trades=%d cache_hit=%.1f%% state=%s feed=%s%s", f.number, f.cycle_ms, f.compute_ms, self.bots,
                  series_updated, len(self.broker.open_positions()), self.equity(), wallet.realised_pnl, wallet.trades,
-                 100 * self.mdm.stats.hit_rate, self.broker.trading_state().describe(),
+                 100 * self.mdm.stats.hit_rate, self.broker.trading_state().describe(), self.mdm.feed(),
                  f" stream={stream}" if stream is not None else "")

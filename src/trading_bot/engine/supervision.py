@@ -48,12 +48,19 @@ class Supervisor(Protocol):
     async def protect_before_exit(self, stop_requested_at: float | None) -> None:
         """Shutdown of a daemon that got ready, unless a second signal asked to stop at once."""
 
+    async def admit(self, symbols: tuple[str, ...]) -> bool:
+        """The symbol universe added these (already in the broker's keys): get them ready to trade.
+        False: not now (logged); the caller takes them out again."""
+
 
 class PaperSupervisor:
     """Paper and replay: the books are the truth, there is no exchange to answer to."""
 
     async def start(self) -> None:
         pass
+
+    async def admit(self, symbols: tuple[str, ...]) -> bool:
+        return True
 
     async def reconcile_if_due(self) -> None:
         pass
@@ -89,6 +96,26 @@ class LiveSupervisor:
             reason = " ".join(str(exc).split())[:200]
             raise StartupError(f"the exchange kept failing at startup ({type(exc).__name__}: {reason}); "
                                "nothing was traded: start again once it answers") from None
+
+    async def admit(self, symbols: tuple[str, ...]) -> bool:
+        """Margin mode and leverage for the new symbols, as at startup, then a reconciliation in this
+        heartbeat (the account may already hold a position or orders on them). The broker prepares
+        every traded symbol again: it has no preparation of one symbol (execution/live/broker.py)."""
+        from trading_bot.execution.live.broker import LiveError
+
+        try:
+            await self.broker.prepare()
+        except LiveError as exc:
+            log.error("universe: cannot trade %s: %s", ", ".join(symbols), exc)
+            return False
+        except Exception as exc:
+            if not is_exchange_error(exc):
+                raise
+            log.error("universe: could not prepare %s on the exchange (%s): not added this time", ", ".join(symbols),
+                      " ".join(str(exc).split())[:200])
+            return False
+        self._reconciled_at = time.monotonic() - RECONCILE_EVERY_S  # due now: reconcile_if_due runs later in this heartbeat
+        return True
 
     async def reconcile(self) -> None:
         """Put the books right against the exchange."""

@@ -64,6 +64,7 @@ WEIGHTS: dict[str, int] = {
     "create_order": 1, "fetch_order": 1, "cancel_order": 1, "fetch_open_orders": 1, "fetch_my_trades": 5,
     "set_leverage": 1, "set_margin_mode": 1, "fetch_funding_history": 30,  # GET /fapi/v1/income
     "fetch_funding_rate_history": 0, "fetch_funding_intervals": 0,  # limited on their own (OWN_LIMITS)
+    "fetch_tickers": 40,  # GET /fapi/v1/ticker/24hr without a symbol: every market's 24 h figures
     "fapiPrivatePostListenKey": 1, "fapiPrivatePutListenKey": 1,  # the user data stream's listen key
 }
 
@@ -105,6 +106,16 @@ def point_client_at(client: Any, base_url: str) -> None:
         return by_url(url, exact_or_broad)
 
     client.get_exceptions_by_url = exceptions_as_on_original_host
+
+
+def stream_url_for(exchange_url: str) -> str:
+    """The websocket base beside a REST base given by EXCHANGE_URL (a proxy, our fake exchange):
+    the same host, ws:// for http:// and wss:// for https://, path /ws; '' keeps ccxt's own."""
+    if not exchange_url:
+        return ""
+    parsed = urlparse(exchange_url)
+    scheme = "wss" if parsed.scheme == "https" else "ws"
+    return f"{scheme}://{parsed.netloc}/ws"
 
 
 def is_clock_skew(exc: BaseException) -> bool:
@@ -255,6 +266,28 @@ class ExchangeClient:
                                      f"{self.exchange_id} load_markets")
                 self._markets_loaded_at = time.monotonic()
             return client.markets
+
+    async def stream_client(self, ws_url: str, keepalive_ms: int) -> Any:
+        """A ccxt.pro client of the same exchange for public streams, sharing this client's markets
+        (loaded through the budget) so it sends no REST request of its own. ws_url: ccxt.pro's linear
+        websocket base (empty: ccxt's; with EXCHANGE_URL set: the same host, `/ws`)."""
+        import ccxt.pro as ccxt_pro
+
+        klass = getattr(ccxt_pro, self.exchange_id, None)
+        if klass is None:
+            raise ValueError(f"ccxt.pro has no websocket client for {self.exchange_id!r}")
+        markets = await self.markets()
+        # OHLCVLimit: ccxt keeps this many candles per series itself; ours are in the manager.
+        client = klass({"options": {"fetchCurrencies": False, "OHLCVLimit": 2}})
+        if self.demo and hasattr(client, "enable_demo_trading"):
+            client.enable_demo_trading(True)
+        client.set_markets(markets)
+        client.streaming["keepAlive"] = keepalive_ms  # a ping this often; two unanswered: the connection is dead
+        url = ws_url or stream_url_for(self.exchange_url)
+        ws_urls = client.urls.get("api", {}).get("ws")
+        if url and isinstance(ws_urls, dict):
+            ws_urls["linear"] = url
+        return client
 
     async def close(self) -> None:
         if self._client is not None:

@@ -34,10 +34,11 @@ from trading_bot.domain.candles import COLUMNS, EMPTY, TS
 from trading_bot.domain.formatting import format_ms
 from trading_bot.domain.timeframes import last_closed_open_ms, timeframe_ms
 from trading_bot.exchange.client import ExchangeClient
-from trading_bot.exchange.errors import short_error
+from trading_bot.exchange.errors import is_exchange_error, short_error
 from trading_bot.exchange.funding_download import FundingPlan, FundingResult, fetch_funding, plan_funding
 from trading_bot.exchange.klines import kline_pages
 from trading_bot.exchange.network import exchange_host, network_reachable
+from trading_bot.exchange.universe import UniverseUnavailable, exchange_universe
 from trading_bot.marketdata.candle_csv import (
     ReadReport,
     append_candles,
@@ -348,7 +349,16 @@ async def run_fetch(settings: Settings, since_ms: int | None = None, until_ms: i
     pool = ExchangeClient(settings.exchange_id, settings.exchange_url, timeout_ms=settings.exchange_timeout_ms,
                         demo=settings.exchange_demo)
     try:
-        return await fetch_history(pool, settings.candles_dir, settings.symbols, settings.timeframes, since_ms, until_ms,
+        symbols = settings.symbols
+        if settings.universe is not None:  # top:N / all: the symbols the daemon would choose now
+            try:
+                symbols = await exchange_universe(pool, settings.universe)
+            except Exception as exc:
+                if not isinstance(exc, UniverseUnavailable) and not is_exchange_error(exc):
+                    raise
+                raise FetchUnavailable(f"cannot choose TRADING_SYMBOLS={settings.universe}: {short_error(exc)}") from None
+            print(f"{settings.universe}: {len(symbols)} symbols: {', '.join(symbols)}", file=stream)
+        return await fetch_history(pool, settings.candles_dir, symbols, settings.timeframes, since_ms, until_ms,
                                    concurrency=min(settings.fetch_concurrency, DEFAULT_CONCURRENCY), stream=stream)
     finally:
         await pool.close()

@@ -47,7 +47,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -62,10 +61,7 @@ log = logging.getLogger(__name__)
 MINUTE_MS = 60_000
 
 
-PRODUCTION_URL = "wss://fstream.binance.com/private/ws?listenKey="  # the private route (Binance, 2026-03)
-
-
-DEMO_URL = "wss://fstream.binancefuture.com/ws/"  # the demo keeps the single route, the key in the path
+LINEAR_WS = {False: "wss://fstream.binance.com/ws", True: "wss://fstream.binancefuture.com/ws"}  # ccxt.pro's, by demo
 
 
 CLOSE_TIMEOUT_S = 1.0  # wall time for the close handshake of a connection we drop (a stalled peer never answers)
@@ -77,13 +73,15 @@ StreamState = Literal["off", "connecting", "connected", "reconnecting"]
 EventSink = Callable[[dict[str, Any]], None]
 
 
-def user_stream_url(exchange_url: str, demo: bool) -> str:
-    """Where the user data stream is, the listen key to be appended: Binance's private route, the
-    demo's, or with EXCHANGE_URL (a proxy, the local fake) the private route on that host."""
-    if exchange_url:
-        parts = urlsplit(exchange_url)
-        return f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}/private/ws?listenKey="
-    return DEMO_URL if demo else PRODUCTION_URL
+def user_stream_url(ws_base: str, demo: bool) -> str:
+    """Where the user data stream is, the listen key to be appended. ws_base: the linear websocket base
+    the candle feed uses too (EXCHANGE_WS_URL, or EXCHANGE_URL's host + /ws; "" for Binance's own,
+    production or demo). As ccxt.pro does, a base ending in /ws has the private route beside it
+    (Binance split its routes in 2026: /private/ws?listenKey=); any other base takes the key in the path."""
+    base = ws_base or LINEAR_WS[demo]
+    if base.endswith("/ws"):
+        return base.removesuffix("/ws") + "/private/ws?listenKey="
+    return base.rstrip("/") + "/"
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,10 @@ class UserStream:
 
     async def start(self, on_event: EventSink, on_connected: Callable[[], None]) -> bool:
         """Open the stream once now (a listen key and a connection), then keep it up in the background.
-        False: the first attempt failed (logged); the background retries."""
+        False: the first attempt failed (logged); the background retries. Started already (the broker
+        prepares again when the universe adds symbols): nothing more."""
+        if self._task is not None:
+            return self.state == "connected"
         self._on_event, self._on_connected = on_event, on_connected
         self._session = aiohttp.ClientSession()
         self.state = "connecting"

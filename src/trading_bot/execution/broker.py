@@ -20,6 +20,7 @@ from trading_bot.domain.protections import AccountGuard, ProtectionLimits, Tradi
 from trading_bot.domain.rules import CandleOutcome
 from trading_bot.domain.sizing import RiskLimits, may_open
 from trading_bot.domain.trades import BotBook, ClosedTrade, Position
+from trading_bot.domain.universe import busy_symbols
 from trading_bot.domain.wallet import SavedState, Wallet, bot_id
 from trading_bot.execution.latency import LatencyStats
 
@@ -68,6 +69,12 @@ class Broker(Protocol):
 
     def book(self, symbol: str, timeframe: str) -> BotBook: ...
 
+    def add_bots(self, keys: list[tuple[str, str]]) -> None: ...
+
+    def remove_bots(self, keys: list[tuple[str, str]]) -> None: ...
+
+    def busy_symbols(self) -> set[str]: ...
+
     def held(self, symbols: set[str] | None) -> list[BotBook]: ...
 
     def pause(self) -> int: ...
@@ -110,6 +117,8 @@ class Books:
         self.intents: dict[str, OrderIntent] = dict(saved.intents) if saved else {}
         self.paused = saved.paused if saved else False
         self.books: dict[str, BotBook] = {}
+        self.keys: list[tuple[str, str]] = []  # the running bots (the symbol universe may change them)
+        self.symbols: list[str] = []
         saved_books = saved.books if saved else {}
         for symbol, timeframe in keys:
             key = bot_id(symbol, timeframe)
@@ -117,6 +126,27 @@ class Books:
         # Books of bots not running this time are kept (and saved) so their positions are not lost.
         for key, book in saved_books.items():
             self.books.setdefault(key, book)
+        self._set_keys(list(keys))
+
+    def _set_keys(self, keys: list[tuple[str, str]]) -> None:
+        self.keys = keys
+        self.symbols = sorted({symbol for symbol, _ in keys})
+
+    def add_bots(self, keys: list[tuple[str, str]]) -> None:
+        """Bots of symbols the universe added: a saved book is taken up again (its cooldown with it),
+        else a new one."""
+        for symbol, timeframe in keys:
+            self.books.setdefault(bot_id(symbol, timeframe), BotBook(symbol, timeframe))
+        self._set_keys([*self.keys, *(key for key in keys if key not in self.keys)])
+
+    def remove_bots(self, keys: list[tuple[str, str]]) -> None:
+        """Flat bots the universe dropped. Their books stay and are saved, as those of a symbol taken out
+        of TRADING_SYMBOLS between runs: flat, they hold only the cooldown and the last candle seen."""
+        gone = set(keys)
+        self._set_keys([key for key in self.keys if key not in gone])
+
+    def busy_symbols(self) -> set[str]:
+        return busy_symbols(self.books.values(), self.intents.values())
 
     @property
     def stream_state(self) -> str | None:

@@ -57,6 +57,10 @@ class PaperBroker(Books):
             funding.settled_ms = saved.funding_settled_ms
         self.account = Account(self.guard, list(self.books.values()), funding)
 
+    def add_bots(self, keys: list[tuple[str, str]]) -> None:
+        super().add_bots(keys)
+        self.account.books = list(self.books.values())  # funding is settled over every book
+
     def _size(self, side: int, entry: float, stop: float) -> float:
         return position_size(self.wallet.balance, entry, stop, self.limits)
 

@@ -28,7 +28,7 @@ import numpy as np
 from trading_bot.domain.candles import CLOSE, EMPTY, TS
 from trading_bot.domain.timeframes import last_closed_open_ms, next_close_ms, timeframe_ms
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name, read_candles
-from trading_bot.marketdata.sources import CandleSource, FetchResult
+from trading_bot.marketdata.sources import CandleSource, FetchResult, PushSource
 from trading_bot.signals.features import DEFAULT_FEATURE_PARAMS, FeatureParams, compute_features
 
 log = logging.getLogger(__name__)
@@ -148,10 +148,45 @@ class MarketDataManager:
         for series in self.series.values():
             series.candles, _ = read_candles(series.path, self.history_limit)
 
+    async def add_series(self, keys: list[SeriesKey]) -> list[Series]:
+        """New series (the symbol universe grew), each read from the CSV cache in a thread, then
+        added here on the loop (the status report reads the dict meanwhile). They are due at once: the
+        next refresh fetches what the cache lacks. Returns those added."""
+        added = [Series(symbol, tf, timeframe_ms(tf), self.cache_dir / cache_file_name(symbol, tf))
+                 for symbol, tf in dict.fromkeys(keys) if (symbol, tf) not in self.series]
+
+        def read() -> None:
+            for series in added:
+                series.candles, _ = read_candles(series.path, self.history_limit)
+
+        await asyncio.to_thread(read)
+        for series in added:
+            self.series[series.key] = series
+        if isinstance(self.source, PushSource):
+            self.source.track([series.key for series in added], [])
+        return added
+
+    def remove_series(self, keys: list[SeriesKey]) -> None:
+        """Series no bot reads any more (their CSV cache stays on disk)."""
+        for key in keys:
+            self.series.pop(key, None)
+        if isinstance(self.source, PushSource):
+            self.source.track([], keys)
+
     def preload(self, history: Mapping[SeriesKey, np.ndarray]) -> None:
         for key, candles in history.items():
             if key in self.series:
                 self.series[key].candles = candles[-self.history_limit:]
+
+    def start_push(self) -> None:
+        """Subscribe to the pushed closes, if the source has them (before the first refresh, so no
+        candle closes between the REST history and the subscription unseen)."""
+        if isinstance(self.source, PushSource):
+            self.source.start()
+
+    def feed(self) -> str:
+        """How candles arrive, for the status: 'websocket 14/14 live' or 'polled'."""
+        return self.source.summary() if isinstance(self.source, PushSource) else "polled"
 
     # --- refreshing ----------------------------------------------------------------------------
 
@@ -184,6 +219,9 @@ class MarketDataManager:
     async def refresh(self, now_ms: int) -> dict[SeriesKey, np.ndarray]:
         """Fetch every due series in one batch; returns the new closed candles per series."""
         due = self.due(now_ms)
+        if due and isinstance(self.source, PushSource):
+            # every series closing at this moment in one tick (the order of events across bots)
+            await self.source.settle([s.key for s in due], now_ms)
         self.stats.data_hits += len(self.series) - len(due)
         self.stats.data_misses += len(due)
         if not due:
@@ -263,4 +301,7 @@ class MarketDataManager:
 
     def not_ready(self) -> list[SeriesKey]:
         """Series with too few candles for every feature to be defined."""
-        return [key for key, s in self.series.items() if s.candles.shape[0] <= self.feature_params.warmup]
+        return [key for key in self.series if not self.ready(key)]
+
+    def ready(self, key: SeriesKey) -> bool:
+        return self.series[key].candles.shape[0] > self.feature_params.warmup

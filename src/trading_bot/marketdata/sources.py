@@ -4,8 +4,9 @@ plus the open price of the candle now forming when it is known (the paper broker
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,6 +35,20 @@ class CandleSource(Protocol):
                     limit: int, last_close: float | None) -> FetchResult: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PushSource(Protocol):
+    """A source the exchange pushes closed candles to (exchange/ws_candles.py): started once the
+    cache is loaded, and asked before each refresh to let the closes of that moment arrive."""
+
+    def start(self) -> None: ...
+
+    def track(self, added: Sequence[tuple[str, str]], removed: Sequence[tuple[str, str]]) -> None: ...
+
+    async def settle(self, due: Sequence[tuple[str, str]], now_ms: int) -> None: ...
+
+    def summary(self) -> str: ...
 
 
 class SyntheticSource:

@@ -26,6 +26,12 @@ MINUTES_PER_YEAR = 525_600.0
 BASE_PRICES = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0, "BNB": 600.0, "XRP": 0.6}
 
 
+# The synthetic market's own listing, what TRADING_SYMBOLS=top:N or all trade on it: the five named
+# above, then S001 … S395 (400 perpetuals, about Binance USDⓈ-M's count). It has no real volume, so
+# its ranking is this order: top:3 is BTC, ETH, SOL, the default symbols.
+SYNTHETIC_SYMBOLS = (*(f"{base}/USDT:USDT" for base in BASE_PRICES), *(f"S{i:03d}/USDT:USDT" for i in range(1, 396)))
+
+
 def _symbol_hash(symbol: str) -> int:
     return zlib.crc32(symbol.encode())
 

@@ -139,7 +139,7 @@ class LiveBroker(Books):
         for symbol in self.symbols:
             await self._set_margin_and_leverage(symbol)
         if self.stream is not None and self.account is not None:  # before the startup reconciliation, which covers it
-            await self.stream.start(self.account.receive, self.account.connected)
+            await self.stream.start(self.account.receive, self.account.connected)  # (once: a second prepare leaves it)
 
     @property
     def stream_state(self) -> str:
