@@ -57,3 +57,21 @@ def test_redact_filter_masks_a_secret_in_any_message():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "request failed: apiKey=%s", ("TOPSECRET99",), None)
     RedactSecrets(["TOPSECRET99"]).filter(record)
     assert record.getMessage() == "request failed: apiKey=***"
+
+
+def test_redact_filter_masks_listen_keys_and_tracebacks():
+    import logging
+    import sys
+
+    from trading_bot.ops.logs import RedactSecrets
+
+    answer = logging.LogRecord("ccxt", logging.DEBUG, __file__, 1, "POST …/listenKey, Response: 200 %s",
+                               ('{"listenKey": "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61"}',), None)
+    RedactSecrets([]).filter(answer)
+    assert answer.getMessage() == 'POST …/listenKey, Response: 200 {"listenKey": "***"}'
+    try:
+        raise ConnectionError("cannot connect to wss://fstream.binance.com/private/ws?listenKey=pqia91ma19a5s61cv6a8")
+    except ConnectionError:
+        failed = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    RedactSecrets([]).filter(failed)
+    assert "pqia91ma19a5s61cv6a8" not in logging.Formatter().format(failed) and "listenKey=***" in failed.exc_text

@@ -45,15 +45,22 @@ class RedactSecrets(logging.Filter):
         self.secrets = [s for s in secrets if s and len(s) >= 4]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = self.secrets + _masked_later
         message = record.getMessage()
-        masked = LISTEN_KEY_RE.sub(r"\1***", message) if "listenKey" in message else message
-        for secret in secrets:
-            if secret in masked:
-                masked = masked.replace(secret, "***")
+        masked = self._mask(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:  # a traceback's texts (an error naming a URL) are masked too
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._mask(record.exc_text)
         return True
+
+    def _mask(self, text: str) -> str:
+        masked = LISTEN_KEY_RE.sub(r"\1***", text) if "listenKey" in text else text
+        for secret in self.secrets + _masked_later:
+            if secret in masked:
+                masked = masked.replace(secret, "***")
+        return masked
 
 
 def under_journald() -> bool:
