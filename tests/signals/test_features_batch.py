@@ -39,8 +39,8 @@ def batch_of(n: int, seed: int) -> list[np.ndarray]:
     return synthetic + walks
 
 
-@pytest.mark.parametrize("n", [5, 20, 34, 35, 300])
-@pytest.mark.parametrize("last", [None, 1, 3])
+@pytest.mark.parametrize("n", [5, 20, 34, 35, 300, 600])
+@pytest.mark.parametrize("last", [None, 1, 3, 30])
 def test_a_batch_equals_each_series_alone(n, last):
     series = batch_of(n, seed=n)
     batch = compute_features_many(series, DEFAULT_FEATURE_PARAMS, last)
