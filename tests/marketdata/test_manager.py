@@ -188,3 +188,20 @@ def test_late_poll_delays_grow_to_the_heartbeat():
 
     assert [late_poll_delay_ms(n, 5_000) for n in range(1, 8)] == [200, 500, 1_000, 2_000, 4_000, 5_000, 5_000]
     assert late_poll_delay_ms(10_000, 60_000) == 60_000
+
+
+async def test_newest_features_batch_series_of_one_length_and_equal_each_series_features(tmp_path):
+    mdm = manager(tmp_path, CountingSource())
+    await mdm.refresh(NOW)
+    btc_5m = mdm.series[("BTC/USDT:USDT", "5m")]
+    btc_5m.candles = btc_5m.candles[:150]  # another length: its own batch
+    mdm.features(("ETH/USDT:USDT", "1m"))  # a kept copy: stale once read for the last time
+    batches = mdm.newest_features({key: 2 for key in KEYS})
+    assert sorted(len(b.keys) for b in batches) == [1, 2]
+    for batch in batches:
+        for i, key in enumerate(batch.keys):
+            mdm.series[key].features = None
+            alone = mdm.features(key, keep=False)
+            for name, values in alone.items():
+                assert np.array_equal(batch.features[name][i], values[-2:], equal_nan=True), (key, name)
+    assert all(s.features is None for s in mdm.series.values())

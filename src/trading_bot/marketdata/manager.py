@@ -29,7 +29,12 @@ from trading_bot.domain.candles import CLOSE, EMPTY, TS
 from trading_bot.domain.timeframes import last_closed_open_ms, next_close_ms, timeframe_ms
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name, read_candles
 from trading_bot.marketdata.sources import CandleSource, FetchResult
-from trading_bot.signals.features import DEFAULT_FEATURE_PARAMS, FeatureParams, compute_features
+from trading_bot.signals.features import (
+    DEFAULT_FEATURE_PARAMS,
+    FeatureParams,
+    compute_features,
+    compute_features_many,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,14 @@ class Series:
 
     def is_fresh(self, now_ms: int) -> bool:
         return self.last_ts is not None and self.last_ts >= last_closed_open_ms(now_ms, self.tf_ms)
+
+
+@dataclass(frozen=True)
+class FeatureBatch:
+    """Features of series of one length computed together: (len(keys), rows) per feature."""
+
+    keys: list[SeriesKey]
+    features: dict[str, np.ndarray]
 
 
 @dataclass
@@ -260,6 +273,24 @@ class MarketDataManager:
         else:
             series.features = series.features_ts = None  # stale now: drop it too
         return features
+
+    def newest_features(self, wanted: Mapping[SeriesKey, int]) -> list[FeatureBatch]:
+        """The features of each series' newest wanted[key] candles, for readers that are the last
+        ones for these candles (nothing kept, as features(key, keep=False)). The series of one
+        length are one batch (compute_features_many): per-call numpy overhead paid once, not per
+        series; each row equal to features(key) bit for bit."""
+        by_length: dict[int, list[SeriesKey]] = {}
+        for key in wanted:
+            by_length.setdefault(self.series[key].candles.shape[0], []).append(key)
+        batches = []
+        for keys in by_length.values():
+            self.stats.feature_misses += len(keys)
+            for key in keys:
+                self.series[key].features = self.series[key].features_ts = None  # stale now
+            rows = max(wanted[key] for key in keys)
+            features = compute_features_many([self.series[key].candles for key in keys], self.feature_params, rows)
+            batches.append(FeatureBatch(keys, features))
+        return batches
 
     def not_ready(self) -> list[SeriesKey]:
         """Series with too few candles for every feature to be defined."""
