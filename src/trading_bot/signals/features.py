@@ -276,7 +276,7 @@ def compute_features(candles: np.ndarray, params: FeatureParams = DEFAULT_FEATUR
     }
 
 
-BATCH_VALUES = 1 << 17  # values per column in one batch: ~1 MiB per temporary, so they stay in cache
+BATCH_VALUES = 1 << 17  # values per column in one batch: 1 MiB per temporary, so they stay in cache
 
 
 def compute_features_many(series: Sequence[np.ndarray], params: FeatureParams = DEFAULT_FEATURE_PARAMS,
