@@ -143,33 +143,43 @@ def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-async def requests_per_heartbeat(bots: int, hours: float) -> dict[str, float]:
+async def requests_per_heartbeat(bots: int, hours: float, feed: str) -> dict[str, object]:
+    """Steady state after start: requests and request weight per minute (the fake's own weights), on
+    pushed or polled candles. Simulated hours pass in seconds: each 5 s heartbeat steps the clock."""
     symbols = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT") if bots <= 21 else tuple(
-        f"S{i:02d}/USDT:USDT" for i in range(bots // len(TIMEFRAMES)))
+        f"S{i:03d}/USDT:USDT" for i in range(bots // len(TIMEFRAMES)))
     with tempfile.TemporaryDirectory() as tmp:
         clock = SteppedClock(START_MS + CLOSE_GRACE_MS)
+        add_markets([s.split("/")[0] + "USDT" for s in symbols])  # before the fake: it lists its markets at start
         fake = await FakeBinance(now_ms=clock.now_ms, weight_limit=10**9).start()
-        add_markets([s.split("/")[0] + "USDT" for s in symbols])
         try:
-            settings = settings_for(Path(tmp), fake, symbols, TIMEFRAMES, live=False)
+            settings = settings_for(Path(tmp), fake, symbols, TIMEFRAMES, live=False, candle_feed=feed,
+                                    fetch_concurrency=32)
             daemon = Daemon(settings, clock=clock, install_signals=False)
-            # Simulated hours pass in seconds here: the limiters (which count real time) would only
-            # stretch the run, and this measures how many requests are made, not how fast.
+            # Only the count matters here: the limiters (which count real time) would only stretch the run.
             client = daemon.exchange.get()
             client.budget = WeightBudget(10**9)
             (await client.client()).enableRateLimit = False
             await daemon.start()
+            if feed == "websocket":
+                await _until(lambda: len(fake.ws.subscriptions()) >= len(symbols) * len(TIMEFRAMES), 60)
+                await asyncio.sleep(0.2)
             before = len(fake.requests)
             ticks = int(hours * 3600 / 5)
             for i in range(1, ticks + 1):
                 clock.step_to(START_MS + CLOSE_GRACE_MS + i * 5_000)
+                if feed == "websocket":
+                    await asyncio.sleep(0.03)  # the fake's pump (every 10 ms) pushes what closed
                 await daemon.tick()
-            requests = len(fake.requests) - before
+            made = fake.requests[before:]
+            feed_state = daemon.parts.mdm.feed()
             await daemon.shutdown()
         finally:
             await fake.stop()
-    return {"bots": len(symbols) * len(TIMEFRAMES), "heartbeats": ticks, "requests": requests,
-            "requests_per_heartbeat": requests / ticks}
+    minutes = hours * 60
+    return {"bots": len(symbols) * len(TIMEFRAMES), "feed": feed, "feed_state": feed_state, "heartbeats": ticks,
+            "requests": len(made), "requests_per_minute": len(made) / minutes,
+            "weight_per_minute": sum(r.weight for r in made) / minutes}
 
 
 async def main() -> None:
@@ -178,8 +188,9 @@ async def main() -> None:
     for feed, samples in (("websocket", 30), ("rest", 12)):
         for round_trip in (0, 50):
             results[f"latency_{feed}_{round_trip}ms"] = await entry_latency(round_trip, samples, feed)
-    results["requests_21"] = await requests_per_heartbeat(21, 1.0)
-    results["requests_504"] = await requests_per_heartbeat(504, 1.0)
+    for bots, hours in ((21, 1.0), (504, 1.0), (2_800, 0.25)):
+        for feed in ("websocket", "rest"):
+            results[f"requests_{bots}_{feed}"] = await requests_per_heartbeat(bots, hours, feed)
     print(f"{'measure':<44} {'p50':>9} {'p99':>9}  target")
     for key, r in results.items():
         if not key.startswith("latency_"):
@@ -191,10 +202,10 @@ async def main() -> None:
         if booked["exits"]:
             print(f"{'  exit booked, trigger → journal':<44} {booked['p50_ms']:>7.0f}ms {booked['p99_ms']:>7.0f}ms  "
                   f"({booked['exits']} exits)")
-    for key in ("requests_21", "requests_504"):
-        r = results[key]
-        print(f"requests per 5 s heartbeat, {r['bots']} bots: {r['requests_per_heartbeat']:.3f} "
-              f"({r['requests']} requests over {r['heartbeats']} heartbeats)")
+    for key, r in results.items():
+        if key.startswith("requests_"):
+            print(f"{r['bots']:>5} bots, {r['feed']:<9} ({r['feed_state']}): {r['requests_per_minute']:8.1f} requests "
+                  f"and {r['weight_per_minute']:8.1f} weight per minute (Binance: 2,400 weight/min per IP)")
     print(f"saved {save_results('live.json', results)}")
 
 

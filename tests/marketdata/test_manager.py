@@ -11,6 +11,7 @@ import pytest
 from conftest import write_synthetic_cache
 from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.marketdata import manager as market_data_module
+from trading_bot.marketdata.candle_binary import binary_path
 from trading_bot.marketdata.candle_csv import read_candles
 from trading_bot.marketdata.manager import MarketDataManager
 from trading_bot.marketdata.sources import FetchResult, SyntheticSource
@@ -207,3 +208,45 @@ async def test_series_added_read_their_cache_and_are_fetched_with_the_next_refre
     mdm.remove_series([("SOL/USDT:USDT", "1m"), ("SOL/USDT:USDT", "1m")])
     assert list(mdm.series) == [KEYS[0], ("SOL/USDT:USDT", "5m")]
     assert (tmp_path / "SOL_USDT_USDT_1m.csv").exists(), "the cache stays on disk"
+
+
+async def test_newest_features_batch_series_of_one_length_and_equal_each_series_features(tmp_path):
+    mdm = manager(tmp_path, CountingSource())
+    await mdm.refresh(NOW)
+    btc_5m = mdm.series[("BTC/USDT:USDT", "5m")]
+    btc_5m.candles = btc_5m.candles[:150]  # another length: its own batch
+    mdm.features(("ETH/USDT:USDT", "1m"))  # a kept copy: stale once read for the last time
+    batches = mdm.newest_features({key: 2 for key in KEYS})
+    assert sorted(len(b.keys) for b in batches) == [1, 2]
+    for batch in batches:
+        for i, key in enumerate(batch.keys):
+            mdm.series[key].features = None
+            alone = mdm.features(key, keep=False)
+            for name, values in alone.items():
+                assert np.array_equal(batch.features[name][i], values[-2:], equal_nan=True), (key, name)
+    assert all(s.features is None for s in mdm.series.values())
+
+
+async def test_a_start_reads_binary_copies_that_idle_heartbeats_wrote(tmp_path, monkeypatch):
+    for symbol, timeframe in KEYS:
+        write_synthetic_cache(tmp_path, symbol, timeframe, 300, end_ms=NOW)
+    first = manager(tmp_path, CountingSource())
+    first.load_cache()
+    assert all(s.copy_behind is None for s in first.series.values())  # no copies yet: the CSVs
+    monkeypatch.setattr(market_data_module, "COPY_RENEWALS_PER_IDLE_TICK", 2)
+    assert await first.refresh(NOW) == {}  # nothing due: two copies written
+    assert sum(binary_path(s.path).exists() for s in first.series.values()) == 2
+    await first.refresh(NOW + 1_000)
+    assert all(binary_path(s.path).exists() for s in first.series.values())
+
+    second = manager(tmp_path, CountingSource())
+    second.load_cache()
+    assert all(s.copy_behind == 0 for s in second.series.values())
+    for key, series in second.series.items():
+        assert series.candles.tobytes() == first.series[key].candles.tobytes()
+    new = await second.refresh(NOW + 60_000)  # a new 1m candle each: appended to the CSVs, not the copies
+    third = manager(tmp_path, CountingSource())
+    third.load_cache()
+    for key, series in third.series.items():
+        assert series.copy_behind == second.series[key].copy_behind == (1 if key in new else 0)
+        assert series.candles.tobytes() == second.series[key].candles.tobytes()

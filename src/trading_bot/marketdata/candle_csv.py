@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +38,23 @@ def cache_file_name(symbol: str, timeframe: str) -> str:
 class ReadReport:
     dropped: int = 0
     torn_tail: bool = False
+    reordered: bool = False  # rows out of time order were sorted
+    end: int = 0  # the file's size when read: the read covers bytes [.., end)
+    complete: bool = False  # the candles are all of the file's (read from its start, none left out)
+    # A clean read's candles are the file's bytes [rows_from, end); their crc32. A binary copy of
+    # the candles proves with these that the file still holds them (candle_binary.py).
+    rows_from: int = 0
+    rows_crc: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """Every line read was a whole candle, in time order: the candles are those lines as written."""
+        return not (self.dropped or self.torn_tail or self.reordered)
 
 
-def _tail_bytes(path: Path, lines: int) -> bytes:
-    """The last `lines` + 1 lines of the file (a bounded read, whatever the file's length)."""
+def _tail_bytes(path: Path, lines: int) -> tuple[bytes, bool, int]:
+    """The last `lines` + 1 lines of the file (a bounded read, whatever the file's length), whether
+    that is the whole file, and the file's size then (it may grow while it is read)."""
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)
         end = handle.tell()
@@ -53,7 +67,7 @@ def _tail_bytes(path: Path, lines: int) -> bytes:
             handle.seek(pos)
             data = handle.read(step) + data
             block *= 2
-        return data
+        return data, pos == 0, end
 
 
 def parse_candle_lines(lines: list[bytes], report: ReadReport) -> np.ndarray:
@@ -111,6 +125,7 @@ def clean_candles(candles: np.ndarray, report: ReadReport) -> np.ndarray:
     if candles.shape[0] > 1:
         ts = candles[:, TS]
         if not (np.diff(ts) > 0).all():
+            report.reordered = True
             order = np.argsort(ts, kind="stable")
             candles = candles[order]
             ts = candles[:, TS]
@@ -130,21 +145,31 @@ def _split_lines(data: bytes, report: ReadReport, from_start: bool) -> list[byte
     return lines
 
 
+def _locate_rows(report: ReadReport, data: bytes, lines: list[bytes], rows: int) -> None:
+    """A clean read's candles are its last `rows` lines, and `data` ends at report.end."""
+    size = sum(map(len, lines[-rows:])) + rows  # with their newlines
+    report.rows_from = report.end - size
+    report.rows_crc = zlib.crc32(memoryview(data)[len(data) - size :])
+
+
 def read_candles(path: Path, limit: int | None = None) -> tuple[np.ndarray, ReadReport]:
     """The last `limit` candles (all when None). A missing file gives an empty array."""
     report = ReadReport()
     try:
         if limit is None:
             data = path.read_bytes()
-            from_start = True
+            from_start, report.end = True, len(data)
         else:
-            data = _tail_bytes(path, limit + 2)
-            from_start = len(data) == path.stat().st_size
+            data, from_start, report.end = _tail_bytes(path, limit + 2)
     except FileNotFoundError:
         return EMPTY.copy(), report
-    candles = parse_candle_lines(_split_lines(data, report, from_start), report)
+    lines = _split_lines(data, report, from_start)
+    candles = parse_candle_lines(lines, report)
+    report.complete = from_start and (limit is None or candles.shape[0] <= limit)
     if limit is not None and candles.shape[0] > limit:
         candles = candles[-limit:]
+    if report.clean and candles.shape[0]:
+        _locate_rows(report, data, lines, candles.shape[0])
     if report.dropped or report.torn_tail:
         log.warning("%s: dropped %d bad row(s)%s", path, report.dropped,
                     ", cut a torn last line" if report.torn_tail else "")

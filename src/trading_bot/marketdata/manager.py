@@ -10,6 +10,8 @@
 - The still-open candle is never stored; its open price is kept apart (the paper fill price).
 - Memory holds at most `history_limit` candles per series; the CSV on disk keeps everything
   (append-only; not fsynced: candles can always be fetched again).
+- A start reads each series' binary copy of its newest candles when it matches the CSV
+  (candle_binary.py); heartbeats with nothing due renew a few copies that are missing or behind.
 - Features are computed once per new closed candle and shared by every reader: the cache is keyed
   by the last closed candle's open time, not cleared per cycle.
 """
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Mapping
@@ -27,9 +30,15 @@ import numpy as np
 
 from trading_bot.domain.candles import CLOSE, EMPTY, TS
 from trading_bot.domain.timeframes import last_closed_open_ms, next_close_ms, timeframe_ms
-from trading_bot.marketdata.candle_csv import append_candles, cache_file_name, read_candles
+from trading_bot.marketdata.candle_binary import read_newest, renew_copy
+from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
 from trading_bot.marketdata.sources import CandleSource, FetchResult, PushSource
-from trading_bot.signals.features import DEFAULT_FEATURE_PARAMS, FeatureParams, compute_features
+from trading_bot.signals.features import (
+    DEFAULT_FEATURE_PARAMS,
+    FeatureParams,
+    compute_features,
+    compute_features_many,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,9 @@ log = logging.getLogger(__name__)
 SeriesKey = tuple[str, str]
 
 LATE_POLL_DELAYS_MS = (200, 500, 1_000)  # then doubling, up to max_wait_ms
+
+COPY_RENEW_LINES = 64  # a binary copy this many CSV lines behind is renewed: a start parses fewer
+COPY_RENEWALS_PER_IDLE_TICK = 16  # ~0.5 ms each, ~2 ms when the CSV must be parsed: an idle tick stays short
 
 
 def late_poll_delay_ms(polls: int, max_wait_ms: int) -> int:
@@ -61,6 +73,7 @@ class Series:
     retry_at_ms: int = 0  # not fetched before this (a failure's or a late candle's back-off)
     late_polls: int = 0  # successful fetches in a row without the due candle
     late_since_ms: int = 0
+    copy_behind: int | None = None  # CSV lines appended since its binary copy (None: no copy to use)
 
     @property
     def key(self) -> SeriesKey:
@@ -82,6 +95,14 @@ class Series:
 
     def is_fresh(self, now_ms: int) -> bool:
         return self.last_ts is not None and self.last_ts >= last_closed_open_ms(now_ms, self.tf_ms)
+
+
+@dataclass(frozen=True)
+class FeatureBatch:
+    """Features of series of one length computed together: (len(keys), rows) per feature."""
+
+    keys: list[SeriesKey]
+    features: dict[str, np.ndarray]
 
 
 @dataclass
@@ -146,7 +167,11 @@ class MarketDataManager:
     def load_cache(self) -> None:
         """Read every series' newest candles from disk (blocking: run it in a thread)."""
         for series in self.series.values():
-            series.candles, _ = read_candles(series.path, self.history_limit)
+            self._read_cache(series)
+
+    def _read_cache(self, series: Series) -> None:
+        read = read_newest(series.path, self.history_limit)  # the binary copy when it is current, else the CSV
+        series.candles, series.copy_behind = read.candles, read.behind
 
     async def add_series(self, keys: list[SeriesKey]) -> list[Series]:
         """New series (the symbol universe grew), each read from the CSV cache in a thread, then
@@ -157,7 +182,7 @@ class MarketDataManager:
 
         def read() -> None:
             for series in added:
-                series.candles, _ = read_candles(series.path, self.history_limit)
+                self._read_cache(series)
 
         await asyncio.to_thread(read)
         for series in added:
@@ -225,6 +250,8 @@ class MarketDataManager:
         self.stats.data_hits += len(self.series) - len(due)
         self.stats.data_misses += len(due)
         if not due:
+            if self.write_cache:
+                await self._renew_copies()
             return {}
         results = await asyncio.gather(*(self._fetch_one(s, now_ms) for s in due), return_exceptions=True)
         new: dict[SeriesKey, np.ndarray] = {}
@@ -243,6 +270,10 @@ class MarketDataManager:
                 self._note_late(series, fetched.next_change_ms, now_ms)
         if new and self.write_cache:
             await asyncio.to_thread(self._append_to_cache, {k: v for k, v in new.items()})
+            for key, rows in new.items():
+                series = self.series[key]
+                if series.copy_behind is not None:
+                    series.copy_behind += rows.shape[0]
         return new
 
     def _note_failure(self, series: Series, exc: BaseException, now_ms: int) -> None:
@@ -280,6 +311,19 @@ class MarketDataManager:
             except OSError as exc:
                 log.warning("%s: cannot append to the candle cache: %s", self.series[key].path, exc)
 
+    async def _renew_copies(self) -> None:
+        """A few of the binary copies that are missing or behind, written anew (in a thread)."""
+        stale = list(itertools.islice(
+            (s for s in self.series.values() if s.copy_behind is None or s.copy_behind >= COPY_RENEW_LINES),
+            COPY_RENEWALS_PER_IDLE_TICK))
+        if stale:
+            await asyncio.to_thread(self._renew, stale)
+
+    def _renew(self, stale: list[Series]) -> None:
+        for series in stale:
+            renew_copy(series.path, self.history_limit)
+            series.copy_behind = 0  # made, or not to be made now (junk in the CSV): again in a while
+
     # --- features ------------------------------------------------------------------------------
 
     def features(self, key: SeriesKey, *, keep: bool = True) -> dict[str, np.ndarray]:
@@ -298,6 +342,24 @@ class MarketDataManager:
         else:
             series.features = series.features_ts = None  # stale now: drop it too
         return features
+
+    def newest_features(self, wanted: Mapping[SeriesKey, int]) -> list[FeatureBatch]:
+        """The features of each series' newest wanted[key] candles, for readers that are the last
+        ones for these candles (nothing kept, as features(key, keep=False)). The series of one
+        length are one batch (compute_features_many): per-call numpy overhead paid once, not per
+        series; each row equal to features(key) bit for bit."""
+        by_length: dict[int, list[SeriesKey]] = {}
+        for key in wanted:
+            by_length.setdefault(self.series[key].candles.shape[0], []).append(key)
+        batches = []
+        for keys in by_length.values():
+            self.stats.feature_misses += len(keys)
+            for key in keys:
+                self.series[key].features = self.series[key].features_ts = None  # stale now
+            rows = max(wanted[key] for key in keys)
+            features = compute_features_many([self.series[key].candles for key in keys], self.feature_params, rows)
+            batches.append(FeatureBatch(keys, features))
+        return batches
 
     def not_ready(self) -> list[SeriesKey]:
         """Series with too few candles for every feature to be defined."""

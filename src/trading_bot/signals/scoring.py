@@ -26,8 +26,9 @@ def _clip(values: np.ndarray) -> np.ndarray:
 
 
 def score_components(features: Features, rows: slice = slice(None)) -> np.ndarray:
-    """(len(rows), 5) array of components in COMPONENTS order; NaN during the warm-up."""
-    f = {name: features[name][rows] for name in ("close", "rsi", "ema_fast", "ema_slow", "macd_hist",
+    """(len(rows), 5) array of components in COMPONENTS order; NaN during the warm-up. Features of
+    several series, (S, n) arrays, give (S, len(rows), 5), each series' rows equal to its own."""
+    f = {name: features[name][..., rows] for name in ("close", "rsi", "ema_fast", "ema_slow", "macd_hist",
                                                  "bb_upper", "bb_middle", "atr", "volume_z", "candle_dir")}
     with np.errstate(divide="ignore", invalid="ignore"):
         atr = np.where(f["atr"] > 0, f["atr"], np.nan)
@@ -41,7 +42,7 @@ def score_components(features: Features, rows: slice = slice(None)) -> np.ndarra
             bollinger,
             f["candle_dir"] * np.clip(f["volume_z"] / 2.0, 0.0, 1.0),
         )
-    return _clip(np.column_stack(columns))
+    return _clip(np.stack(columns, axis=-1))
 
 
 def weighted_score(components: np.ndarray, weights: tuple[float, ...]) -> np.ndarray:
@@ -77,4 +78,8 @@ class WeightedScoringStrategy:
         return self._params
 
     def scores(self, features: Features, rows: slice = slice(None)) -> np.ndarray:
-        return weighted_score(score_components(features, rows), self.params.weights)
+        return self.weigh(score_components(features, rows))
+
+    def weigh(self, components: np.ndarray) -> np.ndarray:
+        """The scores of one series' (rows, 5) components."""
+        return weighted_score(components, self.params.weights)
