@@ -27,6 +27,7 @@ from fakes.live_daemon import (
     PricePath,
     assert_state_agrees_with_the_exchange,
     live_store,
+    no_intent_in_flight,
     start_fast_market,
 )
 
@@ -84,6 +85,7 @@ async def test_sigkill_of_a_live_daemon_loses_and_duplicates_nothing(tmp_path):
             fake.refuse_entries, prices.moving = True, False  # hold still for the check
             daemon.start()
             await daemon.ready()
+            await no_intent_in_flight(store)
             trades = assert_state_agrees_with_the_exchange(fake, store)
         daemon.kill(signal.SIGTERM)
         await daemon.reap(expect=0)

@@ -105,6 +105,17 @@ class DaemonProcess:
             self.proc.wait(timeout=10)
 
 
+async def no_intent_in_flight(store: StateStore, timeout: float = 5.0) -> None:
+    """Until positions.json holds no order intent: the daemon keeps running after ready, and an entry
+    it sends then (refused while the test holds the market still) is on disk for a round trip before
+    it is resolved. One that stays is left to assert_state_agrees_with_the_exchange to report."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.positions_path.exists() and not decode_state(store.positions_path.read_bytes(), "positions.json").intents:
+            return
+        await asyncio.sleep(0.02)
+
+
 def assert_state_agrees_with_the_exchange(fake: FakeBinance, store: StateStore) -> int:
     """What a daemon left on disk against the exchange, at a moment nothing moves: every exchange
     position is the bot's, once, with exactly its stop and target; no orders of ours on flat symbols;

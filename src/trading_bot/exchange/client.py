@@ -185,6 +185,8 @@ class ExchangeClient:
                 client.enable_demo_trading(True)
             if self.exchange_url:
                 point_client_at(client, self.exchange_url)
+                if urlparse(self.exchange_url).scheme == "http":
+                    client.timeout_on_exit = 0  # ccxt's wait at close is for TLS transports to wind down
             if self.now_ms is not None:
                 client.milliseconds = self.now_ms
             capture_answer_headers(client)
@@ -283,6 +285,9 @@ class ExchangeClient:
             client.enable_demo_trading(True)
         client.set_markets(markets)
         client.streaming["keepAlive"] = keepalive_ms  # a ping this often; two unanswered: the connection is dead
+        # close() waits this long for TLS transports to wind down; the REST client's close, which
+        # always comes after at shutdown, waits the same for every connection of the process
+        client.timeout_on_exit = 0
         url = ws_url or stream_url_for(self.exchange_url)
         ws_urls = client.urls.get("api", {}).get("ws")
         if url and isinstance(ws_urls, dict):

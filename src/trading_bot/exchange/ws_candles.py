@@ -324,7 +324,6 @@ class PushedCandles:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        for shard in self.shards:
-            await self._drop_client(shard)
+        await asyncio.gather(*(self._drop_client(shard) for shard in self.shards))
         await self.rest.close()
 
