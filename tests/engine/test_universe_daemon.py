@@ -152,7 +152,8 @@ async def test_live_prepares_a_new_symbol_before_it_trades(tmp_path, market):
     seen = len(fake.requests)
     await daemon.tick()
     later = fake.requests[seen:]
-    assert "SOLUSDT" in [r.params.get("symbol") for r in later if r.path == "/fapi/v1/leverage"]
+    # the new symbol's margin mode and leverage only, not every traded symbol's again
+    assert [r.params.get("symbol") for r in later if r.path == "/fapi/v1/leverage"] == ["SOLUSDT"]
     assert daemon.parts.broker.symbols == ["SOL/USDT:USDT"] and list(daemon.parts.mdm.series) == [(SOL, "1h")]
     assert any(r.path == "/fapi/v1/openAlgoOrders" and r.params.get("symbol") == "SOLUSDT" for r in later), \
         "reconciled in the same heartbeat"

@@ -99,12 +99,11 @@ class LiveSupervisor:
 
     async def admit(self, symbols: tuple[str, ...]) -> bool:
         """Margin mode and leverage for the new symbols, as at startup, then a reconciliation in this
-        heartbeat (the account may already hold a position or orders on them). The broker prepares
-        every traded symbol again: it has no preparation of one symbol (execution/live/broker.py)."""
+        heartbeat (the account may already hold a position or orders on them)."""
         from trading_bot.execution.live.broker import LiveError
 
         try:
-            await self.broker.prepare()
+            await self.broker.prepare_symbols(symbols)
         except LiveError as exc:
             log.error("universe: cannot trade %s: %s", ", ".join(symbols), exc)
             return False

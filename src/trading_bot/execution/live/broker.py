@@ -30,7 +30,7 @@ skips; the daemon keeps running.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import numpy as np
 
@@ -127,19 +127,25 @@ class LiveBroker(Books):
             await self.orders.connect()
         except AuthenticationError as exc:
             raise LiveError(f"the exchange refused the API key: {exc}") from None
-        unknown = [s for s in self.symbols if s not in self.orders.markets]
-        if unknown:
-            raise LiveError(f"unknown symbol(s) on {self.pool.exchange_id}: {', '.join(unknown)}")
         try:
             await self.refresh_balance()
         except AuthenticationError as exc:
             raise LiveError(f"the exchange refused the API key: {exc}") from None
         if self.wallet.initial_balance == 0:
             self.wallet.initial_balance = self.wallet.balance
-        for symbol in self.symbols:
-            await self._set_margin_and_leverage(symbol)
+        await self.prepare_symbols(self.symbols)
         if self.stream is not None and self.account is not None:  # before the startup reconciliation, which covers it
             await self.stream.start(self.account.receive, self.account.connected)  # (once: a second prepare leaves it)
+
+    async def prepare_symbols(self, symbols: Iterable[str]) -> None:
+        """Margin mode and leverage of these symbols (at start: all; a symbol the universe adds: its
+        own two requests, not every traded symbol's again)."""
+        symbols = list(symbols)
+        unknown = [s for s in symbols if s not in self.orders.markets]
+        if unknown:
+            raise LiveError(f"unknown symbol(s) on {self.pool.exchange_id}: {', '.join(unknown)}")
+        for symbol in symbols:
+            await self._set_margin_and_leverage(symbol)
 
     @property
     def stream_state(self) -> str:
