@@ -129,6 +129,9 @@ async def entry_latency(round_trip_ms: int, samples: int, feed: str) -> dict[str
                             exits.append((time.perf_counter() - triggered) * 1000)
                         await _until(lambda: not daemon.parts.broker.open_positions(), 12)
                         fake.clear_price("BTCUSDT")  # the next entry at the market's own price again
+                        # the exit's tick ends with a balance request: let it answer before the clock
+                        # jumps, or the jump puts it outside recvWindow (a -1021 and a resync in the next entry)
+                        await asyncio.sleep(0.3)
             finally:
                 daemon.request_stop()
                 await runner
