@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from fakes.waiting import klines_requests, until
 from trading_bot.domain.candles import TS
 from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.exchange import ws_candles
@@ -24,17 +24,6 @@ BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 MINUTE = 60_000
 KEYS = [(BTC, "1m"), (ETH, "1m"), (BTC, "5m")]
 
-
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-def klines_requests(fake) -> int:
-    return sum(r.path == "/fapi/v1/klines" for r in fake.requests)
 
 
 @pytest.fixture

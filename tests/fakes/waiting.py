@@ -13,3 +13,8 @@ async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.005)
+
+
+def klines_requests(fake) -> int:  # fake: a FakeBinance
+    """REST klines requests the fake has answered so far (pushed candles make none)."""
+    return sum(r.path == "/fapi/v1/klines" for r in fake.requests)
