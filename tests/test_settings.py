@@ -194,3 +194,17 @@ def test_the_user_data_stream_settings():
     assert (settings.user_stream, settings.user_stream_check_s) == (False, 30.0)
     with pytest.raises(SettingsError, match="USER_STREAM_CHECK_S"):
         settings_from_mapping({"USER_STREAM_CHECK_S": "0"})
+
+
+def test_the_metrics_settings():
+    assert (settings_from_mapping({}).metrics_port, settings_from_mapping({}).metrics_host) == (0, "127.0.0.1")
+    assert settings_from_mapping({"METRICS_PORT": ""}).metrics_port == 0
+    settings = settings_from_mapping({"METRICS_PORT": " 9108 ", "METRICS_HOST": "0.0.0.0"})
+    assert (settings.metrics_port, settings.metrics_host) == (9108, "0.0.0.0")
+    assert settings_from_mapping({"METRICS_HOST": "::1"}).metrics_host == "::1"
+    for raw in ("70000", "-1", "abc", "91.5"):
+        with pytest.raises(SettingsError, match="^METRICS_PORT: "):
+            settings_from_mapping({"METRICS_PORT": raw})
+    for raw in ("", "http://127.0.0.1", "my host"):
+        with pytest.raises(SettingsError, match="^METRICS_HOST: "):
+            settings_from_mapping({"METRICS_HOST": raw})

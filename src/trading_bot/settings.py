@@ -100,6 +100,9 @@ class Settings:
     # while the stream is down, and always with the stream off).
     user_stream: bool = True
     user_stream_check_s: float = 60.0
+    # Prometheus metrics (engine/metrics.py): 0 = off, and then prometheus_client is never imported.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"  # loopback by default: the figures include the account's balance
 
     @property
     def costs(self) -> Costs:
@@ -263,6 +266,24 @@ def _optional_epoch_ms(raw: str) -> int | None:
     return value
 
 
+def _port_or_off(raw: str) -> int:
+    """A TCP port, or 0 / empty for off."""
+    if not raw.strip():
+        return 0
+    value = _integer(raw)
+    if not 0 <= value <= 65_535:
+        raise ValueError(f"expected a port 1–65535, or 0 / empty for off, got {raw.strip()}")
+    return value
+
+
+def _host(raw: str) -> str:
+    """An IP address or a host name to bind to (no scheme, no port)."""
+    value = raw.strip()
+    if not value or not all(c.isalnum() or c in ".-:_" for c in value) or "://" in value:
+        raise ValueError(f"expected an address to listen on such as 127.0.0.1, 0.0.0.0 or ::1, got {raw!r}")
+    return value
+
+
 def is_loopback_url(url: str) -> bool:
     from urllib.parse import urlsplit
 
@@ -328,6 +349,8 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "WS_PING_SECONDS": ("ws_ping_seconds", _in_range(_number, 0.05, 600.0)),
     "USER_STREAM": ("user_stream", _bool),
     "USER_STREAM_CHECK_S": ("user_stream_check_s", _in_range(_number, 1.0, 3600.0)),
+    "METRICS_PORT": ("metrics_port", _port_or_off),
+    "METRICS_HOST": ("metrics_host", _host),
 }
 
 
