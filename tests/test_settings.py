@@ -203,8 +203,8 @@ def test_the_metrics_settings():
     assert (settings.metrics_port, settings.metrics_host) == (9108, "0.0.0.0")
     assert settings_from_mapping({"METRICS_HOST": "::1"}).metrics_host == "::1"
     for raw in ("70000", "-1", "abc", "91.5"):
-        with pytest.raises(SettingsError, match="^METRICS_PORT: "):
+        with pytest.raises(SettingsError, match=r"^METRICS_PORT: "):
             settings_from_mapping({"METRICS_PORT": raw})
     for raw in ("", "http://127.0.0.1", "my host"):
-        with pytest.raises(SettingsError, match="^METRICS_HOST: "):
+        with pytest.raises(SettingsError, match=r"^METRICS_HOST: "):
             settings_from_mapping({"METRICS_HOST": raw})

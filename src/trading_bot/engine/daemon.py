@@ -4,7 +4,8 @@ It starts (startup.py builds the parts), runs the loop (one heartbeat.py tick, t
 next heartbeat or candle close), handles the signals and shuts down: SIGINT/SIGTERM finish the tick
 (for up to SHUTDOWN_GRACE_S, then cut it short), save and exit 0; a second signal cuts it short at
 once; SIGHUP reloads the strategy config (config_watch.py). Once ready it answers the operator
-controls (pause, resume, flatten, reload) on control.sock in the state folder (control.py). It pings
+controls (pause, resume, flatten, reload) on control.sock in the state folder (control.py) and,
+with METRICS_PORT, Prometheus scrapes (metrics.py). It pings
 the systemd watchdog while the loop makes progress. Nothing here depends on paper or live: that is decided by what startup builds.
 """
 
@@ -15,7 +16,7 @@ import logging
 import signal
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trading_bot.engine.clock import Clock, wall_clock
 from trading_bot.engine.config_watch import ConfigWatcher, reload_on_sighup
@@ -30,6 +31,9 @@ from trading_bot.ops.systemd import Notifier, Watchdog
 from trading_bot.persistence.state_lock import StateLock
 from trading_bot.persistence.state_store import StateStore
 from trading_bot.settings import Settings
+
+if TYPE_CHECKING:
+    from trading_bot.engine.metrics import Metrics
 
 __all__ = ["Daemon", "StartupError"]
 
@@ -72,6 +76,7 @@ class Daemon:
         self._background: set[asyncio.Task[None]] = set()
         self._trading = asyncio.Lock()  # held by each tick and by a flatten: they never interleave
         self._controls: ControlServer | None = None
+        self._metrics: Metrics | None = None  # METRICS_PORT: started after ready
 
     @property
     def parts(self) -> Parts:
@@ -96,6 +101,20 @@ class Daemon:
         if await server.start():
             self._controls = server
 
+    async def start_metrics(self) -> None:
+        """METRICS_PORT: serve the Prometheus figures (after ready: the books and candles are loaded).
+        The import is here so that a run without it never loads prometheus_client."""
+        if not self.settings.metrics_port:
+            return
+        from trading_bot.engine.metrics import Metrics
+
+        metrics = Metrics(self.settings.metrics_host, self.settings.metrics_port, self.exchange.calls)
+        report = self.parts.report
+        metrics.refresh(report)  # a scrape before the first heartbeat sees the figures at ready
+        if await metrics.start():
+            self._metrics = metrics
+            report.metrics = metrics
+
     async def run(self) -> None:
         if self.install_signals:
             self._install_signal_handlers()
@@ -104,6 +123,7 @@ class Daemon:
             self.pulse.beat()
             self.notifier.ready(self.parts.report.status_line())
             await self.start_controls()
+            await self.start_metrics()
             self._start_watchdog()
             await self._loop(self.parts)
         finally:
@@ -200,6 +220,9 @@ class Daemon:
         if self._controls is not None:  # first: no command starts while the books are saved
             await self._controls.close()
             self._controls = None
+        if self._metrics is not None:
+            await self._metrics.close()
+            self._metrics = None
         for task in list(self._background):
             task.cancel()
         if self._background:

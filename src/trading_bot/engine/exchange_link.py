@@ -47,6 +47,10 @@ class ExchangeLink:
                                           recv_window_ms=s.exchange_recv_window_ms)
         return self._client
 
+    def calls(self) -> dict[str, int]:
+        """Requests sent so far, by ccxt method ({} while no client was needed: none is made for this)."""
+        return dict(self._client.calls) if self._client is not None else {}
+
     def candle_source(self, keys: Sequence[tuple[str, str]] = (), on_push: Callable[[], None] = lambda: None) -> CandleSource:
         """Candles through the shared client (closing the source leaves the client open): pushed over
         the exchange's websockets unless CANDLE_FEED=rest, with REST for history and gaps."""

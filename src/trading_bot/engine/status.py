@@ -1,7 +1,8 @@
 """Status reporting: what the running daemon tells people.
 
 status.json (written after a tick that changed something, and by the shutdown), the short STATUS=
-line for `systemctl status`, the `heartbeat N: …` log line, and the marks and equity they show. The
+line for `systemctl status`, the `heartbeat N: …` log line, and the marks and equity they show; with
+METRICS_PORT, the Prometheus figures after every tick (engine/metrics.py). The
 figures of the run (started, ready, the last tick's timings) are kept here for them.
 """
 
@@ -23,6 +24,11 @@ from trading_bot.ops.systemd import Notifier
 from trading_bot.persistence.state_store import StateStore
 
 log = logging.getLogger("trading_bot")
+
+
+class MetricsSink(Protocol):
+    def update(self, report: StatusReport) -> None:
+        """After each heartbeat: the figures a scrape will see (engine/metrics.py, METRICS_PORT)."""
 
 
 class UniverseStatus(Protocol):
@@ -53,6 +59,7 @@ class StatusReport:
         self.store = store
         self.notifier = notifier
         self.universe = universe
+        self.metrics: MetricsSink | None = None  # set once ready when METRICS_PORT is on
         self._published_at = 0.0  # wall time (monotonic) of the last heartbeat line
         self._state = broker.trading_state()  # the trading state last reported (logged when it changes)
 
@@ -121,6 +128,8 @@ class StatusReport:
         of times a second: the status file and the heartbeat line are for people, so there they come at
         most once a second of wall time (status.json also whenever a tick traded)."""
         self._log_state_change()
+        if self.metrics is not None:  # every tick (the histogram counts each), on the loop between ticks
+            self.metrics.update(self)
         wall = time.monotonic()
         report = not self.clock.simulated or wall - self._published_at >= 1.0
         if report or changed:

@@ -54,6 +54,7 @@ class Broker(Protocol):
     stopping: bool  # a stop was requested: no new entries
     paused: bool  # `trading-bot pause`: no new entries (saved with the books)
     reconcile_requested: bool  # an order's outcome is unknown: reconcile at the next heartbeat
+    intents: dict[str, OrderIntent]  # orders sent whose outcome is not booked yet (live), by client id
 
     async def process_candles(self, symbol: str, timeframe: str, candles: np.ndarray, scores: np.ndarray,
                               params: StrategyParams) -> BrokerEvents: ...

@@ -1,0 +1,189 @@
+"""Prometheus metrics (METRICS_PORT): what the running daemon shows a scraper.
+
+Imported only when METRICS_PORT is set, so a run without it never loads prometheus_client.
+
+Each heartbeat (StatusReport.publish) builds a snapshot of the figures on the event loop and swaps it
+in; a scrape only reads the last snapshot and the heartbeat histogram. So scraping never reads the
+books, the wallet or the candles while a tick changes them, and a scrape shows one heartbeat's figures,
+never half of two. The HTTP server is aiohttp's, on the loop (the daemon already depends on aiohttp):
+it stops at once at shutdown, where prometheus_client's server thread would need its poll to end.
+
+Names follow Prometheus' conventions: the `trading_bot_` prefix, seconds, `_total` for counters, and
+labels from bounded sets (the traded symbols and timeframes, a handful of states and methods).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from trading_bot.domain.protections import ACTIVE, HALTED, REDUCING
+from trading_bot.domain.wallet import bot_id
+
+if TYPE_CHECKING:
+    from trading_bot.engine.status import StatusReport
+
+log = logging.getLogger("trading_bot")
+
+PREFIX = "trading_bot_"
+TRADING_STATES = (ACTIVE, REDUCING, HALTED)
+# A heartbeat is usually a few ms; a slow exchange or a big universe can take seconds.
+HEARTBEAT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _Snapshot(Collector):
+    """The figures of the last heartbeat, as metric families built on the loop."""
+
+    def __init__(self) -> None:
+        self.families: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families  # one reference read: a scrape sees the old list or the new one
+
+
+def build_families(report: StatusReport, exchange_calls: Mapping[str, int]) -> list[Metric]:
+    """Every figure but the heartbeat histogram, from the status report's parts."""
+    broker, wallet, mdm = report.broker, report.broker.wallet, report.mdm
+    families: list[Metric] = []
+
+    def gauge(name: str, doc: str, value: float) -> None:
+        families.append(GaugeMetricFamily(PREFIX + name, doc, value=value))
+
+    positions = broker.open_positions()
+    marks = report.marks()
+    upnl = sum(p.unrealised(marks.get(bot_id(p.symbol, p.timeframe), p.entry_price)) for p in positions)
+    gauge("equity_usdt", "Balance plus the open positions' unrealised PnL at the last closes, USDT.",
+          wallet.balance + upnl)
+    gauge("balance_usdt", "The booked balance (closed trades, fees and funding), USDT.", wallet.balance)
+    gauge("realised_pnl_usdt", "Balance minus the initial balance, USDT.", wallet.realised_pnl)
+    gauge("unrealised_pnl_usdt", "The open positions' PnL at the last closes, USDT.", upnl)
+    gauge("fees_paid_usdt", "Fees paid on closed trades since the books began, USDT.", wallet.fees_paid)
+    gauge("funding_usdt", "Funding booked since the books began (+ received, − paid), USDT.", wallet.funding)
+    gauge("bots", "Bots running (one per symbol and timeframe).", report.bots)
+    gauge("pending_entries", "Signals waiting for their entry fill.", broker.pending_count())
+    gauge("order_intents", "Orders sent whose outcome is not booked yet (live).", len(broker.intents))
+
+    open_by_symbol = GaugeMetricFamily(PREFIX + "open_positions", "Open positions by symbol.", labels=["symbol"])
+    counts = dict.fromkeys(sorted({s.symbol for s in mdm.series.values()}), 0)
+    for p in positions:
+        counts[p.symbol] = counts.get(p.symbol, 0) + 1
+    for symbol, n in counts.items():
+        open_by_symbol.add_metric([symbol], n)
+    families.append(open_by_symbol)
+
+    # Wallet figures that only grow (they survive restarts: the books are saved), so counters.
+    trades = CounterMetricFamily(PREFIX + "trades_closed", "Trades closed, by outcome.", labels=["outcome"])
+    trades.add_metric(["win"], wallet.wins)
+    trades.add_metric(["loss"], wallet.trades - wallet.wins)
+    families.append(trades)
+
+    state = broker.trading_state().state
+    states = GaugeMetricFamily(PREFIX + "trading_state", "1 for the trading state in force, 0 for the others.",
+                               labels=["state"])
+    for name in TRADING_STATES:
+        states.add_metric([name], 1.0 if state == name else 0.0)
+    families.append(states)
+
+    stats = mdm.stats
+    ratio = GaugeMetricFamily(PREFIX + "cache_hit_ratio", "Hits / lookups of the candle and feature caches.",
+                              labels=["cache"])
+    ratio.add_metric(["data"], stats.data_hit_rate)
+    ratio.add_metric(["features"], stats.feature_hit_rate)
+    families.append(ratio)
+    lookups = CounterMetricFamily(PREFIX + "cache_lookups", "Cache lookups, by cache and result.",
+                                  labels=["cache", "result"])
+    for cache, hits, misses in (("data", stats.data_hits, stats.data_misses),
+                                ("features", stats.feature_hits, stats.feature_misses)):
+        lookups.add_metric([cache, "hit"], hits)
+        lookups.add_metric([cache, "miss"], misses)
+    families.append(lookups)
+    families.append(CounterMetricFamily(PREFIX + "candle_fetch_errors", "Candle fetches that failed.",
+                                        value=stats.fetch_errors))
+
+    requests = CounterMetricFamily(PREFIX + "exchange_requests", "Exchange REST requests, by ccxt method.",
+                                   labels=["method"])
+    for method, n in sorted(exchange_calls.items()):
+        requests.add_metric([method], n)
+    families.append(requests)
+
+    latency = broker.latency
+    if latency is not None:  # live only
+        entry = GaugeMetricFamily(PREFIX + "entry_latency_seconds",
+                                  "Signal candle's close to entry order acknowledged, over the last 1000 entries.",
+                                  labels=["quantile"])
+        for q in (50, 99):
+            value = latency.percentile(q)
+            if value is not None:
+                entry.add_metric([str(q / 100)], value / 1000)
+        families.append(entry)
+        gauge("entry_latency_orders", "Entries the latency quantiles are computed over.", len(latency.samples))
+
+    now_ms = report.clock.now_ms()
+    age = GaugeMetricFamily(PREFIX + "candle_age_seconds",
+                            "Seconds since the series' last closed candle closed, on the bot's clock.",
+                            labels=["symbol", "timeframe"])
+    for s in mdm.series.values():
+        if s.last_ts is not None:
+            age.add_metric([s.symbol, s.timeframe], (now_ms - (s.last_ts + s.tf_ms)) / 1000)
+    families.append(age)
+
+    figures = report.figures
+    gauge("start_time_seconds", "When this run started, seconds since the epoch.", figures.started_ms / 1000)
+    return families
+
+
+class Metrics:
+    """The registry, its HTTP endpoint, and the update the status report calls after each heartbeat."""
+
+    def __init__(self, host: str, port: int, exchange_calls: Callable[[], Mapping[str, int]] = dict) -> None:
+        self.host = host
+        self.port = port
+        self.exchange_calls = exchange_calls  # ExchangeClient.calls once a client exists, else {}
+        self.registry = CollectorRegistry(auto_describe=True)  # our own: nothing of the process's global one
+        self._snapshot = _Snapshot()
+        self.registry.register(self._snapshot)
+        self.heartbeat = Histogram(PREFIX + "heartbeat_duration_seconds", "One heartbeat, start to end.",
+                                   buckets=HEARTBEAT_BUCKETS, registry=self.registry)
+        self._runner: web.AppRunner | None = None
+
+    def update(self, report: StatusReport) -> None:
+        """After a heartbeat: observe its duration, then swap in the new figures."""
+        self.heartbeat.observe(report.figures.cycle_ms / 1000)
+        self.refresh(report)
+
+    def refresh(self, report: StatusReport) -> None:
+        self._snapshot.families = build_families(report, dict(self.exchange_calls()))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def _scrape(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start(self) -> bool:
+        """Listen on METRICS_HOST:METRICS_PORT; False (logged) if the address is taken or invalid:
+        the metrics are not worth stopping the trading for."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._scrape)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            log.error("METRICS_PORT: cannot listen on %s:%d (%s): running without metrics", self.host, self.port, exc)
+            return False
+        self._runner = runner
+        log.info("metrics: http://%s:%d/metrics", self.host, self.port)
+        return True
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

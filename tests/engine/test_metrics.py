@@ -1,0 +1,163 @@
+"""METRICS_PORT: the Prometheus endpoint of a paper daemon on the synthetic market, and its absence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import make_settings, subprocess_env
+from fakes.clocks import JAN_1_2026_MS, SharedClock
+from trading_bot.engine.daemon import Daemon
+from trading_bot.marketdata.sources import SyntheticSource
+from trading_bot.persistence.state_store import StateStore
+from trading_bot.persistence.strategy_config_file import write_config
+
+KEYS = [("BTC/USDT:USDT", "1m"), ("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "1m"), ("ETH/USDT:USDT", "5m")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def metrics_daemon(tmp_path, port: int, cycles: int | None = None) -> Daemon:
+    settings = make_settings(tmp_path, symbols=("BTC/USDT:USDT", "ETH/USDT:USDT"), timeframes=("1m", "5m"),
+                             metrics_port=port)
+    write_config(settings.strategy_config, {"version": 1, "defaults": {"sl_pct": 0.004, "rr_ratio": 1.5}})  # trades soon
+    return Daemon(settings, cycles=cycles, clock=SharedClock(JAN_1_2026_MS, wake_every_ms=60_000),
+                  source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+
+
+async def scrape(port: int) -> str:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        return await response.text()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample by (name, sorted labels); parsing it proves the text is valid exposition format."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_a_scrape_shows_the_heartbeats_figures(tmp_path):
+    port = free_port()
+    daemon = metrics_daemon(tmp_path, port)
+    await daemon.start()
+    await daemon.start_metrics()
+    try:
+        broker = daemon.parts.broker
+        for _ in range(120):  # until a trade closed and a position is open (about 40 simulated minutes)
+            await daemon.tick()
+            daemon.parts.clock.advance(60_000)
+            if broker.wallet.trades and broker.open_positions():
+                break
+        assert broker.wallet.trades and broker.open_positions()
+        text = await scrape(port)
+        status = json.loads(StateStore(daemon.state_dir).status_path.read_text())
+    finally:
+        await daemon.shutdown()
+    got = samples(text)
+    assert got["trading_bot_equity_usdt", ()] == pytest.approx(status["equity"], rel=1e-12)
+    assert got["trading_bot_balance_usdt", ()] == status["balance"]
+    assert got["trading_bot_unrealised_pnl_usdt", ()] == pytest.approx(status["unrealised_pnl"], rel=1e-12)
+    assert got["trading_bot_realised_pnl_usdt", ()] == pytest.approx(status["realised_pnl"])
+    assert got["trading_bot_fees_paid_usdt", ()] == status["fees_paid"]
+    assert got["trading_bot_funding_usdt", ()] == status["funding"]
+    assert status["unrealised_pnl"] != 0 and status["trades"] > 0  # the figures compared below are not all zeros
+    assert got["trading_bot_heartbeat_duration_seconds_count", ()] == status["heartbeat"] == daemon.figures.number
+    assert 0 < got["trading_bot_heartbeat_duration_seconds_sum", ()] < 3
+    assert got["trading_bot_bots", ()] == 4
+    for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT"):
+        assert ("trading_bot_open_positions", (("symbol", symbol),)) in got
+    assert sum(v for (name, _), v in got.items() if name == "trading_bot_open_positions") == status["open_positions"]
+    wins = got["trading_bot_trades_closed_total", (("outcome", "win"),)]
+    assert wins + got["trading_bot_trades_closed_total", (("outcome", "loss"),)] == status["trades"]
+    assert wins == status["wins"]
+    assert {labels: v for (name, labels), v in got.items() if name == "trading_bot_trading_state"} == {
+        (("state", "active"),): 1.0, (("state", "reducing"),): 0.0, (("state", "halted"),): 0.0}
+    assert got["trading_bot_cache_hit_ratio", (("cache", "features"),)] == pytest.approx(
+        status["cache"]["feature_hit_rate"], abs=1e-4)
+    for symbol, timeframe in KEYS:  # each series' last closed candle, closed within its timeframe
+        age = got["trading_bot_candle_age_seconds", (("symbol", symbol), ("timeframe", timeframe))]
+        assert 0 <= age < {"1m": 60, "5m": 300}[timeframe]
+    assert got["trading_bot_order_intents", ()] == 0
+    assert not any(name.startswith("trading_bot_entry_latency") for name, _ in got)  # paper: no order latency
+    assert not any(name == "trading_bot_exchange_requests_total" for name, _ in got)  # no client on the synthetic market
+    if shutil.which("promtool"):  # Debian's prometheus package; CI does not install it
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_exchange_requests_and_entry_latency_when_there_are_some(tmp_path):
+    from trading_bot.engine.metrics import Metrics
+    from trading_bot.execution.latency import LatencyStats
+
+    daemon = metrics_daemon(tmp_path, 0)
+    await daemon.start()
+    try:
+        latency = LatencyStats()
+        for ms in (10.0, 20.0, 30.0):
+            latency.add(ms)
+        daemon.parts.broker.latency = latency  # live's figures, on the paper broker
+        metrics = Metrics("127.0.0.1", 0, lambda: {"fetch_ohlcv": 3, "fetch_balance": 1})
+        metrics.refresh(daemon.parts.report)
+        got = samples(metrics.exposition().decode())
+    finally:
+        await daemon.shutdown()
+    assert got["trading_bot_exchange_requests_total", (("method", "fetch_ohlcv"),)] == 3
+    assert got["trading_bot_exchange_requests_total", (("method", "fetch_balance"),)] == 1
+    assert got["trading_bot_entry_latency_seconds", (("quantile", "0.5"),)] == pytest.approx(0.02)
+    assert got["trading_bot_entry_latency_seconds", (("quantile", "0.99"),)] == pytest.approx(0.0298)
+    assert got["trading_bot_entry_latency_orders", ()] == 3
+
+
+async def test_run_serves_after_ready_and_stops_serving_at_shutdown(tmp_path):
+    port = free_port()
+    daemon = metrics_daemon(tmp_path, port, cycles=10_000)
+    scraped: list[str] = []
+
+    async def scrape_then_stop() -> None:
+        while not scraped:
+            try:
+                scraped.append(await scrape(port))
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.01)  # not ready yet
+        daemon.request_stop()
+
+    scraper = asyncio.create_task(scrape_then_stop())
+    await asyncio.wait_for(daemon.run(), 10)
+    await scraper
+    assert samples(scraped[0])["trading_bot_bots", ()] == 4
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await scrape(port)
+
+
+async def test_a_taken_port_is_logged_and_the_daemon_trades_without_metrics(tmp_path, caplog):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        daemon = metrics_daemon(tmp_path, taken.getsockname()[1], cycles=2)
+        await daemon.run()
+    assert daemon.figures.number == 2
+    assert daemon.parts.report.metrics is None
+    assert "METRICS_PORT: cannot listen on 127.0.0.1" in caplog.text
+
+
+def test_without_metrics_port_the_daemon_never_loads_prometheus_client(tmp_path):
+    code = ("import sys; from trading_bot.cli.main import main; rc = main(['run', '--cycles', '2']); "
+            "print(rc, 'prometheus_client' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                         env=subprocess_env(tmp_path, HEARTBEAT_SECONDS="0.05", TRADING_SYMBOLS="BTC/USDT:USDT",
+                                            TRADING_TIMEFRAMES="1m", METRICS_PORT="0"))
+    assert out.stdout.strip().splitlines()[-1] == "0 False", out.stdout + out.stderr
