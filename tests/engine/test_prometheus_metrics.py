@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
+import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -22,6 +23,9 @@ from trading_bot.persistence.strategy_config_file import write_config
 
 KEYS = [("BTC/USDT:USDT", "1m"), ("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "1m"), ("ETH/USDT:USDT", "5m")]
 
+
+ROOT = Path(__file__).resolve().parents[2]
+LIVE_ONLY = {"trading_bot_entry_latency_seconds", "trading_bot_exchange_requests_total"}  # absent in paper
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -94,9 +98,23 @@ async def test_a_scrape_shows_the_heartbeats_figures(tmp_path):
     assert got["trading_bot_order_intents", ()] == 0
     assert not any(name.startswith("trading_bot_entry_latency") for name, _ in got)  # paper: no order latency
     assert not any(name == "trading_bot_exchange_requests_total" for name, _ in got)  # no client on the synthetic market
-    if shutil.which("promtool"):  # Debian's prometheus package; CI does not install it
-        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr  # promtool: Debian's prometheus (scripts/ensure-system-tools.sh)
+    assert got["trading_bot_unprotected_positions", ()] == 0  # paper: the rules hold every stop and target
+    for symbol, timeframe in KEYS:
+        assert got["trading_bot_candle_overdue_seconds", (("symbol", symbol), ("timeframe", timeframe))] == 0
+    # every series the shipped alerts and dashboard ask for is in the scrape (live-only ones: below)
+    names = {name for name, _ in got}
+    for path in (ROOT / "scripts" / "prometheus-alerts.yml", ROOT / "scripts" / "grafana-dashboard.json"):
+        for name in set(re.findall(r"trading_bot_[a-z_]+", path.read_text())) - LIVE_ONLY:
+            assert name in names, f"{path.name} asks for {name}, which the daemon does not export"
+
+
+def test_the_shipped_alert_rules_pass_promtool():
+    check = subprocess.run(["promtool", "check", "rules", str(ROOT / "scripts" / "prometheus-alerts.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 6 rules found" in check.stdout
 
 
 async def test_exchange_requests_and_entry_latency_when_there_are_some(tmp_path):

@@ -132,6 +132,20 @@ def build_families(report: StatusReport, exchange_calls: Mapping[str, int]) -> l
         if s.last_ts is not None:
             age.add_metric([s.symbol, s.timeframe], (now_ms - (s.last_ts + s.tf_ms)) / 1000)
     families.append(age)
+    # How long the next candle is overdue (0 while it is not due yet): what a stale-feed alert asks,
+    # the same for every timeframe.
+    overdue = GaugeMetricFamily(PREFIX + "candle_overdue_seconds",
+                                "Seconds since the series' next candle was due and did not come (0: not due yet).",
+                                labels=["symbol", "timeframe"])
+    for s in mdm.series.values():
+        if s.last_ts is not None:
+            overdue.add_metric([s.symbol, s.timeframe], max(0.0, (now_ms - (s.last_ts + 2 * s.tf_ms)) / 1000))
+    families.append(overdue)
+    # Live: a position the exchange holds without our stop or target order (paper: the rules are its
+    # stop and target, always).
+    unprotected = sum(1 for p in positions if not {"stop", "target"} <= set(p.orders)) if broker.mode == "live" else 0
+    gauge("unprotected_positions", "Open positions without a stop or a target order on the exchange (live).",
+          unprotected)
 
     figures = report.figures
     gauge("start_time_seconds", "When this run started, seconds since the epoch.", figures.started_ms / 1000)
