@@ -179,3 +179,59 @@ def test_without_metrics_port_the_daemon_never_loads_prometheus_client(tmp_path)
                          env=subprocess_env(tmp_path, HEARTBEAT_SECONDS="0.05", TRADING_SYMBOLS="BTC/USDT:USDT",
                                             TRADING_TIMEFRAMES="1m", METRICS_PORT="0"))
     assert out.stdout.strip().splitlines()[-1] == "0 False", out.stdout + out.stderr
+
+
+@pytest.mark.slow
+async def test_a_real_prometheus_scrapes_the_daemon_and_loads_the_alert_rules(tmp_path):
+    """Debian's prometheus server, scraping every 0.2 s, with the shipped rules: it sees the daemon up,
+    reads its figures, and evaluates every rule without error (none firing for a healthy paper run)."""
+    port, server_port = free_port(), free_port()
+    daemon = metrics_daemon(tmp_path, port)
+    await daemon.start()
+    await daemon.start_metrics()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 200ms, evaluation_interval: 200ms}\n"
+        f"rule_files: [{ROOT / 'scripts' / 'prometheus-alerts.yml'}]\n"
+        "scrape_configs:\n"
+        f"  - {{job_name: trading-bot, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}\n")
+    server_log = (tmp_path / "prometheus.log").open("wb")
+    server = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                               f"--web.listen-address=127.0.0.1:{server_port}"],
+                              stdout=server_log, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{server_port}/api/v1"
+    try:
+        for _ in range(3):
+            await daemon.tick()
+            daemon.parts.clock.advance(60_000)
+        async with aiohttp.ClientSession() as session:
+            async def query(expr: str) -> list:
+                async with session.get(f"{api}/query", params={"query": expr}) as answer:
+                    return (await answer.json())["data"]["result"]
+
+            for _ in range(150):  # the server's start and its first scrapes: a few seconds
+                await asyncio.sleep(0.1)
+                try:
+                    if await query('up{job="trading-bot"} == 1') and await query("trading_bot_bots"):
+                        break
+                except aiohttp.ClientError:
+                    continue  # not listening yet
+            [bots] = await query("trading_bot_bots")
+            assert float(bots["value"][1]) == 4
+            equity = await query("trading_bot_equity_usdt")
+            assert float(equity[0]["value"][1]) == pytest.approx(daemon.parts.report.equity())
+            await asyncio.sleep(0.5)  # a few rule evaluations
+            async with session.get(f"{api}/rules") as answer:
+                groups = (await answer.json())["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        assert len(rules) == 6 and all(rule["health"] == "ok" for rule in rules), (rules, _tail(tmp_path))
+        assert not [rule["name"] for rule in rules if rule["state"] == "firing"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        server_log.close()
+        await daemon.shutdown()
+
+
+def _tail(tmp_path: Path) -> str:
+    return (tmp_path / "prometheus.log").read_text(errors="replace")[-2000:]
