@@ -77,8 +77,6 @@ class PushedCandles:
         self._forming: dict[SeriesKey, tuple[int, float]] = {}
         self._pushed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.pushed_candles = 0
-        self.rest_fills = 0  # fetches the stream could not answer (history, gaps, stalls, fallback)
         self.track(keys, ())
 
     # --- the streams ---------------------------------------------------------------------------
@@ -235,7 +233,6 @@ class PushedCandles:
             # the same float() of the same strings as ccxt's REST klines: bit for bit the REST candle
             self._closed[key][ts] = [float(ts), float(kline["o"]), float(kline["h"]), float(kline["l"]),
                                      float(kline["c"]), float(kline["v"])]
-            self.pushed_candles += 1
             self._pushed.set()
             self.on_push()
         elif key not in self._forming or self._forming[key][0] != ts:
@@ -297,7 +294,6 @@ class PushedCandles:
                     return FetchResult(closed, forming[1], forming[0])
                 return FetchResult(closed)
         result = await self.rest.fetch(symbol, timeframe, tf_ms, since_ms, now_ms, limit, last_close)
-        self.rest_fills += 1
         if buffered is not None and since_ms is not None:
             await self._note_missed(key, result, last_open, tf_ms)
         return result
