@@ -108,7 +108,8 @@ class Daemon:
             return
         from trading_bot.engine.metrics import Metrics
 
-        metrics = Metrics(self.settings.metrics_host, self.settings.metrics_port, self.exchange.calls)
+        metrics = Metrics(self.settings.metrics_host, self.settings.metrics_port, self.exchange.made,
+                          self.parts.supervisor.tally)
         report = self.parts.report
         metrics.refresh(report)  # a scrape before the first heartbeat sees the figures at ready
         if await metrics.start():

@@ -47,9 +47,9 @@ class ExchangeLink:
                                           recv_window_ms=s.exchange_recv_window_ms)
         return self._client
 
-    def calls(self) -> dict[str, int]:
-        """Requests sent so far, by ccxt method ({} while no client was needed: none is made for this)."""
-        return dict(self._client.calls) if self._client is not None else {}
+    def made(self) -> ExchangeClient | None:
+        """The client if one was needed so far (asking never makes one)."""
+        return self._client
 
     def candle_source(self, keys: Sequence[tuple[str, str]] = (), on_push: Callable[[], None] = lambda: None) -> CandleSource:
         """Candles through the shared client (closing the source leaves the client open): pushed over

@@ -15,12 +15,12 @@ labels from bounded sets (the traded symbols and timeframes, a handful of states
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from trading_bot.domain.protections import ACTIVE, HALTED, REDUCING
@@ -28,11 +28,14 @@ from trading_bot.domain.wallet import bot_id
 
 if TYPE_CHECKING:
     from trading_bot.engine.status import StatusReport
+    from trading_bot.engine.supervision import ReconcileTally
+    from trading_bot.exchange.client import ExchangeClient
 
 log = logging.getLogger("trading_bot")
 
 PREFIX = "trading_bot_"
 TRADING_STATES = (ACTIVE, REDUCING, HALTED)
+USER_STREAM_STATES = ("connected", "connecting", "reconnecting", "off")  # exchange/user_stream.py's StreamState
 # A heartbeat is usually a few ms; a slow exchange or a big universe can take seconds.
 HEARTBEAT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -47,8 +50,10 @@ class _Snapshot(Collector):
         return self.families  # one reference read: a scrape sees the old list or the new one
 
 
-def build_families(report: StatusReport, exchange_calls: Mapping[str, int]) -> list[Metric]:
-    """Every figure but the heartbeat histogram, from the status report's parts."""
+def build_families(report: StatusReport, client: ExchangeClient | None = None,
+                   tally: ReconcileTally | None = None) -> list[Metric]:
+    """Every figure but the heartbeat histogram, from the status report's parts, the exchange client
+    (once one was made) and the reconciliations' tally (live)."""
     broker, wallet, mdm = report.broker, report.broker.wallet, report.mdm
     families: list[Metric] = []
 
@@ -106,11 +111,26 @@ def build_families(report: StatusReport, exchange_calls: Mapping[str, int]) -> l
     families.append(CounterMetricFamily(PREFIX + "candle_fetch_errors", "Candle fetches that failed.",
                                         value=stats.fetch_errors))
 
-    requests = CounterMetricFamily(PREFIX + "exchange_requests", "Exchange REST requests, by ccxt method.",
-                                   labels=["method"])
-    for method, n in sorted(exchange_calls.items()):
-        requests.add_metric([method], n)
-    families.append(requests)
+    if client is not None:
+        families.extend(exchange_families(client))
+    if tally is not None:
+        families.extend(reconciliation_families(tally))
+    connections = mdm.feed_connections()
+    if connections is not None:  # candles pushed over websockets
+        feed = GaugeMetricFamily(PREFIX + "candle_feed_connections",
+                                 "Websocket connections of the candle feed, by state (rest: polling for now).",
+                                 labels=["state"])
+        for name, n in sorted(connections.items()):
+            feed.add_metric([name], n)
+        families.append(feed)
+    stream = broker.stream_state
+    if stream is not None:  # live
+        user_stream = GaugeMetricFamily(PREFIX + "user_stream_state",
+                                        "1 for the account's user data stream state, 0 for the others (live).",
+                                        labels=["state"])
+        for name in USER_STREAM_STATES:
+            user_stream.add_metric([name], 1.0 if stream == name else 0.0)
+        families.append(user_stream)
 
     latency = broker.latency
     if latency is not None:  # live only
@@ -152,13 +172,55 @@ def build_families(report: StatusReport, exchange_calls: Mapping[str, int]) -> l
     return families
 
 
+def exchange_families(client: ExchangeClient) -> list[Metric]:
+    """Requests, errors and their time on the wire, and the weight budget of the minute."""
+    stats = client.stats
+    requests = CounterMetricFamily(PREFIX + "exchange_requests", "Exchange REST requests, by ccxt method.",
+                                   labels=["method"])
+    for method, n in sorted(stats.calls.items()):
+        requests.add_metric([method], n)
+    errors = CounterMetricFamily(PREFIX + "exchange_errors",
+                                 "Exchange REST requests that failed, by ccxt method and ccxt error class.",
+                                 labels=["method", "error"])
+    for (method, kind), n in sorted(stats.errors.items()):
+        errors.add_metric([method, kind], n)
+    duration = HistogramMetricFamily(PREFIX + "exchange_request_duration_seconds",
+                                     "Exchange REST requests, sent to answered (not the wait for the weight budget).")
+    duration.add_metric([], stats.cumulative_buckets(), sum_value=stats.duration_sum_s)
+    budget = client.budget
+    used = GaugeMetricFamily(PREFIX + "exchange_weight_used",
+                             "Request weight counted against the last minute (ours, or the exchange's count if higher).",
+                             value=budget.used())
+    limit = GaugeMetricFamily(PREFIX + "exchange_weight_limit", "The exchange's request weight limit per minute.",
+                              value=budget.limit)
+    waited = CounterMetricFamily(PREFIX + "exchange_weight_wait_seconds",
+                                 "Seconds requests waited for the weight budget (or a 429/418 pause).",
+                                 value=budget.waited_s)
+    return [requests, errors, duration, used, limit, waited]
+
+
+def reconciliation_families(tally: ReconcileTally) -> list[Metric]:
+    rounds = CounterMetricFamily(PREFIX + "reconciliations", "Reconciliations with the exchange, by result.",
+                                 labels=["result"])
+    rounds.add_metric(["done"], tally.rounds)
+    rounds.add_metric(["failed"], tally.failed)
+    found = CounterMetricFamily(PREFIX + "reconciliation_problems_found",
+                                "Problems reconciliations left for a person, since the start.", value=tally.problems)
+    last = GaugeMetricFamily(PREFIX + "reconciliation_problems",
+                             "Problems the last completed reconciliation left for a person (live).",
+                             value=tally.last_problems)
+    return [rounds, found, last]
+
+
 class Metrics:
     """The registry, its HTTP endpoint, and the update the status report calls after each heartbeat."""
 
-    def __init__(self, host: str, port: int, exchange_calls: Callable[[], Mapping[str, int]] = dict) -> None:
+    def __init__(self, host: str, port: int, exchange: Callable[[], ExchangeClient | None] = lambda: None,
+                 tally: ReconcileTally | None = None) -> None:
         self.host = host
         self.port = port
-        self.exchange_calls = exchange_calls  # ExchangeClient.calls once a client exists, else {}
+        self.exchange = exchange  # the process's exchange client once one was made (paper offline: never)
+        self.tally = tally
         self.registry = CollectorRegistry(auto_describe=True)  # our own: nothing of the process's global one
         self._snapshot = _Snapshot()
         self.registry.register(self._snapshot)
@@ -172,7 +234,7 @@ class Metrics:
         self.refresh(report)
 
     def refresh(self, report: StatusReport) -> None:
-        self._snapshot.families = build_families(report, dict(self.exchange_calls()))
+        self._snapshot.families = build_families(report, self.exchange(), self.tally)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from trading_bot.engine.config_watch import ConfigWatcher
@@ -38,7 +39,22 @@ RECONCILE_RETRY_S = 30.0  # after a reconciliation the exchange could not comple
 EXIT_DEADLINE_S = 4.4  # after the grace, live positions a cut-short tick left bare get until then (ccxt closes in 0.25 s)
 
 
+@dataclass
+class ReconcileTally:
+    """What the reconciliations of this run found (the metrics show it): rounds done, rounds the exchange
+    could not complete, and the problems they left for a person (a position we could not protect, …)."""
+
+    rounds: int = 0
+    failed: int = 0
+    problems: int = 0  # since the start
+    last_problems: int = 0  # in the last completed round: still there until a round finds none
+
+
 class Supervisor(Protocol):
+    @property
+    def tally(self) -> ReconcileTally | None:
+        """What the reconciliations found; None: nothing to reconcile against (paper)."""
+
     async def start(self) -> None:
         """Startup, once the parts are built: get the broker ready to trade."""
 
@@ -55,6 +71,8 @@ class Supervisor(Protocol):
 
 class PaperSupervisor:
     """Paper and replay: the books are the truth, there is no exchange to answer to."""
+
+    tally = None
 
     async def start(self) -> None:
         pass
@@ -78,6 +96,7 @@ class LiveSupervisor:
         self.adopt_unknown = adopt_unknown
         self.where = where  # "demo endpoints", the exchange URL or "production" (for the LIVE line)
         self._reconciled_at = 0.0  # monotonic
+        self.tally = ReconcileTally()
 
     async def start(self) -> None:
         from trading_bot.execution.live.broker import LiveError
@@ -123,6 +142,9 @@ class LiveSupervisor:
         self._reconciled_at = time.monotonic()
         self.client.outage_recovered = False
         report = await reconcile(self.broker, self.config.current(), self.adopt_unknown)
+        self.tally.rounds += 1
+        self.tally.problems += len(report.problems)
+        self.tally.last_problems = len(report.problems)
         for trade in report.exits_booked:  # already in the journal (the broker writes it first)
             log_trade(trade, self.broker.wallet.balance)
 
@@ -136,6 +158,7 @@ class LiveSupervisor:
             if not is_exchange_error(exc):
                 raise
             log.error("reconciliation failed (%s): trying again in %.0f s", str(exc)[:200], RECONCILE_RETRY_S)
+            self.tally.failed += 1
             self._reconciled_at = time.monotonic() - RECONCILE_EVERY_S + RECONCILE_RETRY_S
 
     async def protect_before_exit(self, stop_requested_at: float | None) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from trading_bot.exchange.budget import WeightBudget
+from trading_bot.exchange.request_stats import RequestStats
 from trading_bot.exchange.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,13 @@ class ExchangeClient:
         self.outage_recovered = False  # set when requests work again after failing for OUTAGE_S
         self._markets_loaded_at = 0.0
         self._markets_lock: asyncio.Lock | None = None
-        self.calls: dict[str, int] = {}
+        self.stats = RequestStats()  # requests by method, errors, durations (the metrics read them)
         self.own_budgets: dict[str, WeightBudget] = {}  # OWN_LIMITS' budgets, by limit name
+
+    @property
+    def calls(self) -> dict[str, int]:
+        """Requests sent so far, by ccxt method."""
+        return self.stats.calls
 
     def _own_budget(self, method: str) -> WeightBudget | None:
         if method not in OWN_LIMITS:
@@ -199,19 +205,27 @@ class ExchangeClient:
         client = await self.client()
         own = self._own_budget(method)
         async with own.take(1) if own is not None else contextlib.nullcontext(), self.budget.take(weight):
-            self.calls[method] = self.calls.get(method, 0) + 1
+            self.stats.sent(method)
             answer: dict[str, str] = {}
             token = _ANSWER_HEADERS.set(answer)
+            started = time.perf_counter()
+            failure: BaseException | None = None
             try:
                 result = await getattr(client, method)(*args, **kwargs)
             except ccxt.DDoSProtection as exc:
+                failure = exc
                 self._pause_for(exc, answer)
                 raise
-            except ccxt.OperationFailed:  # unreachable, or failing on its side (Binance -1001, …)
+            except ccxt.OperationFailed as exc:  # unreachable, or failing on its side (Binance -1001, …)
+                failure = exc
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
                 raise
+            except BaseException as exc:  # cancelled too: a request cut short has no answer
+                failure = exc
+                raise
             finally:
+                self.stats.answered(method, time.perf_counter() - started, failure)
                 _ANSWER_HEADERS.reset(token)
                 self._observe(answer)
                 self.on_activity()

@@ -40,13 +40,14 @@ SeriesKey = tuple[str, str]
 STREAMS_PER_CONNECTION = 200  # ccxt.pro's subscriptionLimitByStream for Binance linear
 MAX_FAILURES = 5  # failed dials in a row before a shard falls back to REST
 RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+CONNECTION_STATES = ("connecting", "live", "rest")  # and "idle": no series left on the connection
 
 
 @dataclass
 class _Shard:
     number: int
     pairs: list[SeriesKey]
-    state: str = "connecting"  # connecting | live | rest
+    state: str = "connecting"  # CONNECTION_STATES, or idle
     failures: int = 0  # failed connections in a row (none delivered a candle)
     rest_until: float = 0.0  # monotonic: polling REST until then
     lost: asyncio.Event = field(default_factory=asyncio.Event)
@@ -118,13 +119,19 @@ class PushedCandles:
             self._shard_of[key] = shard
             self._closed[key] = {}
 
+    def connections(self) -> dict[str, int]:
+        """The connections in use by state (connecting, live, rest); idle ones (no series left) not counted."""
+        counts = dict.fromkeys(CONNECTION_STATES, 0)
+        for shard in self.shards:
+            if shard.state != "idle":
+                counts[shard.state] += 1
+        return counts
+
     def summary(self) -> str:
         """For the status: how many connections stream, e.g. 'websocket 14/14 live'."""
-        shards = [s for s in self.shards if s.state != "idle"]
-        live = sum(s.state == "live" for s in shards)
-        rest = sum(s.state == "rest" for s in shards)
-        text = f"websocket {live}/{len(shards)} live"
-        return text + (f", {rest} on REST" if rest else "")
+        counts = self.connections()
+        text = f"websocket {counts['live']}/{sum(counts.values())} live"
+        return text + (f", {counts['rest']} on REST" if counts["rest"] else "")
 
     async def _run(self, shard: _Shard) -> None:
         while True:

@@ -213,6 +213,10 @@ class MarketDataManager:
         """How candles arrive, for the status: 'websocket 14/14 live' or 'polled'."""
         return self.source.summary() if isinstance(self.source, PushSource) else "polled"
 
+    def feed_connections(self) -> dict[str, int] | None:
+        """The push source's connections by state; None when candles are polled."""
+        return self.source.connections() if isinstance(self.source, PushSource) else None
+
     # --- refreshing ----------------------------------------------------------------------------
 
     def due(self, now_ms: int) -> list[Series]:

@@ -50,6 +50,8 @@ class PushSource(Protocol):
 
     def summary(self) -> str: ...
 
+    def connections(self) -> dict[str, int]: ...
+
 
 class SyntheticSource:
     name = "synthetic"
