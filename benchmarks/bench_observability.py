@@ -154,7 +154,7 @@ async def heartbeats(mode: str, ticks: int) -> dict[str, object]:
                             strategy_config=work / "config.json", market_data="synthetic",
                             **mode_settings(mode, dead_url))
         # trades often: opened/closed notifications on the dead endpoint
-        write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.2, "sl_pct": 0.003,
+        write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.0001, "sl_pct": 0.003,
                                                                             "rr_ratio": 1.5}})
         write_warm_cache(settings.synthetic_dir, DEFAULT_SYMBOLS)
         clock = ReplayClock((int(time.time() * 1000) // 60_000) * 60_000 + 1_000)
