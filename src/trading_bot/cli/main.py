@@ -228,7 +228,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     import asyncio
 
-    from trading_bot.exchange.history_download import FetchUnavailable, FetchUsageError, parse_time_ms, render_summary, run_fetch
+    from trading_bot.domain.formatting import parse_time_ms
+    from trading_bot.exchange.history_download import FetchUnavailable, FetchUsageError, render_summary, run_fetch
 
     settings = _settings(args)
     bounds: dict[str, int | None] = {}
