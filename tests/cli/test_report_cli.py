@@ -172,3 +172,33 @@ def test_the_daemon_never_loads_matplotlib(tmp_path):
                          env=subprocess_env(tmp_path, HEARTBEAT_SECONDS="0.05", TRADING_SYMBOLS="BTC/USDT:USDT",
                                             TRADING_TIMEFRAMES="1m"))
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
+
+
+def test_analyze_report_has_a_section_per_bot_and_leaves_the_config_as_without_it(tmp_path, monkeypatch, capsys):
+    symbols = ("BTC/USDT:USDT", "ETH/USDT:USDT")
+    cli_settings_env(monkeypatch, tmp_path, symbols, "5m")
+    settings = make_settings(tmp_path)
+    for seed, symbol in enumerate(symbols):
+        write_synthetic_cache(settings.candles_dir, symbol, "5m", 1200, seed=seed, end_ms=1_700_000_100_000)
+    grid = ["--sl", "0.005,0.01", "--rr", "1,2", "--min-trades", "5", "--workers", "1"]
+    documents = []
+    for name, extra in (("plain", []), ("reported", ["--report", str(tmp_path / "analysis.html")])):
+        monkeypatch.setenv("STRATEGY_CONFIG", str(tmp_path / name / "strategy_config.json"))
+        assert _run(tmp_path, "analyze", *grid, "--json", *extra) == 0
+        results = json.loads(capsys.readouterr().out)["results"]
+        document = json.loads((tmp_path / name / "strategy_config.json").read_text())
+        for bot in document["bots"].values():
+            for entry in bot.values():
+                entry["provenance"].pop("analyzed_at")
+        documents.append(document)
+    assert documents[0] == documents[1] and len(documents[0]["bots"]) == 2
+    page = (tmp_path / "analysis.html").read_text()
+    _offline(page)
+    assert page.count("<svg") == 2  # one figure of heatmaps per bot
+    for k, r in enumerate(results):
+        bot = page.split(f'<section id="bot-{k}">')[1].split("</section>")[0]
+        assert f"<h2>{r['symbol']} 5m</h2>" in bot and '<g id="cell-' in bot
+        assert len(re.findall(r"<text[^>]*>threshold ", bot)) == len(r["thresholds"]) == 9
+        c = r["chosen"]
+        t, i, j = r["thresholds"].index(c["threshold"]), [0.005, 0.01].index(c["sl_pct"]), [1.0, 2.0].index(c["rr_ratio"])
+        assert re.findall(r'<g id="chosen-(\d+-\d+-\d+)">', bot) == [f"{t}-{i}-{j}"]

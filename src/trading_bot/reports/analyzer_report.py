@@ -15,9 +15,9 @@ from trading_bot.reports.html import figure, page, paragraph, section, table
 
 _METRIC_ROWS = (  # (Metrics field, label, how it is written)
     ("trades", "trades", "count"), ("win_rate", "win rate", "pct"), ("total_return", "total return", "pct"),
-    ("profit_factor", "profit factor", "num"), ("expectancy", "mean PnL per trade", "num"),
+    ("profit_factor", "profit factor", "num"), ("expectancy", "mean PnL per trade", "money"),
     ("sharpe", "Sharpe (per trade, annualised)", "num"), ("sortino", "Sortino", "num"),
-    ("max_drawdown", "max drawdown", "pct"), ("exposure", "exposure", "pct"), ("final_equity", "final equity", "num"),
+    ("max_drawdown", "max drawdown", "pct"), ("exposure", "exposure", "pct"), ("final_equity", "final equity", "money"),
 )
 
 
@@ -29,7 +29,9 @@ def _value(m: Metrics | None, name: str, kind: str) -> str:
         return str(value)
     if math.isinf(value):
         return "inf"
-    return f"{100 * value:.2f} %" if kind == "pct" else f"{value:,.3f}"
+    if kind == "money":
+        return f"{value:,.2f}"
+    return f"{100 * value:.2f} %" if kind == "pct" else f"{value:.3f}"
 
 
 def _metrics(raw: dict[str, object] | None) -> Metrics | None:
