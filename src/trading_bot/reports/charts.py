@@ -39,6 +39,16 @@ _PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.S)  # XML declaration and DOCTYPE (i
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)  # RDF naming matplotlib's web site
 
 
+# What drawing() makes every <text> say; the page's CSS (reports/html.py) says it once instead.
+_FONT_STYLE = "font-family: 'DejaVu Sans', sans-serif; "
+
+
+_BETWEEN_TAGS = re.compile(r">\s+<")  # matplotlib's indentation: a tenth of the file
+
+
+_NO_ROTATION = re.compile(r' transform="rotate\(-0 [-0-9.e]+ [-0-9.e]+\)"')
+
+
 @contextmanager
 def drawing(name: str) -> Iterator[None]:
     """The settings a figure is built and saved under (text objects read them when made)."""
@@ -53,10 +63,13 @@ def drawing(name: str) -> Iterator[None]:
 
 
 def to_svg(fig: Figure) -> str:
-    """The figure as an <svg> element for inline use: no prolog, no metadata, no date."""
+    """The figure as an <svg> element for inline use: no prolog, no metadata, no date; without the
+    font list and the null rotation matplotlib writes on every <text> (the page's CSS sets the font)
+    and without the indentation."""
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None})
-    return _METADATA.sub("", _PROLOG.sub("", buffer.getvalue()), count=1)
+    svg = _METADATA.sub("", _PROLOG.sub("", buffer.getvalue()), count=1)
+    return _BETWEEN_TAGS.sub("><", _NO_ROTATION.sub("", svg.replace(_FONT_STYLE, "")))
 
 
 def thin(values: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> np.ndarray:
@@ -148,49 +161,62 @@ def heatmaps_figure(name: str, surface: np.ndarray, sl: Sequence[float], rr: Seq
                     thresholds: Sequence[float], objective: str, chosen: tuple[int, int, int] | None) -> str:
     """One small heatmap per threshold of surface[threshold, sl, rr], on one colour scale (the bot's
     finite values), grey where a cell made too few trades; the chosen cell outlined. Each cell's text
-    carries the id `cell-T-I-J` and the outline `chosen-T-I-J`, so the figure can be read back."""
+    carries the id `cell-T-I-J` and the outline `chosen-T-I-J`, so the figure can be read back.
+
+    Fast enough for 21 bots × 270 cells: each panel is an image of one pixel per cell (a few hundred
+    bytes in the SVG, drawn unsmoothed), and the layout is fixed (constrained layout measured every
+    text of every panel: most of the time)."""
+    count = len(thresholds)
+    columns = min(3, count)
+    rows = math.ceil(count / columns)
+    finite = surface[np.isfinite(surface)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    norm = Normalize(low, high)
+    # ±inf (a profit factor with no losing trade) drawn at the scale's end; NaN left out (grey).
+    shown = np.ma.masked_invalid(np.clip(surface, low, high))
+    width, height = 2.6 * columns + 1.2, 2.2 * rows + 0.2
     with drawing(name):
-        count = len(thresholds)
-        columns = min(3, count)
-        rows = math.ceil(count / columns)
-        finite = surface[np.isfinite(surface)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        if high <= low:
-            low, high = low - 0.5, high + 0.5
-        norm = Normalize(low, high)
-        # ±inf (a profit factor with no losing trade) drawn at the scale's end; NaN left out (grey).
-        shown = np.ma.masked_invalid(np.clip(surface, low, high))
-        annotate = len(sl) * len(rr) <= MAX_ANNOTATED_CELLS
-        fig = Figure(figsize=(3.0 * columns + 0.8, 2.5 * rows), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
-        mesh = None
+        fig = Figure(figsize=(width, height))
+        fig.subplots_adjust(left=0.6 / width, right=1 - 1.0 / width, bottom=0.55 / height, top=1 - 0.3 / height,
+                            wspace=0.12, hspace=0.45)
+        axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+        image = None
         for t, ax in enumerate(axes):
             if t >= count:
                 ax.set_visible(False)
                 continue
             ax.set_facecolor("#dddddd")
-            mesh = ax.pcolormesh(shown[t], cmap="viridis", norm=norm, edgecolors="white", linewidth=0.5)
-            ax.set_xticks(np.arange(len(rr)) + 0.5, [f"{v:g}" for v in rr])
-            ax.set_yticks(np.arange(len(sl)) + 0.5, [f"{100 * v:g}" for v in sl])
-            ax.set_xlabel("risk:reward")
-            ax.set_ylabel("stop-loss %")
+            image = ax.imshow(shown[t], cmap="viridis", norm=norm, origin="lower", aspect="auto", interpolation="none")
             is_chosen = chosen is not None and chosen[0] == t
             ax.set_title(f"threshold {thresholds[t]:.4g}{'  (chosen)' if is_chosen else ''}",
                          fontweight="bold" if is_chosen else "normal")
-            if annotate:
-                for i in range(len(sl)):
-                    for j in range(len(rr)):
-                        label = cell_label(float(surface[t, i, j]))
-                        if label:
-                            bright = norm(float(shown[t, i, j])) > 0.6
-                            text = ax.text(j + 0.5, i + 0.5, label, ha="center", va="center", fontsize=6.5,
-                                           color="black" if bright else "white")
-                            text.set_gid(f"cell-{t}-{i}-{j}")
+            if len(sl) * len(rr) <= MAX_ANNOTATED_CELLS:
+                _annotate(ax, t, surface[t], shown[t], norm)
             if is_chosen and chosen is not None:
-                _, i, j = chosen
-                outline = Rectangle((j, i), 1, 1, fill=False, edgecolor="#e4002b", linewidth=2.2)
-                outline.set_gid(f"chosen-{t}-{i}-{j}")
+                outline = Rectangle((chosen[2] - 0.5, chosen[1] - 0.5), 1, 1, fill=False, edgecolor="#e4002b",
+                                    linewidth=2.2)
+                outline.set_gid(f"chosen-{t}-{chosen[1]}-{chosen[2]}")
                 ax.add_patch(outline)
-        if mesh is not None:
-            fig.colorbar(mesh, ax=list(axes[:count]), label=f"{objective} (training)", shrink=0.9)
+            if t % columns == 0:
+                ax.set_ylabel("stop-loss %")
+            if t + columns >= count:
+                ax.set_xlabel("risk:reward")
+                ax.xaxis.set_tick_params(labelbottom=True)  # the last row may be short: its panels show the ticks
+        axes[0].set_xticks(np.arange(len(rr)), [f"{v:g}" for v in rr])
+        axes[0].set_yticks(np.arange(len(sl)), [f"{100 * v:g}" for v in sl])
+        if image is not None:
+            fig.colorbar(image, cax=fig.add_axes((1 - 0.85 / width, 0.55 / height, 0.12 / width, 1 - 0.85 / height)),
+                         label=f"{objective} (training)")
         return to_svg(fig)
+
+
+def _annotate(ax: Axes, t: int, values: np.ndarray, shown: np.ndarray, norm: Normalize) -> None:
+    """Each cell's value written on it (dark on bright colours), with the id cell-T-I-J."""
+    for (i, j), value in np.ndenumerate(values):
+        label = cell_label(float(value))
+        if label:
+            bright = norm(float(shown[i, j])) > 0.6
+            text = ax.text(j, i, label, ha="center", va="center", fontsize=6.5, color="black" if bright else "white")
+            text.set_gid(f"cell-{t}-{i}-{j}")

@@ -23,7 +23,8 @@ td.pos { color: #0a7d32; } td.neg { color: #b3261e; }
 figure { margin: 1em 0; } figure svg { max-width: 100%; height: auto; }
 figcaption { color: #666; font-size: 0.9em; }
 .note { color: #666; }
-"""
+svg text { font-family: 'DejaVu Sans', sans-serif; }
+"""  # the last line: the figures' font, which reports/charts.py takes off every <text>
 
 
 def esc(text: object) -> str:
