@@ -125,16 +125,21 @@ def test_a_hostile_symbol_is_escaped_in_the_tables_and_the_charts(tmp_path, monk
 
 
 @pytest.mark.parametrize(("setup", "args", "message"), [
-    ("none", [], "no closed trades in "),
-    ("garbage", [], "(none readable): nothing to report"),
+    ("none", [], "(missing): nothing to report"),
+    ("empty", [], "(empty): nothing to report"),
+    ("garbage", [], "(none of its 3 records): nothing to report"),
     ("trades", ["--since", "yesterday"], "--since: expected YYYY-MM-DD"),
     ("trades", ["--since", "2099-01-01"], "no trade in "),
     ("trades", ["--out", "."], "--out .: is a folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, setup, args, message):
     cli_settings_env(monkeypatch, tmp_path, ("BTC/USDT:USDT",), "5m")
-    if setup == "garbage":
-        _journal(tmp_path, [], extra_lines=["[1, 2]", '{"pnl": "x"}', "not json"])
+    if setup == "empty":
+        _journal(tmp_path, [])
+    elif setup == "garbage":  # a list and "not json" are skipped by the reader; the rest are not trades
+        good = _trades(1)[0].to_json()
+        _journal(tmp_path, [], extra_lines=["[1, 2]", "not json", '{"pnl": "x"}', json.dumps({**good, "qty": "1"}),
+                                            json.dumps({**good, "pnl": float("nan")})])
     elif setup == "trades":
         _journal(tmp_path, _trades(3))
     monkeypatch.chdir(tmp_path)

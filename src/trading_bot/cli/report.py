@@ -89,8 +89,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     trades, skipped = trades_from_journal(records)
     # An empty page would pass for a real result (and a cron job would never hear of it): say so, exit 2.
     if not trades:
-        raise CliError(f"no closed trades in {journal} ({'missing' if not journal.exists() else 'none readable'}): "
-                       "nothing to report")
+        why = "missing" if not journal.exists() else f"none of its {len(records)} records" if records else "empty"
+        raise CliError(f"no closed trades in {journal} ({why}): nothing to report")
     if since_ms is not None and all(t.exit_ts < since_ms for t in trades):
         raise CliError(f"no trade in {journal} closed on or after {format_ms(since_ms)} UTC: nothing to report")
     balance, balance_from = _starting_balance(state_dir, settings)

@@ -206,7 +206,7 @@ def heatmaps_figure(name: str, surface: np.ndarray, sl: Sequence[float], rr: Seq
                 ax.xaxis.set_tick_params(labelbottom=True)  # the last row may be short: its panels show the ticks
         axes[0].set_xticks(np.arange(len(rr)), [f"{v:g}" for v in rr])
         axes[0].set_yticks(np.arange(len(sl)), [f"{100 * v:g}" for v in sl])
-        if image is not None:
+        if image is not None and finite.size:  # no colour scale when no cell made enough trades
             fig.colorbar(image, cax=fig.add_axes((1 - 0.85 / width, 0.55 / height, 0.12 / width, 1 - 0.85 / height)),
                          label=f"{objective} (training)")
         return to_svg(fig)

@@ -30,16 +30,23 @@ _TRADE_FIELDS = {f.name for f in fields(ClosedTrade)}
 _REQUIRED = {f.name for f in fields(ClosedTrade) if f.default is MISSING}  # all but funding (older records lack it)
 
 
+_NUMBERS = ("qty", "entry_price", "entry_ts", "exit_price", "exit_ts", "entry_fee", "exit_fee", "pnl", "funding")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def trades_from_journal(records: Iterable[dict[str, Any]]) -> tuple[list[ClosedTrade], int]:
-    """The journal's records as trades, and how many records were not trades (a missing or
-    non-numeric field: reported on the page, never fatal)."""
+    """The journal's records as trades, and how many records were not trades (a missing field, a
+    number that is not one: reported on the page, never fatal)."""
     trades, skipped = [], 0
     for record in records:
         try:
             if not record.keys() >= _REQUIRED:
                 raise ValueError
             trade = ClosedTrade(**{k: v for k, v in record.items() if k in _TRADE_FIELDS})
-            if not all(isinstance(getattr(trade, k), (int, float)) for k in ("pnl", "funding", "exit_ts", "entry_ts")):
+            if not all(_finite(getattr(trade, k)) for k in _NUMBERS) or not isinstance(trade.symbol, str):
                 raise ValueError
         except (TypeError, ValueError):
             skipped += 1
