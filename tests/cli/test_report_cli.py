@@ -202,7 +202,7 @@ def test_analyze_report_has_a_section_per_bot_and_leaves_the_config_as_without_i
     assert page.count("<svg") == 2  # one figure of heatmaps per bot
     for k, r in enumerate(results):
         bot = page.split(f'<section id="bot-{k}">')[1].split("</section>")[0]
-        assert f"<h2>{r['symbol']} 5m</h2>" in bot and '<g id="cell-' in bot
+        assert f"<h2>{r['symbol']} 5m</h2>" in bot and '<text id="cell-' in bot
         assert len(re.findall(r"<text[^>]*>threshold ", bot)) == len(r["thresholds"]) == 9
         c = r["chosen"]
         t, i, j = r["thresholds"].index(c["threshold"]), [0.005, 0.01].index(c["sl_pct"]), [1.0, 2.0].index(c["rr_ratio"])
