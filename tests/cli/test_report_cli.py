@@ -207,3 +207,12 @@ def test_analyze_report_has_a_section_per_bot_and_leaves_the_config_as_without_i
         c = r["chosen"]
         t, i, j = r["thresholds"].index(c["threshold"]), [0.005, 0.01].index(c["sl_pct"]), [1.0, 2.0].index(c["rr_ratio"])
         assert re.findall(r'<g id="chosen-(\d+-\d+-\d+)">', bot) == [f"{t}-{i}-{j}"]
+
+
+def test_a_page_without_trades_says_so_and_draws_nothing():
+    """What `backtest --report` writes for a backtest that made no trade (`report` refuses instead)."""
+    from trading_bot.reports.journal_report import ReportSource, render_trade_report
+
+    page = render_trade_report([], 1000.0, ReportSource("Backtest report", "no <trades>"))
+    _offline(page)
+    assert "No closed trades." in page and "<svg" not in page and "no &lt;trades&gt;" in page
