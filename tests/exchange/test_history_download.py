@@ -14,7 +14,7 @@ import pytest
 from conftest import subprocess_env
 from fakes.fake_binance import FakeBinance
 from trading_bot.domain.candles import TS
-from trading_bot.domain.formatting import format_ms
+from trading_bot.domain.formatting import format_ms, parse_time_ms
 from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.exchange.budget import WeightBudget
 from trading_bot.exchange.client import ExchangeClient
@@ -22,7 +22,6 @@ from trading_bot.exchange.history_download import (
     FetchUsageError,
     align_up,
     fetch_history,
-    parse_time_ms,
     render_summary,
 )
 from trading_bot.exchange.klines import klines_weight

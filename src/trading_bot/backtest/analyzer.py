@@ -113,10 +113,13 @@ class SeriesResult:
     seconds: float = 0.0
     error: str | None = None
     test_segment: TestSegment | None = field(default=None, repr=False, compare=False)  # arrays: not in the JSON
+    # The last fold's training objective of every cell, [threshold, sl, rr] in the grid's order (NaN:
+    # fewer than min_trades trades, so it could not be chosen): what the analyzer report draws.
+    surface: np.ndarray | None = field(default=None, repr=False, compare=False)  # not in the JSON either
 
     def as_json(self) -> dict[str, Any]:
-        plain = asdict(replace(self, test_segment=None))
-        del plain["test_segment"]
+        plain = asdict(replace(self, test_segment=None, surface=None))
+        del plain["test_segment"], plain["surface"]
         return plain
 
 
@@ -171,24 +174,28 @@ def _evaluate(candles: np.ndarray, sides: np.ndarray, start: int, end: int, sl: 
 
 
 def _choose(candles: np.ndarray, sides_by_threshold: dict[float, np.ndarray], start: int, end: int,
-            options: AnalysisOptions, tf_ms: int) -> tuple[tuple[float, float, float] | None, Metrics | None, int]:
+            options: AnalysisOptions, tf_ms: int
+            ) -> tuple[tuple[float, float, float] | None, Metrics | None, int, np.ndarray]:
     """Best (threshold, sl, rr) on [start, end) by the objective, with at least min_trades trades.
-    Ties: higher total return, then the smaller sl, rr and threshold (deterministic)."""
+    Ties: higher total return, then the smaller sl, rr and threshold (deterministic). Also every
+    cell's objective (NaN below min_trades), [threshold, sl, rr]: one store per backtest."""
     best_key: tuple[float, ...] | None = None
     best: tuple[tuple[float, float, float], Metrics] | None = None
     combos = 0
-    for threshold, sides in sides_by_threshold.items():
-        for sl, rr in itertools.product(options.grid.sl, options.grid.rr):
+    surface = np.full((len(sides_by_threshold), len(options.grid.sl), len(options.grid.rr)), np.nan)
+    for t, (threshold, sides) in enumerate(sides_by_threshold.items()):
+        for (i, sl), (j, rr) in itertools.product(enumerate(options.grid.sl), enumerate(options.grid.rr)):
             combos += 1
             metrics = _evaluate(candles, sides, start, end, sl, rr, options, tf_ms, options.min_trades)
             if metrics is None:
                 continue
+            surface[t, i, j] = getattr(metrics, options.objective)
             key = (-objective_value(metrics, options.objective), -metrics.total_return, sl, rr, threshold)
             if best_key is None or key < best_key:
                 best_key, best = key, ((threshold, sl, rr), metrics)
     if best is None:
-        return None, None, combos
-    return best[0], best[1], combos
+        return None, None, combos, surface
+    return best[0], best[1], combos, surface
 
 
 def analyze_series(job: SeriesJob, options: AnalysisOptions) -> SeriesResult:
@@ -227,7 +234,7 @@ def analyze_series(job: SeriesJob, options: AnalysisOptions) -> SeriesResult:
     # Once per threshold, already in the kernel's integer type (no conversion per combination).
     sides_by_threshold = {t: signal_sides(scores, t).astype(np.int64) for t in thresholds}
     for train_end, test_end in boundaries:
-        choice, train_metrics, combos = _choose(candles, sides_by_threshold, 0, train_end, options, tf_ms)
+        choice, train_metrics, combos, result.surface = _choose(candles, sides_by_threshold, 0, train_end, options, tf_ms)
         result.combinations += combos
         fold: dict[str, Any] = {"train_candles": train_end, "test_candles": test_end - train_end,
                                 "test_from_ts": int(candles[train_end, TS])}

@@ -51,6 +51,19 @@ class Metrics:
         return cls(**values)
 
 
+def equity_curve(pnl: np.ndarray, initial_balance: float) -> np.ndarray:
+    """Equity from the initial balance, then after each trade (n + 1 points)."""
+    return np.concatenate(([initial_balance], initial_balance + np.cumsum(np.asarray(pnl, dtype=np.float64))))
+
+
+def drawdown_curve(curve: np.ndarray) -> np.ndarray:
+    """At each point of an equity curve, its fall from the running peak as a fraction of that peak
+    (1 where the peak is not positive: everything is lost)."""
+    peaks = np.maximum.accumulate(curve)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(peaks > 0, (peaks - curve) / peaks, 1.0)
+
+
 def compute_metrics(pnl: np.ndarray, initial_balance: float, period_ms: float, candles_in_position: int = 0,
                     candles: int = 0) -> Metrics:
     pnl = np.asarray(pnl, dtype=np.float64)
@@ -67,10 +80,7 @@ def compute_metrics(pnl: np.ndarray, initial_balance: float, period_ms: float, c
     gross_profit = float(pnl[wins].sum())
     gross_loss = float(-pnl[pnl < 0].sum())
     profit_factor = gross_profit / gross_loss if gross_loss > 0 else math.inf if gross_profit > 0 else 0.0
-    curve = np.concatenate(([initial_balance], equity_after))
-    peaks = np.maximum.accumulate(curve)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        drawdowns = np.where(peaks > 0, (peaks - curve) / peaks, 1.0)
+    drawdowns = drawdown_curve(np.concatenate(([initial_balance], equity_after)))
     per_year = n / (period_ms / YEAR_MS) if period_ms > 0 else 0.0
     scale = math.sqrt(per_year)
     sharpe = sortino = 0.0

@@ -2,6 +2,7 @@
 
     trading-bot analyze                                   # every symbol × timeframe in the settings
     trading-bot analyze --symbols BTC/USDT:USDT --timeframes 5m,1h --train 0.7 --json
+    trading-bot analyze --report analysis.html            # and the heatmaps of the grid, per bot
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from trading_bot.cli.errors import CliError
 from trading_bot.cli.metrics_table import HEAD, cells
+from trading_bot.cli.report import add_report_option, check_writable, write_report
 from trading_bot.settings import Settings
 
 
@@ -33,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dask-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long to try reaching the Dask scheduler (default 10)")
     parser.add_argument("--json", action="store_true", help="print the full result table as JSON")
-    parser.add_argument("--dry-run", action="store_true", help="write nothing")
+    parser.add_argument("--dry-run", action="store_true", help="write nothing to the strategy config")
+    add_report_option(parser, "per bot the heatmaps of the objective over the grid and the train vs test metrics")
 
 
 def render_table(results: list[Any]) -> str:
@@ -136,6 +139,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from trading_bot.persistence.strategy_config_file import load_config, write_config
 
     options = _options(args, settings)
+    if args.report is not None:
+        check_writable(args.report)
     keys = settings.bot_keys
     try:
         config = load_config(settings.strategy_config, keys)
@@ -160,6 +165,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print()
         print(render_portfolio(check) if check else "portfolio: no series with history to backtest")
         print(f"portfolio backtests (chosen and current params) in {portfolio_s:.2f}s")
+    if args.report is not None:
+        from trading_bot.reports.analyzer_report import render_analyzer_report
+
+        write_report(args.report, render_analyzer_report(results, options))
     if args.dry_run:
         print("dry run: strategy config not written", file=sys.stderr)
         return 0

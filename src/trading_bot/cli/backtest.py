@@ -2,6 +2,7 @@
 
     trading-bot backtest                                  # every symbol × timeframe in the settings
     trading-bot backtest --symbols BTC/USDT:USDT,ETH/USDT:USDT --timeframes 1m,5m --json
+    trading-bot backtest --report backtest.html           # and the trade report (cli/report.py) of its trades
 
 All bots on one wallet under MAX_OPEN_POSITIONS, in the daemon's order of events (domain/instant.py),
 from where a replay starts (every series past its warm-up). Prints each bot's metrics and the
@@ -12,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
 
 from trading_bot.cli.errors import CliError
 from trading_bot.cli.metrics_table import head, row
+from trading_bot.cli.report import add_report_option, check_writable, write_report
 from trading_bot.settings import Settings
 
 
@@ -22,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbols", help="comma-separated symbols (default: TRADING_SYMBOLS)")
     parser.add_argument("--timeframes", help="comma-separated timeframes (default: TRADING_TIMEFRAMES)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_report_option(parser, "the trade report of the backtest's trades (equity, drawdown, PnL by bot and day)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -33,6 +38,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from trading_bot.persistence.strategy_config_file import load_config
 
     keys = settings.bot_keys
+    if args.report is not None:
+        check_writable(args.report)
     try:
         config = load_config(settings.strategy_config, keys)
     except StrategyConfigError as exc:
@@ -47,6 +54,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result = backtest_portfolio(series, settings.costs, settings.risk_limits, settings.initial_balance,
                                 replay_start_ms(history), settings.protections, funding)
     report = portfolio_metrics(result)
+    if args.report is not None:
+        _write_trade_report(args.report, result, settings)
     if args.json:
         funding_by_bot: dict[str, float] = {}
         for t in result.trades:
@@ -81,3 +90,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         lines.append(f"at the end trading is {result.final_state.describe()}")
     print("\n".join(lines))
     return 0
+
+
+def _write_trade_report(path: Path, result: Any, settings: Settings) -> None:
+    from trading_bot.domain.formatting import format_ms
+    from trading_bot.reports.journal_report import ReportSource, render_trade_report
+
+    notes = (f"{result.open_positions} position(s) still open at the end (not in the figures).",) if result.open_positions else ()
+    source = ReportSource("Backtest report", f"portfolio backtest of {len(settings.bot_keys)} bot(s), "
+                          f"{format_ms(result.start_ms)} → {format_ms(result.end_ms)} UTC, "
+                          f"MAX_OPEN_POSITIONS={settings.max_open_positions}", notes)
+    write_report(path, render_trade_report(result.trades, settings.initial_balance, source))

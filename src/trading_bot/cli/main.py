@@ -1,4 +1,4 @@
-"""Command line: `trading-bot run|status|check-config|fetch|analyze|backtest|pause|resume|flatten|reload`.
+"""Command line: `trading-bot run|status|check-config|fetch|analyze|backtest|report|pause|resume|flatten|reload`.
 Errors a user can cause end in one line on stderr and exit code 2, never a traceback. Heavy modules are imported
 inside the commands."""
 
@@ -23,7 +23,8 @@ from trading_bot.settings import (
     symbol_fields,
 )
 
-COMMANDS = ("run", "status", "check-config", "analyze", "fetch", "backtest", "pause", "resume", "flatten", "reload")
+COMMANDS = ("run", "status", "check-config", "analyze", "fetch", "backtest", "report", "pause", "resume", "flatten",
+            "reload")
 
 
 CONTROL_COMMANDS = ("pause", "resume", "flatten", "reload")
@@ -95,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_backtest_arguments(sub.add_parser("backtest", help="backtest the whole portfolio (one wallet, the cap) "
                                                            "over the cached candles, as `run --replay` trades"))
+
+    from trading_bot.cli.report import add_arguments as add_report_arguments
+
+    add_report_arguments(sub.add_parser("report", help="write one self-contained HTML file with charts from a "
+                                                       "mode's trade journal"))
 
     fetch = sub.add_parser("fetch", help="download candle and funding-rate history into the CSV cache (resumable)")
     fetch.add_argument("--symbols", help="comma-separated symbols, top:N or all (default: TRADING_SYMBOLS)")
@@ -225,10 +231,17 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return run(args, _listed(_settings(args), "backtest"))
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from trading_bot.cli.report import run
+
+    return run(args, _settings(args))
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     import asyncio
 
-    from trading_bot.exchange.history_download import FetchUnavailable, FetchUsageError, parse_time_ms, render_summary, run_fetch
+    from trading_bot.domain.formatting import parse_time_ms
+    from trading_bot.exchange.history_download import FetchUnavailable, FetchUsageError, render_summary, run_fetch
 
     settings = _settings(args)
     bounds: dict[str, int | None] = {}
@@ -264,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(insert_at, "run")
     args = build_parser().parse_args(args_list)
     handlers = {"run": cmd_run, "status": cmd_status, "check-config": cmd_check_config, "analyze": cmd_analyze,
-                "fetch": cmd_fetch, "backtest": cmd_backtest, **dict.fromkeys(CONTROL_COMMANDS, cmd_control)}
+                "fetch": cmd_fetch, "backtest": cmd_backtest, "report": cmd_report,
+                **dict.fromkeys(CONTROL_COMMANDS, cmd_control)}
     try:
         return handlers[args.command](args)
     except (SettingsError, CliError) as exc:

@@ -24,7 +24,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -68,21 +67,6 @@ class FetchUsageError(ValueError):
 
 class FetchUnavailable(RuntimeError):
     """The exchange cannot be reached or refuses to serve: exit code 1."""
-
-
-def parse_time_ms(raw: str) -> int:
-    """`2024-01-01` (UTC midnight), an ISO datetime (UTC unless it carries an offset) or ms since
-    the epoch."""
-    text = raw.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"expected YYYY-MM-DD, an ISO datetime or ms since the epoch, got {raw!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def align_up(ms: int, tf_ms: int) -> int:
