@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from trading_bot.engine.config_watch import ConfigWatcher
 from trading_bot.engine.errors import StartupError
-from trading_bot.engine.recording import log_trade
+from trading_bot.engine.recording import Recorder
 from trading_bot.exchange.errors import is_exchange_error
 
 if TYPE_CHECKING:
@@ -71,8 +71,9 @@ class PaperSupervisor:
 
 class LiveSupervisor:
     def __init__(self, broker: LiveBroker, client: ExchangeClient, config: ConfigWatcher, adopt_unknown: bool,
-                 where: str) -> None:
+                 where: str, recorder: Recorder) -> None:
         self.broker = broker
+        self.recorder = recorder  # tells of the exits reconciliation books, as of the heartbeat's
         self.client = client
         self.config = config
         self.adopt_unknown = adopt_unknown
@@ -124,7 +125,7 @@ class LiveSupervisor:
         self.client.outage_recovered = False
         report = await reconcile(self.broker, self.config.current(), self.adopt_unknown)
         for trade in report.exits_booked:  # already in the journal (the broker writes it first)
-            log_trade(trade, self.broker.wallet.balance)
+            self.recorder.closed_elsewhere(trade)
 
     async def reconcile_if_due(self) -> None:
         if not (self.client.outage_recovered or self.broker.reconcile_requested
