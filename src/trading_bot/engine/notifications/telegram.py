@@ -23,7 +23,7 @@ class TelegramBot:
     def __init__(self, session: aiohttp.ClientSession, api_url: str, token: str) -> None:
         self._session = session
         self._base = f"{api_url.rstrip('/')}/bot{token}/"
-        self._secrets = (token, self._base)
+        self._secrets = (token,)
 
     async def send(self, event: Event) -> None:
         """One message to the event's chat (the caller puts one event per allow-listed chat)."""
