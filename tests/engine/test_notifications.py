@@ -5,6 +5,7 @@ never delaying a tick; the token and the webhook URL never in a log line or an e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import time
@@ -79,7 +80,7 @@ async def test_a_paper_daemons_events_reach_telegram_and_the_webhook(tmp_path, f
         await hook.close()
     texts = telegram.texts(CHAT)
     assert telegram.texts(77) == texts  # every allow-listed chat gets every event
-    assert texts[0] == f"trading-bot started: paper, 2 bots, equity 10000.00 USDT, trading active"
+    assert texts[0] == "trading-bot started: paper, 2 bots, equity 10000.00 USDT, trading active"
     opened = [t for t in texts if t.startswith("opened ")]
     closed = [t for t in texts if t.startswith("closed ")]
     assert opened and closed
@@ -218,7 +219,7 @@ async def test_the_pace_is_a_short_burst_then_the_steady_rate():
         box.put(Event("x", str(i)))
     await until(lambda: len(sent) == 5)
     await box.close(1.0)
-    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert gaps[0] < 0.02  # the burst
     assert all(g >= 0.045 for g in gaps[1:]), gaps  # then 20 a second
 
