@@ -43,6 +43,7 @@ log = logging.getLogger("trading_bot")
 
 
 SHUTDOWN_GRACE_S = 3.5  # systemd's TimeoutStopSec is 20 s; users expect an exit within 5 s
+EXIT_EXPECTED_S = 5.0  # the notifications' last flush waits only for what is left of it (0.2 s at least)
 
 
 class Daemon:
@@ -239,6 +240,13 @@ class Daemon:
 
     # --- shutdown ------------------------------------------------------------------------------
 
+    def _flush_budget(self) -> float:
+        from trading_bot.engine.notifications.notifier import FLUSH_S  # loaded already: notifications are on
+
+        if self._stop_requested_at is None:
+            return FLUSH_S
+        return min(FLUSH_S, max(0.2, EXIT_EXPECTED_S - (time.monotonic() - self._stop_requested_at)))
+
     async def shutdown(self) -> None:
         self.notifier.stopping()
         if self._controls is not None:  # first: no command starts while the books are saved
@@ -261,8 +269,8 @@ class Daemon:
             await parts.report.write()
             log.info("stopped: %d heartbeats, %d open position(s), balance=%.2f", self.figures.number,
                      len(parts.broker.open_positions()), parts.broker.wallet.balance)
-            if self.notifications is not None:  # the stopped message, given FLUSH_S at most
-                await self.notifications.close(self.figures.number)
+            if self.notifications is not None:  # the stopped message: 1.5 s at most, less if the exit is late
+                await self.notifications.close(self.figures.number, self._flush_budget())
                 self.notifications = None
             await parts.mdm.source.close()
         await self.exchange.close()

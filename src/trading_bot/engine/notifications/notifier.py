@@ -103,9 +103,9 @@ class Notifications:
         if broker.mode == "live":  # paper: the rules are every position's stop and target
             for event in self._watch.unprotected(broker.open_positions()):
                 self.emit(event)
-        if self._daily is not None:
-            summary = self._daily.check(report.clock.now_ms(), broker.wallet, report.equity(),
-                                        len(broker.open_positions()))
+        now = report.clock.now_ms()
+        if self._daily is not None and self._daily.due(now):  # equity (every series' mark) only then
+            summary = self._daily.check(now, broker.wallet, report.equity(), len(broker.open_positions()))
             if summary is not None:
                 self.emit(summary)
 
@@ -118,13 +118,13 @@ class Notifications:
             await asyncio.gather(self._poller, return_exceptions=True)
             self._poller = None
 
-    async def close(self, heartbeats: int) -> None:
-        """The stopped message, then at most FLUSH_S for what is queued; then everything closed."""
+    async def close(self, heartbeats: int, flush_s: float = FLUSH_S) -> None:
+        """The stopped message, then at most flush_s for what is queued; then everything closed."""
         await self.stop_commands()
         broker = self.report.broker
         self.emit(events.stopped(broker.mode, heartbeats, len(broker.open_positions()), broker.wallet.balance))
         boxes = [box for box in (self.telegram, self.webhook) if box is not None]
-        await asyncio.gather(*(box.close(FLUSH_S) for box in boxes))  # side by side: FLUSH_S in all
+        await asyncio.gather(*(box.close(flush_s) for box in boxes))  # side by side: flush_s in all
         await self._session.close()
         for box in boxes:
             c = box.counters

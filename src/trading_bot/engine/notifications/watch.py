@@ -31,10 +31,14 @@ class DailySummary:
     def _mark(self, wallet: Wallet) -> None:
         self._trades, self._wins, self._pnl = wallet.trades, wallet.wins, wallet.realised_pnl
 
+    def due(self, now_ms: int) -> bool:
+        """One comparison: the heartbeat asks this every tick, the figures only when it is due."""
+        return self._period_of(now_ms) > self._period
+
     def check(self, now_ms: int, wallet: Wallet, equity: float, open_positions: int) -> Event | None:
-        period = self._period_of(now_ms)
-        if period <= self._period:
+        if not self.due(now_ms):
             return None
+        period = self._period_of(now_ms)
         event = events.daily_summary(self._since_ms, wallet.trades - self._trades, wallet.wins - self._wins,
                                      wallet.realised_pnl - self._pnl, equity, open_positions)
         self._period = period
