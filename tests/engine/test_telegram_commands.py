@@ -87,7 +87,7 @@ async def test_commands_from_the_allowed_chat_drive_the_daemons_controls(tmp_pat
         assert (await chat.ask("/flatten DOGE")).startswith("unknown symbol DOGE; traded: BTC/USDT:USDT, ETH/USDT:USDT")
         assert (await chat.ask("/flatten")).startswith("usage: /flatten SYMBOL")
         ask = await chat.ask("/flatten btc")
-        assert ask.startswith("flatten BTC/USDT:USDT at market? reply /confirm ")
+        assert ask.startswith("flatten BTC/USDT:USDT (1 position(s): 1m) at market? reply /confirm "), ask
         code = ask.split("/confirm ")[1].split()[0]
         assert "BTC/USDT:USDT" in {p.symbol for p in broker.open_positions()}  # nothing done before the confirmation
         wrong = "0000" if code != "0000" else "1111"

@@ -163,11 +163,14 @@ class ChatCommands:
         symbol, problem = self._symbol(args[0])
         if symbol is None:
             return problem
-        if not self.report.broker.held({symbol}):
+        held = self.report.broker.held({symbol})
+        if not held:
             return f"nothing to flatten: no open position on {symbol}"
         code = f"{1000 + secrets.randbelow(9000)}"
         self._pending[chat_id] = PendingFlatten(code, symbol, time.monotonic() + CONFIRM_S)
-        return f"flatten {symbol} at market? reply /confirm {code} within {CONFIRM_S:.0f} s"
+        timeframes = ", ".join(book.timeframe for book in held)
+        return (f"flatten {symbol} ({len(held)} position(s): {timeframes}) at market? reply /confirm {code} "
+                f"within {CONFIRM_S:.0f} s")
 
     async def _confirm(self, chat_id: int, args: list[str]) -> str:
         pending = self._pending.pop(chat_id, None)
