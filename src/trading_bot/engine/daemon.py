@@ -271,7 +271,7 @@ class Daemon:
                      len(parts.broker.open_positions()), parts.broker.wallet.balance)
             if self.notifications is not None:  # the stopped message: 1.5 s at most, less if the exit is late
                 await self.notifications.close(self.figures.number, self._flush_budget())
-                self.notifications = None
+                parts.recorder.sink = parts.report.notifications = self.notifications = None
             await parts.mdm.source.close()
         await self.exchange.close()
         if self.install_signals:
