@@ -125,3 +125,33 @@ def test_without_notification_settings_the_daemon_never_imports_them(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     assert run(WEBHOOK_URL=f"http://127.0.0.1:{port}/hook").startswith("0 ['trading_bot.engine.notifications', ")
+
+
+async def test_a_flatten_is_confirmed_only_by_the_chat_that_asked_and_only_in_time(tmp_path, monkeypatch):
+    from trading_bot.engine.notifications import commands
+    from trading_bot.engine.notifications.commands import ChatCommands
+
+    settings = make_settings(tmp_path, symbols=("BTC/USDT:USDT",), timeframes=("1m",))
+    write_config(settings.strategy_config, {"version": 1, "defaults": {"threshold": 0.0001, "sl_pct": 0.05,
+                                                                         "rr_ratio": 3}})
+    clock = SharedClock(JAN_1_2026_MS, wake_every_ms=60_000)
+    daemon = Daemon(settings, clock=clock, source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    await daemon.start()
+    try:
+        broker = daemon.parts.broker
+        for _ in range(400):
+            if broker.open_positions():
+                break
+            clock.advance(60_000)
+            await daemon.tick()
+        assert broker.open_positions()
+        # the commands alone (no Bot API here): replies are what run_command returns
+        chat = ChatCommands(None, (CHAT, 77), daemon.controls(), daemon.parts.report, lambda event: None)  # type: ignore[arg-type]
+        code = (await chat.run_command(CHAT, "/flatten", ["BTC"])).split("/confirm ")[1].split()[0]
+        assert (await chat.run_command(77, "/confirm", [code])).startswith("nothing to confirm")  # another chat's
+        monkeypatch.setattr(commands, "CONFIRM_S", -1.0)  # asked now, expired at once
+        code = (await chat.run_command(CHAT, "/flatten", ["BTC"])).split("/confirm ")[1].split()[0]
+        assert (await chat.run_command(CHAT, "/confirm", [code])).startswith("nothing to confirm (or it expired)")
+        assert broker.open_positions()  # still held: nothing was confirmed in time
+    finally:
+        await daemon.shutdown()
