@@ -103,6 +103,18 @@ class Settings:
     # Prometheus metrics (engine/metrics.py): 0 = off, and then prometheus_client is never imported.
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"  # loopback by default: the figures include the account's balance
+    # Notifications and chat commands (engine/notifications/): off while neither the bot token nor the
+    # webhook is set, and then nothing of them is imported.
+    telegram_bot_token: Secret = field(default=Secret(""), repr=False)
+    telegram_chat_ids: tuple[int, ...] = ()  # the allow-listed chats: sent to, and the only ones obeyed
+    telegram_api_url: str = "https://api.telegram.org"
+    webhook_url: Secret = field(default=Secret(""), repr=False)  # Discord's and Slack's embed a token
+    webhook_format: str = "json"  # json (Discord, Slack, ntfy's JSON publishing) | text (a plain body: ntfy topics)
+    notify_daily_hour_utc: int | None = 0  # the daily summary at this UTC hour on the bot's clock; None: off
+
+    @property
+    def notifications_on(self) -> bool:
+        return bool(self.telegram_bot_token or self.webhook_url)
 
     @property
     def costs(self) -> Costs:
@@ -245,6 +257,7 @@ def _exchange_id(raw: str) -> str:
 MARKET_DATA_CHOICES = ("auto", "exchange", "synthetic")
 FUNDING_CHOICES = ("auto", "off")
 CANDLE_FEED_CHOICES = ("websocket", "rest")
+WEBHOOK_FORMATS = ("json", "text")
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -284,6 +297,56 @@ def _host(raw: str) -> str:
     return value
 
 
+def _telegram_token(raw: str) -> Secret:
+    """A Bot API token as @BotFather gives it (digits, a colon, then letters, digits, - and _). The
+    value is never repeated in the error: it is a secret, and a near miss is almost the real one."""
+    value = raw.strip()
+    if value:
+        bot_id, colon, key = value.partition(":")
+        if not (colon and bot_id.isdigit() and len(key) >= 20 and key.replace("-", "").replace("_", "").isalnum()):
+            raise ValueError("expected a token like 123456789:AA… as @BotFather gives it (the value is not shown)")
+    return Secret(value)
+
+
+def _chat_ids(raw: str) -> tuple[int, ...]:
+    """Comma-separated chat ids (a group's is negative); empty: none."""
+    ids = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            ids.append(int(part))
+        except ValueError:
+            raise ValueError(f"expected chat ids such as 123456789 or -1001234567890, comma-separated, got {part!r}") \
+                from None
+    return tuple(dict.fromkeys(ids))
+
+
+def _http_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+        raise ValueError(f"expected an http:// or https:// URL, got {raw!r}")
+    return value
+
+
+def _secret_url(raw: str) -> Secret:
+    """A URL that embeds a token (Discord's and Slack's webhooks): checked, never repeated."""
+    value = raw.strip()
+    if value and (not value.startswith(("http://", "https://")) or any(c.isspace() for c in value)):
+        raise ValueError("expected an http:// or https:// URL (the value is not shown: it may hold a token)")
+    return Secret(value)
+
+
+def _hour_or_off(raw: str) -> int | None:
+    value = raw.strip().lower()
+    if value in ("", "off"):
+        return None
+    hour = _integer(value)
+    if not 0 <= hour <= 23:
+        raise ValueError(f"expected an hour 0–23, or off, got {raw.strip()}")
+    return hour
+
+
 def is_loopback_url(url: str) -> bool:
     from urllib.parse import urlsplit
 
@@ -301,6 +364,9 @@ def check_consistency(settings: Settings) -> None:
         # requests with timestamps the exchange refuses.
         raise SettingsError("CLOCK_SPEED: a time-lapse clock needs MARKET_DATA=synthetic or an EXCHANGE_URL on this "
                             f"machine (127.0.0.1 or localhost), got {settings.exchange_url or 'the real exchange'}")
+    if bool(settings.telegram_bot_token) != bool(settings.telegram_chat_ids):
+        raise SettingsError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID: set both (the chats are the only ones sent to "
+                            "and obeyed) or neither")
     if bool(settings.cooldown_stopouts) != bool(settings.cooldown_candles):
         raise SettingsError("COOLDOWN_STOPOUTS and COOLDOWN_CANDLES: set both (N stop-outs in a row → no signal for M "
                             f"candles) or neither, got {settings.cooldown_stopouts} and {settings.cooldown_candles}")
@@ -351,6 +417,12 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "USER_STREAM_CHECK_S": ("user_stream_check_s", _in_range(_number, 1.0, 3600.0)),
     "METRICS_PORT": ("metrics_port", _port_or_off),
     "METRICS_HOST": ("metrics_host", _host),
+    "TELEGRAM_BOT_TOKEN": ("telegram_bot_token", _telegram_token),
+    "TELEGRAM_CHAT_ID": ("telegram_chat_ids", _chat_ids),
+    "TELEGRAM_API_URL": ("telegram_api_url", _http_url),
+    "WEBHOOK_URL": ("webhook_url", _secret_url),
+    "WEBHOOK_FORMAT": ("webhook_format", _one_of(WEBHOOK_FORMATS)),
+    "NOTIFY_DAILY_HOUR_UTC": ("notify_daily_hour_utc", _hour_or_off),
 }
 
 

@@ -149,7 +149,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from trading_bot.ops.logs import setup_logging
     from trading_bot.persistence.state_store import StateError
 
-    setup_logging(settings.log_level, settings.log_file, [settings.api_key.reveal(), settings.api_secret.reveal()])
+    setup_logging(settings.log_level, settings.log_file, [settings.api_key.reveal(), settings.api_secret.reveal(),
+                                                          settings.telegram_bot_token.reveal(),
+                                                          settings.webhook_url.reveal()])
     daemon = Daemon(settings, replay=args.replay, speed=args.speed, cycles=args.cycles)
     try:
         asyncio.run(daemon.run())

@@ -4,8 +4,9 @@ It starts (startup.py builds the parts), runs the loop (one heartbeat.py tick, t
 next heartbeat or candle close), handles the signals and shuts down: SIGINT/SIGTERM finish the tick
 (for up to SHUTDOWN_GRACE_S, then cut it short), save and exit 0; a second signal cuts it short at
 once; SIGHUP reloads the strategy config (config_watch.py). Once ready it answers the operator
-controls (pause, resume, flatten, reload) on control.sock in the state folder (control.py) and,
-with METRICS_PORT, Prometheus scrapes (metrics.py). It pings
+controls (pause, resume, flatten, reload) on control.sock in the state folder (control.py),
+with METRICS_PORT Prometheus scrapes (metrics.py), and with TELEGRAM_BOT_TOKEN / WEBHOOK_URL it
+sends notifications and answers chat commands (notifications/). It pings
 the systemd watchdog while the loop makes progress. Nothing here depends on paper or live: that is decided by what startup builds.
 """
 
@@ -34,6 +35,7 @@ from trading_bot.settings import Settings
 
 if TYPE_CHECKING:
     from trading_bot.engine.metrics import Metrics
+    from trading_bot.engine.notifications.notifier import Notifications
 
 __all__ = ["Daemon", "StartupError"]
 
@@ -41,6 +43,7 @@ log = logging.getLogger("trading_bot")
 
 
 SHUTDOWN_GRACE_S = 3.5  # systemd's TimeoutStopSec is 20 s; users expect an exit within 5 s
+EXIT_EXPECTED_S = 5.0  # the notifications' last flush waits only for what is left of it (0.2 s at least)
 
 
 class Daemon:
@@ -77,6 +80,8 @@ class Daemon:
         self._trading = asyncio.Lock()  # held by each tick and by a flatten: they never interleave
         self._controls: ControlServer | None = None
         self._metrics: Metrics | None = None  # METRICS_PORT: started after ready
+        self._actions: Controls | None = None  # what the control socket and the chat commands both call
+        self.notifications: Notifications | None = None  # TELEGRAM_BOT_TOKEN / WEBHOOK_URL: started after ready
 
     @property
     def parts(self) -> Parts:
@@ -97,9 +102,14 @@ class Daemon:
 
     async def start_controls(self) -> None:
         """Answer `trading-bot pause|resume|flatten|reload` (after ready: the books are loaded)."""
-        server = ControlServer(self.state_dir, Controls(self.parts, self._trading, self.reload))
+        server = ControlServer(self.state_dir, self.controls())
         if await server.start():
             self._controls = server
+
+    def controls(self) -> Controls:
+        if self._actions is None:
+            self._actions = Controls(self.parts, self._trading, self.reload)
+        return self._actions
 
     async def start_metrics(self) -> None:
         """METRICS_PORT: serve the Prometheus figures (after ready: the books and candles are loaded).
@@ -116,6 +126,20 @@ class Daemon:
             self._metrics = metrics
             report.metrics = metrics
 
+    async def start_notifications(self) -> None:
+        """TELEGRAM_BOT_TOKEN / WEBHOOK_URL: the notifications and the chat commands (after ready).
+        The import is here so that a run without them never loads any of it."""
+        if not self.settings.notifications_on:
+            return
+        from trading_bot.engine.notifications.notifier import Notifications
+
+        parts = self.parts
+        notifications = Notifications(self.settings, parts.report, self.controls())
+        parts.recorder.sink = notifications
+        parts.report.notifications = notifications
+        notifications.start()
+        self.notifications = notifications
+
     async def run(self) -> None:
         if self.install_signals:
             self._install_signal_handlers()
@@ -125,6 +149,7 @@ class Daemon:
             self.notifier.ready(self.parts.report.status_line())
             await self.start_controls()
             await self.start_metrics()
+            await self.start_notifications()
             self._start_watchdog()
             await self._loop(self.parts)
         finally:
@@ -216,11 +241,20 @@ class Daemon:
 
     # --- shutdown ------------------------------------------------------------------------------
 
+    def _flush_budget(self) -> float:
+        from trading_bot.engine.notifications.notifier import FLUSH_S  # loaded already: notifications are on
+
+        if self._stop_requested_at is None:
+            return FLUSH_S
+        return min(FLUSH_S, max(0.2, EXIT_EXPECTED_S - (time.monotonic() - self._stop_requested_at)))
+
     async def shutdown(self) -> None:
         self.notifier.stopping()
         if self._controls is not None:  # first: no command starts while the books are saved
             await self._controls.close()
             self._controls = None
+        if self.notifications is not None:  # its chat commands too
+            await self.notifications.stop_commands()
         if self._metrics is not None:
             await self._metrics.close()
             self._metrics = None
@@ -236,6 +270,9 @@ class Daemon:
             await parts.report.write()
             log.info("stopped: %d heartbeats, %d open position(s), balance=%.2f", self.figures.number,
                      len(parts.broker.open_positions()), parts.broker.wallet.balance)
+            if self.notifications is not None:  # the stopped message: 1.5 s at most, less if the exit is late
+                await self.notifications.close(self.figures.number, self._flush_budget())
+                parts.recorder.sink = parts.report.notifications = self.notifications = None
             await parts.mdm.source.close()
         await self.exchange.close()
         if self.install_signals:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from trading_bot.domain.formatting import format_ms, format_price
-from trading_bot.domain.trades import SIDE_NAMES, ClosedTrade
+from trading_bot.domain.trades import SIDE_NAMES, ClosedTrade, Position
 from trading_bot.domain.wallet import SavedState
 from trading_bot.engine.clock import Clock
 from trading_bot.execution.broker import Broker, BrokerEvents
@@ -26,6 +27,14 @@ log = logging.getLogger("trading_bot")
 def log_trade(trade: ClosedTrade, balance: float) -> None:
     log.info("closed %s %s %s at %s (%s) pnl=%+.2f balance=%.2f", SIDE_NAMES[trade.side], trade.symbol,
              trade.timeframe, trade.exit_reason, format_price(trade.exit_price), trade.pnl, balance)
+
+
+class TradeSink(Protocol):
+    """Told of each trade opened and closed, synchronously (engine/notifications/, when it is on)."""
+
+    def opened(self, position: Position) -> None: ...
+
+    def closed(self, trade: ClosedTrade, balance: float) -> None: ...
 
 
 class StateSaver:
@@ -51,15 +60,18 @@ class Recorder:
     def __init__(self, broker: Broker, saver: StateSaver) -> None:
         self.broker = broker
         self.saver = saver
+        self.sink: TradeSink | None = None  # the notifications, set once ready when they are on
 
     async def record(self, events: BrokerEvents, *, save_anyway: bool = False) -> None:
         for position in events.opened:
             log.info("opened %s %s %s qty=%.6g @ %s stop=%s target=%s", SIDE_NAMES[position.side], position.symbol,
                      position.timeframe, position.qty, format_price(position.entry_price),
                      format_price(position.stop), format_price(position.target))
+            if self.sink is not None:
+                self.sink.opened(position)
         for trade in events.closed:
             await self._journal(trade)
-            log_trade(trade, self.broker.wallet.balance)
+            self.closed_elsewhere(trade)
         for paid in events.funding:
             basis = ("the exchange's fee" if self.broker.mode == "live" else f"rate {100 * paid.rate:+.4f}%"
                      + ("" if paid.from_history else ", the default: no history cached"))
@@ -69,6 +81,13 @@ class Recorder:
             log.info("%d entr%s skipped by the risk limits", events.rejected, "y" if events.rejected == 1 else "ies")
         if events or save_anyway:
             await self.save_state()
+
+    def closed_elsewhere(self, trade: ClosedTrade) -> None:
+        """The `closed …` line (and the notification) of a trade already journaled: this recorder's
+        own, or one that reconciliation booked (engine/supervision.py)."""
+        log_trade(trade, self.broker.wallet.balance)
+        if self.sink is not None:
+            self.sink.closed(trade, self.broker.wallet.balance)
 
     async def save_state(self) -> None:
         await self.saver.save()

@@ -152,8 +152,9 @@ class Startup:
                             protections=s.protections, stream=self.exchange.user_stream() if s.user_stream else None,
                             wake=self.wake, positions_check_ms=int(s.user_stream_check_s * 1000))
         where = "demo endpoints" if s.exchange_demo else s.exchange_url or "production"
-        supervisor = LiveSupervisor(broker, client, self.config, s.adopt_unknown_positions, where)
-        return Trading(broker, Recorder(broker, saver), supervisor)
+        recorder = Recorder(broker, saver)
+        supervisor = LiveSupervisor(broker, client, self.config, s.adopt_unknown_positions, where, recorder)
+        return Trading(broker, recorder, supervisor)
 
     def _load_state(self) -> SavedState | None:
         """Saved positions; an unreadable file is set aside (never deleted). Paper mode then starts

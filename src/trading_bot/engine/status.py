@@ -2,7 +2,8 @@
 
 status.json (written after a tick that changed something, and by the shutdown), the short STATUS=
 line for `systemctl status`, the `heartbeat N: …` log line, and the marks and equity they show; with
-METRICS_PORT, the Prometheus figures after every tick (engine/metrics.py). The
+METRICS_PORT, the Prometheus figures after every tick (engine/metrics.py); with notifications on, the
+trading state's changes and a look at the books after every tick (engine/notifications/). The
 figures of the run (started, ready, the last tick's timings) are kept here for them.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from trading_bot.domain.candles import CLOSE
+from trading_bot.domain.protections import TradingState
 from trading_bot.domain.wallet import bot_id
 from trading_bot.engine.clock import Clock
 from trading_bot.engine.config_watch import ConfigWatcher
@@ -29,6 +31,14 @@ log = logging.getLogger("trading_bot")
 class MetricsSink(Protocol):
     def update(self, report: StatusReport) -> None:
         """After each heartbeat: the figures a scrape will see (engine/metrics.py, METRICS_PORT)."""
+
+
+class NotificationSink(Protocol):
+    """Told synchronously, on the heartbeat (engine/notifications/, when it is on): must never await."""
+
+    def state_changed(self, old: TradingState, new: TradingState) -> None: ...
+
+    def after_tick(self, report: StatusReport) -> None: ...
 
 
 class UniverseStatus(Protocol):
@@ -60,6 +70,7 @@ class StatusReport:
         self.notifier = notifier
         self.universe = universe
         self.metrics: MetricsSink | None = None  # set once ready when METRICS_PORT is on
+        self.notifications: NotificationSink | None = None  # set once ready when TELEGRAM_BOT_TOKEN / WEBHOOK_URL is
         self._published_at = 0.0  # wall time (monotonic) of the last heartbeat line
         self._state = broker.trading_state()  # the trading state last reported (logged when it changes)
 
@@ -130,6 +141,8 @@ class StatusReport:
         self._log_state_change()
         if self.metrics is not None:  # every tick (the histogram counts each), on the loop between ticks
             self.metrics.update(self)
+        if self.notifications is not None:
+            self.notifications.after_tick(self)
         wall = time.monotonic()
         report = not self.clock.simulated or wall - self._published_at >= 1.0
         if report or changed:
@@ -144,6 +157,8 @@ class StatusReport:
         if state != self._state:
             level = logging.INFO if state.allows_entries else logging.WARNING
             log.log(level, "trading state: %s → %s", self._state.describe(), state.describe())
+            if self.notifications is not None:
+                self.notifications.state_changed(self._state, state)
             self._state = state
 
     def _log_heartbeat(self, series_updated: int) -> None:

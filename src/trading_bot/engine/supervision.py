@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from trading_bot.engine.config_watch import ConfigWatcher
 from trading_bot.engine.errors import StartupError
-from trading_bot.engine.recording import log_trade
+from trading_bot.engine.recording import Recorder
 from trading_bot.exchange.errors import is_exchange_error
 
 if TYPE_CHECKING:
@@ -89,8 +89,9 @@ class PaperSupervisor:
 
 class LiveSupervisor:
     def __init__(self, broker: LiveBroker, client: ExchangeClient, config: ConfigWatcher, adopt_unknown: bool,
-                 where: str) -> None:
+                 where: str, recorder: Recorder) -> None:
         self.broker = broker
+        self.recorder = recorder  # tells of the exits reconciliation books, as of the heartbeat's
         self.client = client
         self.config = config
         self.adopt_unknown = adopt_unknown
@@ -146,7 +147,7 @@ class LiveSupervisor:
         self.tally.problems += len(report.problems)
         self.tally.last_problems = len(report.problems)
         for trade in report.exits_booked:  # already in the journal (the broker writes it first)
-            log_trade(trade, self.broker.wallet.balance)
+            self.recorder.closed_elsewhere(trade)
 
     async def reconcile_if_due(self) -> None:
         if not (self.client.outage_recovered or self.broker.reconcile_requested
