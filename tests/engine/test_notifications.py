@@ -313,3 +313,32 @@ def test_reconciliation_problems_and_unprotected_positions_are_told_once_each():
     assert watch.unprotected([bare, covered]) == []  # told once
     assert watch.unprotected([covered]) == []
     assert len(watch.unprotected([bare])) == 1  # bare again: told again
+
+
+async def test_the_metrics_count_what_became_of_the_notifications(tmp_path, fast_pace):
+    """METRICS_PORT and a webhook: trading_bot_notifications_total{destination,outcome} are the outbox's counts."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from trading_bot.settings import Secret
+
+    hook = await FakeWebhook().start()
+    daemon = notifying_daemon(tmp_path, webhook_url=Secret(hook.url), metrics_port=refused_port())
+    try:
+        await daemon.start()
+        await daemon.start_metrics()
+        await daemon.start_notifications()
+        await daemon.tick()
+        await until(lambda: len(hook.received) >= 1)  # started
+        await daemon.tick()  # the figures of a heartbeat after the send …
+        assert daemon._metrics is not None and daemon.notifications is not None
+        text = daemon._metrics.exposition().decode()  # … read with no await in between
+        sent = daemon.notifications.counters["webhook"].sent  # the stopped message comes later
+    finally:
+        await daemon.shutdown()
+        await hook.close()
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for family in text_string_to_metric_families(text) for s in family.samples}
+    assert got["trading_bot_notifications_total", (("destination", "webhook"), ("outcome", "sent"))] == sent >= 1
+    assert got["trading_bot_notifications_total", (("destination", "webhook"), ("outcome", "dropped"))] == 0
+    assert got["trading_bot_notification_retries_total", (("destination", "webhook"),)] == 0
+    assert not any(dict(labels).get("destination") == "telegram" for _, labels in got)  # not configured

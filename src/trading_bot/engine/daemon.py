@@ -16,7 +16,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from trading_bot.engine.clock import Clock, wall_clock
@@ -36,6 +36,7 @@ from trading_bot.settings import Settings
 if TYPE_CHECKING:
     from trading_bot.engine.metrics import Metrics
     from trading_bot.engine.notifications.notifier import Notifications
+    from trading_bot.engine.notifications.outbox import Counters
 
 __all__ = ["Daemon", "StartupError"]
 
@@ -119,12 +120,16 @@ class Daemon:
         from trading_bot.engine.metrics import Metrics
 
         metrics = Metrics(self.settings.metrics_host, self.settings.metrics_port, self.exchange.made,
-                          self.parts.supervisor.tally)
+                          self.parts.supervisor.tally, self._notification_counters)
         report = self.parts.report
         metrics.refresh(report)  # a scrape before the first heartbeat sees the figures at ready
         if await metrics.start():
             self._metrics = metrics
             report.metrics = metrics
+
+    def _notification_counters(self) -> Mapping[str, Counters]:
+        """For the metrics, which start first: {} until (and unless) the notifications run."""
+        return self.notifications.counters if self.notifications is not None else {}
 
     async def start_notifications(self) -> None:
         """TELEGRAM_BOT_TOKEN / WEBHOOK_URL: the notifications and the chat commands (after ready).

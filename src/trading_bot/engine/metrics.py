@@ -15,7 +15,7 @@ labels from bounded sets (the traded symbols and timeframes, a handful of states
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -27,6 +27,7 @@ from trading_bot.domain.protections import ACTIVE, HALTED, REDUCING
 from trading_bot.domain.wallet import bot_id
 
 if TYPE_CHECKING:
+    from trading_bot.engine.notifications.outbox import Counters
     from trading_bot.engine.status import StatusReport
     from trading_bot.engine.supervision import ReconcileTally
     from trading_bot.exchange.client import ExchangeClient
@@ -212,15 +213,31 @@ def reconciliation_families(tally: ReconcileTally) -> list[Metric]:
     return [rounds, found, last]
 
 
+def notification_families(counters: Mapping[str, Counters]) -> list[Metric]:
+    """What became of the notifications, by destination (telegram, webhook)."""
+    outcomes = CounterMetricFamily(PREFIX + "notifications",
+                                   "Notifications by destination and outcome (dropped: the queue was full; failed: given up).",
+                                   labels=["destination", "outcome"])
+    retries = CounterMetricFamily(PREFIX + "notification_retries", "Notification sends tried again, by destination.",
+                                  labels=["destination"])
+    for name, c in sorted(counters.items()):
+        for outcome, n in (("sent", c.sent), ("dropped", c.dropped), ("failed", c.failed)):
+            outcomes.add_metric([name, outcome], n)
+        retries.add_metric([name], c.retries)
+    return [outcomes, retries]
+
+
 class Metrics:
     """The registry, its HTTP endpoint, and the update the status report calls after each heartbeat."""
 
     def __init__(self, host: str, port: int, exchange: Callable[[], ExchangeClient | None] = lambda: None,
-                 tally: ReconcileTally | None = None) -> None:
+                 tally: ReconcileTally | None = None,
+                 notifications: Callable[[], Mapping[str, Counters]] = dict) -> None:
         self.host = host
         self.port = port
         self.exchange = exchange  # the process's exchange client once one was made (paper offline: never)
         self.tally = tally
+        self.notifications = notifications  # each destination's counters, while the notifications run
         self.registry = CollectorRegistry(auto_describe=True)  # our own: nothing of the process's global one
         self._snapshot = _Snapshot()
         self.registry.register(self._snapshot)
@@ -234,7 +251,11 @@ class Metrics:
         self.refresh(report)
 
     def refresh(self, report: StatusReport) -> None:
-        self._snapshot.families = build_families(report, self.exchange(), self.tally)
+        families = build_families(report, self.exchange(), self.tally)
+        counters = self.notifications()
+        if counters:
+            families.extend(notification_families(counters))
+        self._snapshot.families = families
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
