@@ -51,6 +51,9 @@ class Recorder:
     def __init__(self, broker: Broker, saver: StateSaver) -> None:
         self.broker = broker
         self.saver = saver
+        # Told of each closed trade once it is journaled (the status page's recent trades, METRICS_PORT):
+        # every close (heartbeat, catch-up at ready, flatten) comes through record().
+        self.on_closed: Callable[[ClosedTrade], None] | None = None
 
     async def record(self, events: BrokerEvents, *, save_anyway: bool = False) -> None:
         for position in events.opened:
@@ -60,6 +63,8 @@ class Recorder:
         for trade in events.closed:
             await self._journal(trade)
             log_trade(trade, self.broker.wallet.balance)
+            if self.on_closed is not None:
+                self.on_closed(trade)
         for paid in events.funding:
             basis = ("the exchange's fee" if self.broker.mode == "live" else f"rate {100 * paid.rate:+.4f}%"
                      + ("" if paid.from_history else ", the default: no history cached"))

@@ -31,6 +31,11 @@ class MetricsSink(Protocol):
         """After each heartbeat: the figures a scrape will see (engine/metrics.py, METRICS_PORT)."""
 
 
+class PageSink(Protocol):
+    def record(self, report: StatusReport) -> None:
+        """After each heartbeat: what the status page keeps of it (engine/status_page.py, METRICS_PORT)."""
+
+
 class UniverseStatus(Protocol):
     def as_json(self) -> dict[str, Any]:
         """The symbol universe's part of status.json (engine/universe.py)."""
@@ -60,6 +65,7 @@ class StatusReport:
         self.notifier = notifier
         self.universe = universe
         self.metrics: MetricsSink | None = None  # set once ready when METRICS_PORT is on
+        self.page: PageSink | None = None  # likewise: the status page's equity curve
         self._published_at = 0.0  # wall time (monotonic) of the last heartbeat line
         self._state = broker.trading_state()  # the trading state last reported (logged when it changes)
 
@@ -77,17 +83,22 @@ class StatusReport:
                    for p in self.broker.open_positions())
         return self.broker.wallet.balance + upnl
 
-    def status(self) -> dict[str, Any]:
-        """What status.json holds (read by `trading-bot status`)."""
+    def positions(self) -> list[dict[str, Any]]:
+        """The open positions with their mark (the last close) and unrealised PnL."""
         marks = self.marks()
-        wallet = self.broker.wallet
-        figures = self.figures
-        watch = self.config.watch
-        state = self.broker.trading_state()
         positions = []
         for p in self.broker.open_positions():
             mark = marks.get(bot_id(p.symbol, p.timeframe), p.entry_price)
             positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
+        return positions
+
+    def status(self) -> dict[str, Any]:
+        """What status.json holds (read by `trading-bot status`)."""
+        wallet = self.broker.wallet
+        figures = self.figures
+        watch = self.config.watch
+        state = self.broker.trading_state()
+        positions = self.positions()
         return {
             "pid": os.getpid(), "mode": self.broker.mode, "data_source": self.mdm.source.name,
             "candle_feed": self.mdm.feed(),
@@ -130,6 +141,8 @@ class StatusReport:
         self._log_state_change()
         if self.metrics is not None:  # every tick (the histogram counts each), on the loop between ticks
             self.metrics.update(self)
+        if self.page is not None:
+            self.page.record(self)
         wall = time.monotonic()
         report = not self.clock.simulated or wall - self._published_at >= 1.0
         if report or changed:
