@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from trading_bot.domain.candles import CLOSE
+from trading_bot.domain.trades import Position
 from trading_bot.domain.wallet import bot_id
 from trading_bot.engine.clock import Clock
 from trading_bot.engine.config_watch import ConfigWatcher
@@ -77,18 +78,20 @@ class StatusReport:
     def marks(self) -> dict[str, float]:
         return {bot_id(*k): float(s.candles[-1, CLOSE]) for k, s in self.mdm.series.items() if s.candles.shape[0]}
 
+    def mark(self, position: Position) -> float:
+        """The position's series' last close (its entry price while the series has none): one lookup, where
+        marks() reads every series; the status page samples equity() every heartbeat."""
+        series = self.mdm.series.get((position.symbol, position.timeframe))
+        return float(series.candles[-1, CLOSE]) if series is not None and series.candles.shape[0] else position.entry_price
+
     def equity(self) -> float:
-        marks = self.marks()
-        upnl = sum(p.unrealised(marks.get(bot_id(p.symbol, p.timeframe), p.entry_price))
-                   for p in self.broker.open_positions())
-        return self.broker.wallet.balance + upnl
+        return self.broker.wallet.balance + sum(p.unrealised(self.mark(p)) for p in self.broker.open_positions())
 
     def positions(self) -> list[dict[str, Any]]:
         """The open positions with their mark (the last close) and unrealised PnL."""
-        marks = self.marks()
         positions = []
         for p in self.broker.open_positions():
-            mark = marks.get(bot_id(p.symbol, p.timeframe), p.entry_price)
+            mark = self.mark(p)
             positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
         return positions
 
