@@ -12,7 +12,6 @@ lock, so it never sees a tick's books half-changed; nothing is read from disk pe
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -28,8 +27,6 @@ from trading_bot.persistence.state_store import iter_journal, trade_key
 
 if TYPE_CHECKING:
     from trading_bot.engine.status import StatusReport
-
-log = logging.getLogger("trading_bot")
 
 EQUITY_POINTS = 2_000
 TRADES_KEPT = 200  # the most /api/trades?limit= returns
