@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -162,9 +163,7 @@ async def heartbeats(mode: str, ticks: int) -> dict[str, object]:
         daemon = Daemon(settings, clock=clock, source=SyntheticSource(settings.synthetic_seed), install_signals=False)
         await daemon.start()
         await daemon.start_metrics()
-        start_notifications = getattr(daemon, "start_notifications", None)
-        if mode == "metrics+notify" and start_notifications is not None:
-            await start_notifications()
+        await daemon.start_notifications()  # nothing unless their settings are on
         stop = asyncio.Event()
         scrape = None
         if mode != "off":
@@ -179,9 +178,11 @@ async def heartbeats(mode: str, ticks: int) -> dict[str, object]:
         stop.set()
         scrapes = await scrape if scrape is not None else 0
         trades = daemon.parts.broker.wallet.trades
+        outboxes = {name: dataclasses.asdict(c) for name, c in (daemon.notifications.counters.items()
+                                                               if daemon.notifications is not None else ())}
         await daemon.shutdown()
     return {"mode": mode, "ticks": ticks, "p50_ms": percentile(durations, 50), "p99_ms": percentile(durations, 99),
-            "max_ms": max(durations), "scrapes": scrapes, "trades": trades}
+            "max_ms": max(durations), "scrapes": scrapes, "trades": trades, "outboxes": outboxes}
 
 
 def run_child(mode: str, ticks: int) -> dict[str, object]:
@@ -217,7 +218,8 @@ def main() -> None:
                  "p99_ms_median": statistics.median(float(r["p99_ms"]) for r in runs),
                  "p99_ms_runs": [round(float(r["p99_ms"]), 3) for r in runs],
                  "max_ms": max(float(r["max_ms"]) for r in runs),
-                 "scrapes": sum(int(r["scrapes"]) for r in runs), "trades": [r["trades"] for r in runs]}
+                 "scrapes": sum(int(r["scrapes"]) for r in runs), "trades": [r["trades"] for r in runs],
+                 "outboxes": [r["outboxes"] for r in runs]}
           for mode, runs in rounds.items()}
     results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "off": off,
                "heartbeat_21_bots": on, "ticks_per_run": args.ticks, "rounds": args.rounds}

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The real programs the tests drive: systemd-analyze, logrotate, tmux, shellcheck, promtool. Installed from
+# The real programs the tests drive: systemd-analyze, logrotate, tmux, shellcheck, promtool, chromium. Installed from
 # Debian/Ubuntu packages when missing (as root), or named for you to install.
 set -euo pipefail
 
 declare -A PACKAGE_OF=([systemd-analyze]=systemd [logrotate]=logrotate [tmux]=tmux [shellcheck]=shellcheck
-                      [promtool]=prometheus)
+                      [promtool]=prometheus [chromium]=chromium)
 missing=()
 for tool in "${!PACKAGE_OF[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,13 @@ def make_settings(tmp_path: Path, **changes: object) -> Settings:
         heartbeat_seconds=0.05,
     )
     return base.with_overrides(**changes)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now (METRICS_PORT for a daemon under test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def write_synthetic_cache(directory: Path, symbol: str, timeframe: str, count: int, seed: int = 7,

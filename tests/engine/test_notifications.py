@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import socket
 import time
 
 import pytest
 
-from conftest import make_settings
+from conftest import free_port, make_settings
 from fakes.clocks import JAN_1_2026_MS, SharedClock
 from fakes.fake_telegram import TOKEN, DeadServer, FakeTelegram, FakeWebhook
 from fakes.waiting import until
@@ -40,10 +39,7 @@ def fast_pace(monkeypatch):
     monkeypatch.setattr(notifier, "WEBHOOK_PACE", FAST)
 
 
-def refused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again: connecting is refused
+refused_port = free_port  # bound and closed again: nothing listens there, connecting is refused
 
 
 def notifying_daemon(tmp_path, **changes) -> Daemon:
@@ -322,7 +318,7 @@ async def test_the_metrics_count_what_became_of_the_notifications(tmp_path, fast
     from trading_bot.settings import Secret
 
     hook = await FakeWebhook().start()
-    daemon = notifying_daemon(tmp_path, webhook_url=Secret(hook.url), metrics_port=refused_port())
+    daemon = notifying_daemon(tmp_path, webhook_url=Secret(hook.url), metrics_port=free_port())
     try:
         await daemon.start()
         await daemon.start_metrics()

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import make_settings, subprocess_env
+from conftest import free_port, make_settings, subprocess_env
 from fakes.clocks import JAN_1_2026_MS, SharedClock
 from trading_bot.engine.daemon import Daemon
 from trading_bot.marketdata.sources import SyntheticSource
@@ -30,12 +30,6 @@ LIVE_ONLY = {"trading_bot_entry_latency_seconds", "trading_bot_exchange_requests
              "trading_bot_exchange_request_duration_seconds_bucket", "trading_bot_exchange_weight_used",
              "trading_bot_exchange_weight_limit", "trading_bot_reconciliation_problems",
              "trading_bot_candle_feed_connections", "trading_bot_user_stream_state"}
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def metrics_daemon(tmp_path, port: int, cycles: int | None = None) -> Daemon:
     settings = make_settings(tmp_path, symbols=("BTC/USDT:USDT", "ETH/USDT:USDT"), timeframes=("1m", "5m"),

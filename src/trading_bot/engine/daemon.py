@@ -5,8 +5,8 @@ next heartbeat or candle close), handles the signals and shuts down: SIGINT/SIGT
 (for up to SHUTDOWN_GRACE_S, then cut it short), save and exit 0; a second signal cuts it short at
 once; SIGHUP reloads the strategy config (config_watch.py). Once ready it answers the operator
 controls (pause, resume, flatten, reload) on control.sock in the state folder (control.py),
-with METRICS_PORT Prometheus scrapes (metrics.py), and with TELEGRAM_BOT_TOKEN / WEBHOOK_URL it
-sends notifications and answers chat commands (notifications/). It pings
+with METRICS_PORT Prometheus scrapes (metrics.py) and the status page (status_page.py), and with
+TELEGRAM_BOT_TOKEN / WEBHOOK_URL it sends notifications and answers chat commands (notifications/). It pings
 the systemd watchdog while the loop makes progress. Nothing here depends on paper or live: that is decided by what startup builds.
 """
 
@@ -113,19 +113,29 @@ class Daemon:
         return self._actions
 
     async def start_metrics(self) -> None:
-        """METRICS_PORT: serve the Prometheus figures (after ready: the books and candles are loaded).
-        The import is here so that a run without it never loads prometheus_client."""
+        """METRICS_PORT: serve the Prometheus figures and the status page (after ready: the books and
+        candles are loaded). The imports are here so that a run without it never loads prometheus_client
+        nor the page."""
         if not self.settings.metrics_port:
             return
         from trading_bot.engine.metrics import Metrics
+        from trading_bot.engine.status_page import StatusPage
 
         metrics = Metrics(self.settings.metrics_host, self.settings.metrics_port, self.exchange.made,
                           self.parts.supervisor.tally, self._notification_counters)
         report = self.parts.report
+        recorder = self.parts.recorder
         metrics.refresh(report)  # a scrape before the first heartbeat sees the figures at ready
-        if await metrics.start():
+        async with self._trading:  # no trade closes (a flatten) between the journal's read and the hook
+            page = await StatusPage.load(report, self._trading)
+            recorder.on_closed = page.on_closed
+        if await metrics.start(page.routes()):
             self._metrics = metrics
             report.metrics = metrics
+            report.page = page
+            log.info("status page: http://%s:%d/", self.settings.metrics_host, self.settings.metrics_port)
+        else:
+            recorder.on_closed = None
 
     def _notification_counters(self) -> Mapping[str, Counters]:
         """For the metrics, which start first: {} until (and unless) the notifications run."""

@@ -15,7 +15,7 @@ labels from bounded sets (the traded symbols and timeframes, a handful of states
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -263,11 +263,13 @@ class Metrics:
     async def _scrape(self, request: web.Request) -> web.Response:
         return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def start(self) -> bool:
+    async def start(self, routes: Sequence[web.AbstractRouteDef] = ()) -> bool:
         """Listen on METRICS_HOST:METRICS_PORT; False (logged) if the address is taken or invalid:
-        the metrics are not worth stopping the trading for."""
+        the metrics are not worth stopping the trading for. `routes`: more to serve on the same port
+        (the status page, engine/status_page.py)."""
         app = web.Application()
         app.router.add_get("/metrics", self._scrape)
+        app.router.add_routes(routes)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:

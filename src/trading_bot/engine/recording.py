@@ -61,6 +61,9 @@ class Recorder:
         self.broker = broker
         self.saver = saver
         self.sink: TradeSink | None = None  # the notifications, set once ready when they are on
+        # Told of each closed trade once it is journaled (the status page's recent trades, METRICS_PORT):
+        # every close (heartbeat, catch-up at ready, flatten, reconciliation) comes through closed_elsewhere().
+        self.on_closed: Callable[[ClosedTrade], None] | None = None
 
     async def record(self, events: BrokerEvents, *, save_anyway: bool = False) -> None:
         for position in events.opened:
@@ -86,6 +89,8 @@ class Recorder:
         """The `closed …` line (and the notification) of a trade already journaled: this recorder's
         own, or one that reconciliation booked (engine/supervision.py)."""
         log_trade(trade, self.broker.wallet.balance)
+        if self.on_closed is not None:
+            self.on_closed(trade)
         if self.sink is not None:
             self.sink.closed(trade, self.broker.wallet.balance)
 

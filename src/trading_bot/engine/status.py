@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from trading_bot.domain.candles import CLOSE
 from trading_bot.domain.protections import TradingState
+from trading_bot.domain.trades import Position
 from trading_bot.domain.wallet import bot_id
 from trading_bot.engine.clock import Clock
 from trading_bot.engine.config_watch import ConfigWatcher
@@ -39,6 +40,11 @@ class NotificationSink(Protocol):
     def state_changed(self, old: TradingState, new: TradingState) -> None: ...
 
     def after_tick(self, report: StatusReport) -> None: ...
+
+
+class PageSink(Protocol):
+    def record(self, report: StatusReport) -> None:
+        """After each heartbeat: what the status page keeps of it (engine/status_page.py, METRICS_PORT)."""
 
 
 class UniverseStatus(Protocol):
@@ -71,6 +77,7 @@ class StatusReport:
         self.universe = universe
         self.metrics: MetricsSink | None = None  # set once ready when METRICS_PORT is on
         self.notifications: NotificationSink | None = None  # set once ready when TELEGRAM_BOT_TOKEN / WEBHOOK_URL is
+        self.page: PageSink | None = None  # likewise: the status page's equity curve
         self._published_at = 0.0  # wall time (monotonic) of the last heartbeat line
         self._state = broker.trading_state()  # the trading state last reported (logged when it changes)
 
@@ -82,23 +89,30 @@ class StatusReport:
     def marks(self) -> dict[str, float]:
         return {bot_id(*k): float(s.candles[-1, CLOSE]) for k, s in self.mdm.series.items() if s.candles.shape[0]}
 
+    def mark(self, position: Position) -> float:
+        """The position's series' last close (its entry price while the series has none): one lookup, where
+        marks() reads every series; the status page samples equity() every heartbeat."""
+        series = self.mdm.series.get((position.symbol, position.timeframe))
+        return float(series.candles[-1, CLOSE]) if series is not None and series.candles.shape[0] else position.entry_price
+
     def equity(self) -> float:
-        marks = self.marks()
-        upnl = sum(p.unrealised(marks.get(bot_id(p.symbol, p.timeframe), p.entry_price))
-                   for p in self.broker.open_positions())
-        return self.broker.wallet.balance + upnl
+        return self.broker.wallet.balance + sum(p.unrealised(self.mark(p)) for p in self.broker.open_positions())
+
+    def positions(self) -> list[dict[str, Any]]:
+        """The open positions with their mark (the last close) and unrealised PnL."""
+        positions = []
+        for p in self.broker.open_positions():
+            mark = self.mark(p)
+            positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
+        return positions
 
     def status(self) -> dict[str, Any]:
         """What status.json holds (read by `trading-bot status`)."""
-        marks = self.marks()
         wallet = self.broker.wallet
         figures = self.figures
         watch = self.config.watch
         state = self.broker.trading_state()
-        positions = []
-        for p in self.broker.open_positions():
-            mark = marks.get(bot_id(p.symbol, p.timeframe), p.entry_price)
-            positions.append({**p.to_json(), "mark": mark, "unrealised_pnl": p.unrealised(mark)})
+        positions = self.positions()
         return {
             "pid": os.getpid(), "mode": self.broker.mode, "data_source": self.mdm.source.name,
             "candle_feed": self.mdm.feed(),
@@ -143,6 +157,8 @@ class StatusReport:
             self.metrics.update(self)
         if self.notifications is not None:
             self.notifications.after_tick(self)
+        if self.page is not None:
+            self.page.record(self)
         wall = time.monotonic()
         report = not self.clock.simulated or wall - self._published_at >= 1.0
         if report or changed:

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -202,24 +203,28 @@ def trade_key(record: dict[str, Any]) -> tuple[Any, ...]:
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """Every complete record; a torn or garbled line (a crash mid-append) is skipped with a warning."""
+    return list(iter_journal(path))
+
+
+def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
+    """read_journal one line at a time: a long journal is never held in memory whole."""
     try:
-        data = path.read_bytes()
+        journal = path.open("rb")
     except FileNotFoundError:
-        return []
-    records = []
-    lines = data.split(b"\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not an object")
-            records.append(record)
-        except ValueError:
-            where = "torn last line" if number == len(lines) else f"bad line {number}"
-            log.warning("%s: skipped a %s", path, where)
-    return records
+        return
+    with journal:
+        for number, line in enumerate(journal, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                where = "torn last line" if not line.endswith(b"\n") else f"bad line {number}"
+                log.warning("%s: skipped a %s", path, where)
+                continue
+            yield record
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
