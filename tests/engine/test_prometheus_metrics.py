@@ -284,3 +284,23 @@ async def test_a_live_scrape_shows_the_exchange_the_feed_and_the_reconciliations
     names = {name for name, _ in got}
     for name in LIVE_ONLY:
         assert name in names
+
+
+@pytest.mark.parametrize(("bound_to", "host", "status"), [
+    ("127.0.0.1", "127.0.0.1:{port}", 200), ("127.0.0.1", "localhost:{port}", 200), ("127.0.0.1", "LOCALHOST", 200),
+    ("127.0.0.1", "rebound.attacker.example:{port}", 421), ("127.0.0.1", "192.168.1.20:{port}", 421),
+    ("0.0.0.0", "192.168.1.20:{port}", 200), ("0.0.0.0", "bot.lan", 200)])
+async def test_on_loopback_only_requests_addressed_to_loopback_are_answered(bound_to, host, status):
+    """DNS rebinding: a page in the operator's browser resolving its own name to 127.0.0.1 sends its
+    own Host header, and gets nothing (421). Bound wider (METRICS_HOST), any name is the operator's."""
+    from trading_bot.engine.metrics import Metrics
+
+    port = free_port()
+    metrics = Metrics(bound_to, port)
+    assert await metrics.start()
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}/metrics", headers={"Host": host.format(port=port)}) as answer:
+            assert answer.status == status
+    finally:
+        await metrics.close()

@@ -14,9 +14,11 @@ labels from bounded sets (the traded symbols and timeframes, a handful of states
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -227,6 +229,31 @@ def notification_families(counters: Mapping[str, Counters]) -> list[Metric]:
     return [outcomes, retries]
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def loopback_only(bound_to: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Bound to loopback, answer only requests addressed to a loopback name: a web page the operator
+    visits could otherwise point its own host name at 127.0.0.1 (DNS rebinding) and read the account
+    through the operator's browser. A METRICS_HOST opened wider is the operator's choice: no check."""
+    check = is_loopback(bound_to)
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if check:
+            name = urlsplit("//" + request.host).hostname or ""
+            if not is_loopback(name):
+                return web.Response(status=421, text="this server answers only at 127.0.0.1 or localhost\n")
+        return await handler(request)
+
+    return middleware
+
+
 class Metrics:
     """The registry, its HTTP endpoint, and the update the status report calls after each heartbeat."""
 
@@ -267,7 +294,7 @@ class Metrics:
         """Listen on METRICS_HOST:METRICS_PORT; False (logged) if the address is taken or invalid:
         the metrics are not worth stopping the trading for. `routes`: more to serve on the same port
         (the status page, engine/status_page.py)."""
-        app = web.Application()
+        app = web.Application(middlewares=[loopback_only(self.host)])
         app.router.add_get("/metrics", self._scrape)
         app.router.add_routes(routes)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
