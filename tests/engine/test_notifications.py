@@ -327,6 +327,7 @@ async def test_the_metrics_count_what_became_of_the_notifications(tmp_path, fast
         await until(lambda: len(hook.received) >= 1)  # started
         await daemon.tick()  # the figures of a heartbeat after the send …
         assert daemon._metrics is not None and daemon.notifications is not None
+        daemon._metrics.refresh(daemon.parts.report)  # what a scrape builds …
         text = daemon._metrics.exposition().decode()  # … read with no await in between
         sent = daemon.notifications.counters["webhook"].sent  # the stopped message comes later
     finally:

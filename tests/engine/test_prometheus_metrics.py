@@ -90,9 +90,10 @@ async def test_a_scrape_shows_the_heartbeats_figures(tmp_path):
         (("state", "active"),): 1.0, (("state", "reducing"),): 0.0, (("state", "halted"),): 0.0}
     assert got["trading_bot_cache_hit_ratio", (("cache", "features"),)] == pytest.approx(
         status["cache"]["feature_hit_rate"], abs=1e-4)
-    for symbol, timeframe in KEYS:  # each series' last closed candle, closed within its timeframe
+    # each series' last closed candle, at most one timeframe old (the clock moved on after the last tick)
+    for symbol, timeframe in KEYS:
         age = got["trading_bot_candle_age_seconds", (("symbol", symbol), ("timeframe", timeframe))]
-        assert 0 <= age < {"1m": 60, "5m": 300}[timeframe]
+        assert 0 <= age <= {"1m": 60, "5m": 300}[timeframe]
     assert got["trading_bot_order_intents", ()] == 0
     assert not any(name.startswith("trading_bot_entry_latency") for name, _ in got)  # paper: no order latency
     assert not any(name == "trading_bot_exchange_requests_total" for name, _ in got)  # no client on the synthetic market
@@ -304,3 +305,22 @@ async def test_on_loopback_only_requests_addressed_to_loopback_are_answered(boun
             assert answer.status == status
     finally:
         await metrics.close()
+
+
+async def test_a_scrape_waits_for_the_heartbeat_in_progress_and_shows_its_figures(tmp_path):
+    """The figures are built at the scrape, under the lock each heartbeat holds: never mid-tick."""
+    port = free_port()
+    daemon = metrics_daemon(tmp_path, port)
+    await daemon.start()
+    await daemon.start_metrics()
+    try:
+        async with daemon._trading:  # a heartbeat in progress
+            scraping = asyncio.create_task(scrape(port))
+            await asyncio.sleep(0.2)
+            assert not scraping.done()
+            daemon.parts.broker.pause()  # changed before it lets go: the scrape shows it
+        got = samples(await scraping)
+    finally:
+        await daemon.shutdown()
+    assert got["trading_bot_trading_state", (("state", "halted"),)] == 1
+    assert got["trading_bot_heartbeat_duration_seconds_count", ()] == 0  # no heartbeat published yet

@@ -121,11 +121,10 @@ class Daemon:
         from trading_bot.engine.metrics import Metrics
         from trading_bot.engine.status_page import StatusPage
 
-        metrics = Metrics(self.settings.metrics_host, self.settings.metrics_port, self.exchange.made,
-                          self.parts.supervisor.tally, self._notification_counters)
         report = self.parts.report
         recorder = self.parts.recorder
-        metrics.refresh(report)  # a scrape before the first heartbeat sees the figures at ready
+        metrics = Metrics(self.settings.metrics_host, self.settings.metrics_port, self.exchange.made,
+                          self.parts.supervisor.tally, self._notification_counters, report, self._trading)
         async with self._trading:  # no trade closes (a flatten) between the journal's read and the hook
             page = await StatusPage.load(report, self._trading)
             recorder.on_closed = page.on_closed

@@ -2,11 +2,13 @@
 
 Imported only when METRICS_PORT is set, so a run without it never loads prometheus_client.
 
-Each heartbeat (StatusReport.publish) builds a snapshot of the figures on the event loop and swaps it
-in; a scrape only reads the last snapshot and the heartbeat histogram. So scraping never reads the
-books, the wallet or the candles while a tick changes them, and a scrape shows one heartbeat's figures,
-never half of two. The HTTP server is aiohttp's, on the loop (the daemon already depends on aiohttp):
-it stops at once at shutdown, where prometheus_client's server thread would need its poll to end.
+A scrape builds the figures from the books, the wallet and the candles under the trading lock each
+heartbeat holds, so it never reads them while a tick changes them (it waits for a tick in progress) and
+shows one heartbeat's figures, never half of two. The heartbeat itself only adds its duration to the
+histogram: building the figures costs 0.2 ms with 21 bots and 4 ms with 504 (proportional to the
+series), once per scrape (every 15 s, say) rather than once per heartbeat. The HTTP server is aiohttp's,
+on the loop (the daemon already depends on aiohttp): it stops at once at shutdown, where
+prometheus_client's server thread would need its poll to end.
 
 Names follow Prometheus' conventions: the `trading_bot_` prefix, seconds, `_total` for counters, and
 labels from bounded sets (the traded symbols and timeframes, a handful of states and methods).
@@ -14,6 +16,7 @@ labels from bounded sets (the traded symbols and timeframes, a handful of states
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -44,7 +47,7 @@ HEARTBEAT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 
 
 class _Snapshot(Collector):
-    """The figures of the last heartbeat, as metric families built on the loop."""
+    """The figures built for the scrape in progress, as metric families."""
 
     def __init__(self) -> None:
         self.families: list[Metric] = []
@@ -259,9 +262,12 @@ class Metrics:
 
     def __init__(self, host: str, port: int, exchange: Callable[[], ExchangeClient | None] = lambda: None,
                  tally: ReconcileTally | None = None,
-                 notifications: Callable[[], Mapping[str, Counters]] = dict) -> None:
+                 notifications: Callable[[], Mapping[str, Counters]] = dict,
+                 report: StatusReport | None = None, trading: asyncio.Lock | None = None) -> None:
         self.host = host
         self.port = port
+        self.report = report  # None: only the heartbeat histogram to show
+        self.trading = trading or asyncio.Lock()  # the daemon's: held by each heartbeat and by a scrape
         self.exchange = exchange  # the process's exchange client once one was made (paper offline: never)
         self.tally = tally
         self.notifications = notifications  # each destination's counters, while the notifications run
@@ -273,11 +279,11 @@ class Metrics:
         self._runner: web.AppRunner | None = None
 
     def update(self, report: StatusReport) -> None:
-        """After a heartbeat: observe its duration, then swap in the new figures."""
+        """After a heartbeat: its duration (the figures are built when a scrape asks)."""
         self.heartbeat.observe(report.figures.cycle_ms / 1000)
-        self.refresh(report)
 
     def refresh(self, report: StatusReport) -> None:
+        """Build the figures from the report's parts now (between heartbeats: the caller sees to it)."""
         families = build_families(report, self.exchange(), self.tally)
         counters = self.notifications()
         if counters:
@@ -288,6 +294,9 @@ class Metrics:
         return generate_latest(self.registry)
 
     async def _scrape(self, request: web.Request) -> web.Response:
+        if self.report is not None:
+            async with self.trading:  # between heartbeats
+                self.refresh(self.report)
         return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self, routes: Sequence[web.AbstractRouteDef] = ()) -> bool:
