@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from fakes.fake_binance_ws import FakeBinanceWs
+from fakes.loopback import serve_on_loopback
 from trading_bot.domain.timeframes import TIMEFRAME_MS, last_closed_open_ms
 from trading_bot.marketdata.synthetic import synthetic_candles
 
@@ -471,11 +472,7 @@ class FakeBinance:
         app = web.Application()
         self.ws.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def stop(self) -> None:

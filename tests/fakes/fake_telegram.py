@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes.loopback import serve_on_loopback
+
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghij"
 
 
@@ -44,11 +46,7 @@ class FakeTelegram:
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def close(self) -> None:
@@ -126,11 +124,7 @@ class FakeWebhook:
     async def start(self) -> FakeWebhook:
         app = web.Application()
         app.router.add_post("/hooks/{token}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def close(self) -> None:
