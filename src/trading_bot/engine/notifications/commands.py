@@ -119,12 +119,10 @@ class ChatCommands:
         self.answer(events.reply(chat_id, reply))
 
     async def run_command(self, chat_id: int, command: str, args: list[str]) -> str:
-        if command == "/status":
-            return self.report.status_line()
-        if command == "/profit":
-            return self._profit()
-        if command == "/positions":
-            return self._positions()
+        if command in ("/status", "/profit", "/positions"):
+            async with self.controls.trading:  # between heartbeats, as the status page: never half a tick's books
+                return {"/status": self.report.status_line, "/profit": self._profit,
+                        "/positions": self._positions}[command]()
         if command == "/pause":
             return await self.controls.pause()
         if command == "/resume":
