@@ -17,6 +17,10 @@ class Costs:
     slippage: float = 0.0
 
 
+# A live position's protective orders on the exchange, in this order: a position must never be without its stop.
+PROTECTIVE_KINDS: tuple[str, ...] = ("stop", "target")
+
+
 @dataclass
 class Position:
     symbol: str
@@ -37,6 +41,10 @@ class Position:
 
     def unrealised(self, price: float) -> float:
         return self.side * self.qty * (price - self.entry_price)
+
+    def missing_protection(self) -> tuple[str, ...]:
+        """The protective orders (live) this position has no exchange order for, in PROTECTIVE_KINDS' order."""
+        return tuple(kind for kind in PROTECTIVE_KINDS if kind not in self.orders)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

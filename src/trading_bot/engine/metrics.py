@@ -169,7 +169,7 @@ def build_families(report: StatusReport, client: ExchangeClient | None = None,
     families.append(overdue)
     # Live: a position the exchange holds without our stop or target order (paper: the rules are its
     # stop and target, always).
-    unprotected = sum(1 for p in positions if not {"stop", "target"} <= set(p.orders)) if broker.mode == "live" else 0
+    unprotected = sum(1 for p in positions if p.missing_protection()) if broker.mode == "live" else 0
     gauge("unprotected_positions", "Open positions without a stop or a target order on the exchange (live).",
           unprotected)
 

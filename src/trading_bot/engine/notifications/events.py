@@ -69,7 +69,7 @@ def reconcile_problem(problems: str) -> Event:
     return Event(RECONCILE_PROBLEM, f"reconciliation problem, new entries halted: {problems}", {"problems": problems})
 
 
-def unprotected(p: Position, missing: list[str]) -> Event:
+def unprotected(p: Position, missing: tuple[str, ...]) -> Event:
     side = SIDE_NAMES[p.side]
     return Event(UNPROTECTED, f"unprotected position: {side} {p.symbol} {p.timeframe} has no {' or '.join(missing)} "
                               "order on the exchange",

@@ -13,7 +13,6 @@ from trading_bot.engine.notifications.events import Event
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-PROTECTIVE_ORDERS = ("stop", "target")
 
 
 class DailySummary:
@@ -63,7 +62,7 @@ class Watch:
         found: list[Event] = []
         now: set[tuple[str, str]] = set()
         for p in positions:
-            missing = [kind for kind in PROTECTIVE_ORDERS if kind not in p.orders]
+            missing = p.missing_protection()
             if missing:
                 now.add((p.symbol, p.timeframe))
                 if (p.symbol, p.timeframe) not in self._unprotected:

@@ -22,14 +22,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trading_bot.domain.trades import BotBook, Position
+from trading_bot.domain.trades import PROTECTIVE_KINDS, BotBook, Position
 from trading_bot.execution.live.fills import AlgoUpdate, PositionUpdate, StreamEvent, StreamFill, parse_stream_event
 from trading_bot.execution.live.orders import is_our_client_id
 
 log = logging.getLogger(__name__)
 
 
-PROTECTIVE_KINDS = ("stop", "target")
 
 
 FORGET_AFTER_MS = 3_600_000  # fills no held position claims are dropped after an hour of the bot's clock

@@ -40,7 +40,7 @@ from trading_bot.domain.protections import ProtectionLimits
 from trading_bot.domain.rules import signal_side
 from trading_bot.domain.sizing import RiskLimits
 from trading_bot.domain.timeframes import timeframe_ms
-from trading_bot.domain.trades import SIDE_NAMES, BotBook, ClosedTrade, Costs, Position
+from trading_bot.domain.trades import PROTECTIVE_KINDS, SIDE_NAMES, BotBook, ClosedTrade, Costs, Position
 from trading_bot.domain.wallet import SavedState
 from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.exceptions import (
@@ -59,7 +59,7 @@ from trading_bot.execution.live.exits import ExitBooker
 from trading_bot.execution.live.funding_income import FundingIncome
 from trading_bot.execution.live.gateway import OrderGateway
 from trading_bot.execution.live.intent_ledger import IntentLedger
-from trading_bot.execution.live.protection import PROTECTIVE_KINDS, Protection
+from trading_bot.execution.live.protection import Protection
 
 log = logging.getLogger(__name__)
 
@@ -260,9 +260,9 @@ class LiveBroker(Books):
         """Place whatever stop or target an open position lacks (shutdown: an entry's protection that a
         cut-short heartbeat never sent). Returns how many positions needed it."""
         needing = [(book, book.position) for book in self.books.values()
-                   if book.position is not None and not set(PROTECTIVE_KINDS) <= book.position.orders.keys()]
+                   if book.position is not None and book.position.missing_protection()]
         for book, position in needing:
-            missing = tuple(kind for kind in PROTECTIVE_KINDS if kind not in position.orders)
+            missing = position.missing_protection()
             log.warning("%s %s: placing the missing %s before exiting", position.symbol, position.timeframe,
                         " and ".join(missing))
             await self._protect(book, position, missing)

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from trading_bot.domain.protections import AccountGuard
-from trading_bot.domain.trades import BotBook, ClosedTrade, Position
+from trading_bot.domain.trades import PROTECTIVE_KINDS, BotBook, ClosedTrade, Position
 from trading_bot.exchange.exceptions import BaseError
 from trading_bot.execution.live.fills import (
     ExchangePosition,
@@ -58,7 +58,7 @@ class ExitBooker:
 
     async def _exit_reason(self, position: Position) -> str:
         """"stop" or "target" if that order of the position executed, else "outside"."""
-        for kind in ("stop", "target"):
+        for kind in PROTECTIVE_KINDS:
             order_id = position.orders.get(kind)
             if not order_id:
                 continue

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from trading_bot.domain.intents import OrderIntent
-from trading_bot.domain.trades import BotBook, ClosedTrade, Position
+from trading_bot.domain.trades import PROTECTIVE_KINDS, BotBook, ClosedTrade, Position
 from trading_bot.exchange.exceptions import BaseError, OperationFailed, OrderImmediatelyFillable
 from trading_bot.execution.live.exits import ExitBooker
 from trading_bot.execution.live.gateway import OrderGateway
@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 Placement = Literal["placed", "refused", "crossed"]
 
 
-PROTECTIVE_KINDS = ("stop", "target")  # in this order: a position must never be without its stop
 
 
 @dataclass

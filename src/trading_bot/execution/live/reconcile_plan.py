@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from trading_bot.domain.intents import OrderIntent
 from trading_bot.domain.params import StrategyParams
-from trading_bot.domain.trades import LONG, SHORT, SIDE_NAMES, BotBook, ClosedTrade, Position
+from trading_bot.domain.trades import LONG, PROTECTIVE_KINDS, SHORT, SIDE_NAMES, BotBook, ClosedTrade, Position
 from trading_bot.domain.wallet import bot_id
 from trading_bot.execution.live.fills import ExchangePosition, RoundPrice, position_from_exchange
 from trading_bot.execution.live.orders import is_ours
@@ -251,7 +251,7 @@ def _check_positions(planning: _Planning) -> None:
             planning.actions.append(Halt(f"{position.symbol}: the exchange holds {held.contracts:g}, "
                                          f"the bot {position.qty:g}"))
         open_ids = {str(o.get("id")) for o in planning.snapshot.open_triggers.get(position.symbol, [])}
-        missing = tuple(kind for kind in ("stop", "target") if position.orders.get(kind) not in open_ids)
+        missing = tuple(kind for kind in PROTECTIVE_KINDS if position.orders.get(kind) not in open_ids)
         if missing:
             planning.actions.append(Protect(position.symbol, position.timeframe, missing))
 
@@ -271,11 +271,11 @@ def _find_unknown(planning: _Planning, traded: Sequence[tuple[str, str]], adopt_
             continue
         position = planning.from_exchange(held, timeframe, None)
         planning.positions[bot_id(symbol, timeframe)] = _copy(position)
-        planning.actions += [Adopt(position), Protect(symbol, timeframe, ("stop", "target"), " for the adopted position")]
+        planning.actions += [Adopt(position), Protect(symbol, timeframe, PROTECTIVE_KINDS, " for the adopted position")]
 
 
 def _cancel_orphans(planning: _Planning) -> None:
-    referenced = {str(p.orders.get(k)) for p in planning.open_positions() for k in ("stop", "target")}
+    referenced = {str(p.orders.get(k)) for p in planning.open_positions() for k in PROTECTIVE_KINDS}
     for symbol, orders in planning.snapshot.open_triggers.items():
         planning.actions += [CancelOrphan(symbol, str(o.get("id"))) for o in orders
                              if str(o.get("id")) not in referenced and is_ours(o)]
