@@ -67,7 +67,7 @@ def _starting_balance(state_dir: Path, settings: Settings) -> tuple[float, str]:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from trading_bot.domain.formatting import format_ms, parse_time_ms
-    from trading_bot.persistence.state_store import TRADES_FILE, read_journal
+    from trading_bot.persistence.state_store import TRADES_FILE, journal_trades, read_journal
 
     since_ms = None
     if args.since is not None:
@@ -84,15 +84,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"cannot read {journal}: {exc.strerror or exc}") from None
     out = args.out or settings.data_dir / REPORTS_DIR / f"{mode}.html"
     check_writable(out, "--out")
-    from trading_bot.reports.journal_report import ReportSource, render_trade_report, trades_from_journal
-
-    trades, skipped = trades_from_journal(records)
+    trades, skipped = journal_trades(records)
     # An empty page would pass for a real result (and a cron job would never hear of it): say so, exit 2.
     if not trades:
         why = "missing" if not journal.exists() else f"none of its {len(records)} records" if records else "empty"
         raise CliError(f"no closed trades in {journal} ({why}): nothing to report")
     if since_ms is not None and all(t.exit_ts < since_ms for t in trades):
         raise CliError(f"no trade in {journal} closed on or after {format_ms(since_ms)} UTC: nothing to report")
+    from trading_bot.reports.journal_report import ReportSource, render_trade_report  # matplotlib: only now
+
     balance, balance_from = _starting_balance(state_dir, settings)
     notes = (f"{skipped} journal record(s) were not trades and are left out.",) if skipped else ()
     source = ReportSource(f"Trade report: {mode}", f"journal {journal}; initial balance {balance:,.2f} from {balance_from}",

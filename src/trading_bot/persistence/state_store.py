@@ -18,8 +18,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +225,29 @@ def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
                 log.warning("%s: skipped a %s", path, where)
                 continue
             yield record
+
+
+_TRADE_FIELDS = {f.name for f in fields(ClosedTrade)}
+_TRADE_REQUIRED = {f.name for f in fields(ClosedTrade) if f.default is MISSING}  # all but funding (older records lack it)
+_TRADE_NUMBERS = ("qty", "entry_price", "entry_ts", "exit_price", "exit_ts", "entry_fee", "exit_fee", "pnl", "funding")
+
+
+def journal_trades(records: Iterable[dict[str, Any]]) -> tuple[list[ClosedTrade], int]:
+    """The journal's records as trades, and how many records were not trades (a missing field, a
+    number that is not one: the caller reports them, never fatal)."""
+    trades, skipped = [], 0
+    for record in records:
+        try:
+            if not record.keys() >= _TRADE_REQUIRED:
+                raise ValueError
+            trade = ClosedTrade(**{k: v for k, v in record.items() if k in _TRADE_FIELDS})
+            if not all(_finite_number(getattr(trade, k)) for k in _TRADE_NUMBERS) or not isinstance(trade.symbol, str):
+                raise ValueError
+        except (TypeError, ValueError):
+            skipped += 1
+            continue
+        trades.append(trade)
+    return trades, skipped
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

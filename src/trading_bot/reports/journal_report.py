@@ -6,9 +6,8 @@ headline figures (backtest/metrics.py's), and the trade list."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import MISSING, dataclass, fields
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,37 +21,6 @@ DAY_MS = 86_400_000
 
 
 MAX_TRADE_ROWS = 5000  # the newest ones; the file stays a few MB even for a long live journal
-
-
-_TRADE_FIELDS = {f.name for f in fields(ClosedTrade)}
-
-
-_REQUIRED = {f.name for f in fields(ClosedTrade) if f.default is MISSING}  # all but funding (older records lack it)
-
-
-_NUMBERS = ("qty", "entry_price", "entry_ts", "exit_price", "exit_ts", "entry_fee", "exit_fee", "pnl", "funding")
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def trades_from_journal(records: Iterable[dict[str, Any]]) -> tuple[list[ClosedTrade], int]:
-    """The journal's records as trades, and how many records were not trades (a missing field, a
-    number that is not one: reported on the page, never fatal)."""
-    trades, skipped = [], 0
-    for record in records:
-        try:
-            if not record.keys() >= _REQUIRED:
-                raise ValueError
-            trade = ClosedTrade(**{k: v for k, v in record.items() if k in _TRADE_FIELDS})
-            if not all(_finite(getattr(trade, k)) for k in _NUMBERS) or not isinstance(trade.symbol, str):
-                raise ValueError
-        except (TypeError, ValueError):
-            skipped += 1
-            continue
-        trades.append(trade)
-    return trades, skipped
 
 
 @dataclass(frozen=True)
