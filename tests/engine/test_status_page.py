@@ -82,6 +82,18 @@ def test_the_trade_tape_keeps_the_last_trades_and_tallies_every_one(tmp_path):
     assert TradeTape.from_journal(tmp_path / "none.jsonl").newest(5) == []
 
 
+def test_the_journal_gives_the_curve_the_books_history(tmp_path):
+    journal = tmp_path / "trades.jsonl"
+    trades = [trade(n * 120_000, pnl=1.0 if n % 2 else -2.0) for n in range(1, 5)]
+    with_funding = {**trades[1].to_json(), "funding": -0.5}
+    journal.write_text("\n".join(json.dumps(r) for r in [trades[0].to_json(), with_funding, {"note": "not a trade"},
+                                                         trades[2].to_json(), trades[3].to_json()]) + "\n")
+    curve = EquityCurve()
+    TradeTape.from_journal(journal, curve=curve, initial_balance=1000.0)
+    assert curve.points == [(trades[0].entry_ts, 1000.0), (trades[0].exit_ts, 1001.0), (trades[1].exit_ts, 998.5),
+                            (trades[2].exit_ts, 999.5), (trades[3].exit_ts, 997.5)]
+
+
 # --- the endpoints of a running paper daemon ------------------------------------------------------------
 
 
@@ -163,8 +175,11 @@ async def test_the_endpoints_show_the_brokers_books_and_only_answer_get(tmp_path
     assert trades["trades"] == journal[::-1][:50] and most["trades"] == journal[::-1][:TRADES_KEPT]
     assert most["limit"] == TRADES_KEPT and one["trades"] == journal[-1:]
     assert trades["trades"][-1] == EARLIER.to_json()
-    # the curve: one point per heartbeat (the first replaced the one at ready: the same instant), the last one now
-    assert [t for t, _ in equity["points"]] == [JAN_1_2026_MS + i * 60_000 for i in range(ticks)]
+    # the curve: the journal's history (the balance from the books' initial one after the earlier run's trade),
+    # then one point per heartbeat (the first replaced the one at ready: the same instant), the last one now
+    history = [[EARLIER.entry_ts, broker.wallet.initial_balance], [EARLIER.exit_ts, broker.wallet.initial_balance + 1.84]]
+    assert equity["points"][:2] == history
+    assert [t for t, _ in equity["points"][2:]] == [JAN_1_2026_MS + i * 60_000 for i in range(ticks)]
     assert equity["points"][-1][1] == pytest.approx(expected_equity, rel=1e-12)
     # per bot: the settings' bots, then the earlier run's; figures from the journal, positions from the books
     assert list(bots)[:4] == ["BTC/USDT:USDT|1m", "BTC/USDT:USDT|5m", "ETH/USDT:USDT|1m", "ETH/USDT:USDT|5m"]

@@ -4,7 +4,8 @@ read-only on the metrics port (engine/metrics.py's aiohttp app).
 Imported only when METRICS_PORT is set, like metrics.py. What it keeps is bounded and cheap to keep:
 per heartbeat one (time, equity) point into `EquityCurve` (≤ EQUITY_POINTS, the older the coarser);
 per closed trade one record into `TradeTape` (the last TRADES_KEPT, and each bot's tally), which is
-seeded once at start from the journal, read line by line in a thread. A request builds its answer
+seeded once at start from the journal, read line by line in a thread (which also gives the curve the
+books' history: the balance after each trade before this run). A request builds its answer
 from the status report (StatusReport.status() is status.json's content) under the daemon's trading
 lock, so it never sees a tick's books half-changed; nothing is read from disk per request or per tick.
 """
@@ -92,11 +93,25 @@ class TradeTape:
         self.tallies: dict[str, BotTally] = {}
 
     @classmethod
-    def from_journal(cls, path: Path, keep: int = TRADES_KEPT) -> TradeTape:
-        """Every trade of the journal, one line at a time (the journal holds each trade once)."""
+    def from_journal(cls, path: Path, keep: int = TRADES_KEPT, curve: EquityCurve | None = None,
+                     initial_balance: float = 0.0) -> TradeTape:
+        """Every trade of the journal, one line at a time (the journal holds each trade once). With
+        `curve`: the books' history before this run, the balance from `initial_balance` after each
+        trade (its PnL net of fees and the funding it booked), at its exit."""
         tape = cls(keep)
+        balance, last_ms = initial_balance, None
         for record in iter_journal(path):
-            tape._count(record)
+            if not tape._count(record) or curve is None:
+                continue
+            entry_ms, exit_ms = record.get("entry_ts"), record.get("exit_ts")
+            if not isinstance(entry_ms, int) or not isinstance(exit_ms, int):
+                continue
+            if last_ms is None:
+                curve.add(entry_ms, balance)  # where the books began
+            funding = record.get("funding", 0.0)
+            balance += record["pnl"] + (funding if isinstance(funding, (int, float)) else 0.0)
+            last_ms = max(exit_ms, last_ms or exit_ms)  # the journal is in closing order; never back in time
+            curve.add(last_ms, balance)
         return tape
 
     def add(self, trade: ClosedTrade) -> None:
@@ -107,10 +122,10 @@ class TradeTape:
             return
         self._count(record)
 
-    def _count(self, record: dict[str, Any]) -> None:
+    def _count(self, record: dict[str, Any]) -> bool:
         symbol, timeframe, pnl = record.get("symbol"), record.get("timeframe"), record.get("pnl")
         if not isinstance(symbol, str) or not isinstance(timeframe, str) or not isinstance(pnl, (int, float)):
-            return  # not a trade record: nothing to show
+            return False  # not a trade record: nothing to show
         self.recent.append(record)
         tally = self.tallies.setdefault(bot_id(symbol, timeframe), BotTally())
         tally.trades += 1
@@ -118,6 +133,7 @@ class TradeTape:
         tally.pnl += pnl
         funding = record.get("funding", 0.0)
         tally.funding += funding if isinstance(funding, (int, float)) else 0.0
+        return True
 
     def newest(self, limit: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -161,10 +177,12 @@ class StatusPage:
 
     @classmethod
     async def load(cls, report: StatusReport, trading: asyncio.Lock) -> StatusPage:
-        """The tape from the journal (in a thread: a long journal takes a while), and the equity at ready
-        as the curve's first point."""
-        tape = await asyncio.to_thread(TradeTape.from_journal, report.store.trades_path)
-        page = cls(report, trading, tape)
+        """The tape and the curve's history from the journal (in a thread: a long journal takes a while),
+        then the equity at ready."""
+        curve = EquityCurve()
+        tape = await asyncio.to_thread(TradeTape.from_journal, report.store.trades_path, TRADES_KEPT, curve,
+                                       report.broker.wallet.initial_balance)
+        page = cls(report, trading, tape, curve)
         page.curve.add(report.clock.now_ms(), report.equity())
         return page
 
