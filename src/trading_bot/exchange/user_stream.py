@@ -53,7 +53,7 @@ import aiohttp
 from trading_bot.exchange.client import ExchangeClient
 from trading_bot.exchange.errors import short_error
 from trading_bot.exchange.exceptions import BaseError, listen_key_refused, listen_key_unknown
-from trading_bot.ops.logs import mask_also
+from trading_bot.ops.logs import mask, mask_also
 
 log = logging.getLogger(__name__)
 
@@ -389,6 +389,4 @@ class UserStream:
             await asyncio.sleep(self.timing.poll_s)
 
     def _redact(self, text: str) -> str:
-        for key in self._keys:
-            text = text.replace(key, "***")
-        return text
+        return mask(text, self._keys)

@@ -6,21 +6,15 @@ masked message, and raised `from None` so no traceback carries the original."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
 from trading_bot.engine.notifications.outbox import Refused, SendError
+from trading_bot.ops.logs import mask
 
 USER_AGENT = "trading-bot"
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 async def post(session: aiohttp.ClientSession, url: str, secrets: tuple[str, ...], *, json_body: Any = None,
@@ -37,7 +31,7 @@ async def post(session: aiohttp.ClientSession, url: str, secrets: tuple[str, ...
     except TimeoutError:
         raise SendError(f"no answer within {timeout_s:g} s") from None
     except (aiohttp.ClientError, OSError, ValueError) as exc:
-        raise SendError(redact(f"{type(exc).__name__}: {exc}", secrets)[:200]) from None
+        raise SendError(mask(f"{type(exc).__name__}: {exc}", secrets)[:200]) from None
     try:
         answer = json.loads(raw) if raw else None
     except ValueError:
