@@ -255,10 +255,10 @@ def portfolio_metrics(result: PortfolioResult) -> PortfolioReport:
     period = float(result.end_ms - result.start_ms)
     per_bot: dict[str, Metrics] = {}
     for key, candles in result.candles.items():  # each trade's PnL with its funding (the wallet's change)
-        pnl = np.array([t.pnl + t.funding for t in result.trades if bot_id(t.symbol, t.timeframe) == key],
+        pnl = np.array([t.net for t in result.trades if bot_id(t.symbol, t.timeframe) == key],
                        dtype=np.float64)
         per_bot[key] = compute_metrics(pnl, initial, period, result.candles_in_position.get(key, 0), candles)
-    pnl = np.array([t.pnl + t.funding for t in result.trades], dtype=np.float64)
+    pnl = np.array([t.net for t in result.trades], dtype=np.float64)
     scale = 1_000_000  # exposure as a share of the period's time, in millionths (compute_metrics takes counts)
     in_position = math.floor(result.time_in_position_ms / period * scale) if period > 0 else 0
     portfolio = compute_metrics(pnl, initial, period, min(in_position, scale), scale)

@@ -72,6 +72,11 @@ class ClosedTrade:
     pnl: float  # trading PnL net of both fees (funding apart: the wallet had it at each funding time)
     funding: float = 0.0  # funding booked while the position was open (+ received, − paid)
 
+    @property
+    def net(self) -> float:
+        """What the trade did to the wallet: its PnL net of fees, with the funding it booked."""
+        return self.pnl + self.funding
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -29,7 +29,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from trading_bot.domain.protections import ACTIVE, HALTED, REDUCING
-from trading_bot.domain.wallet import bot_id
 
 if TYPE_CHECKING:
     from trading_bot.engine.notifications.outbox import Counters
@@ -67,8 +66,7 @@ def build_families(report: StatusReport, client: ExchangeClient | None = None,
         families.append(GaugeMetricFamily(PREFIX + name, doc, value=value))
 
     positions = broker.open_positions()
-    marks = report.marks()
-    upnl = sum(p.unrealised(marks.get(bot_id(p.symbol, p.timeframe), p.entry_price)) for p in positions)
+    upnl = sum(p.unrealised(report.mark(p)) for p in positions)
     gauge("equity_usdt", "Balance plus the open positions' unrealised PnL at the last closes, USDT.",
           wallet.balance + upnl)
     gauge("balance_usdt", "The booked balance (closed trades, fees and funding), USDT.", wallet.balance)

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from trading_bot.domain.trades import ClosedTrade
 from trading_bot.domain.wallet import bot_id
-from trading_bot.persistence.state_store import iter_journal, trade_key
+from trading_bot.persistence.state_store import iter_journal, journal_trades, trade_key
 
 if TYPE_CHECKING:
     from trading_bot.engine.status import StatusReport
@@ -103,14 +103,14 @@ class TradeTape:
         for record in iter_journal(path):
             if not tape._count(record) or curve is None:
                 continue
-            entry_ms, exit_ms = record.get("entry_ts"), record.get("exit_ts")
-            if not isinstance(entry_ms, int) or not isinstance(exit_ms, int):
+            trades, _ = journal_trades((record,))
+            if not trades:
                 continue
+            trade = trades[0]
             if last_ms is None:
-                curve.add(entry_ms, balance)  # where the books began
-            funding = record.get("funding", 0.0)
-            balance += record["pnl"] + (funding if isinstance(funding, (int, float)) else 0.0)
-            last_ms = max(exit_ms, last_ms or exit_ms)  # the journal is in closing order; never back in time
+                curve.add(trade.entry_ts, balance)  # where the books began
+            balance += trade.net
+            last_ms = max(trade.exit_ts, last_ms or trade.exit_ts)  # the journal is in closing order; never back in time
             curve.add(last_ms, balance)
         return tape
 

@@ -50,7 +50,7 @@ def render_trade_report(trades: Sequence[ClosedTrade], initial_balance: float, s
     ordered = sorted(trades, key=lambda t: t.exit_ts)  # stable: the journal's order within one moment
     start = initial_balance
     if since_ms is not None:
-        start += sum(t.pnl + t.funding for t in ordered if t.exit_ts < since_ms)
+        start += sum(t.net for t in ordered if t.exit_ts < since_ms)
         ordered = [t for t in ordered if t.exit_ts >= since_ms]
     meta = f"{source.description}; starting balance {start:,.2f}"
     if since_ms is not None:
@@ -58,7 +58,7 @@ def render_trade_report(trades: Sequence[ClosedTrade], initial_balance: float, s
     notes = [paragraph(note, "note") for note in source.notes]
     if not ordered:
         return page(source.title, meta, [*notes, section("summary", "Summary", paragraph("No closed trades."))])
-    pnl = np.array([t.pnl + t.funding for t in ordered], dtype=np.float64)
+    pnl = np.array([t.net for t in ordered], dtype=np.float64)
     first_ms = min(t.entry_ts for t in ordered)
     last_ms = max(t.exit_ts for t in ordered)
     metrics = compute_metrics(pnl, start, float(last_ms - first_ms))
@@ -96,7 +96,7 @@ def render_trade_report(trades: Sequence[ClosedTrade], initial_balance: float, s
 def _by_bot(trades: Sequence[ClosedTrade]) -> str:
     totals: dict[str, list[float]] = {}
     for t in trades:  # first seen first: the journal's (or the settings') order of bots
-        totals.setdefault(_bot(t), []).append(t.pnl + t.funding)
+        totals.setdefault(_bot(t), []).append(t.net)
     labels = list(totals)
     sums = [float(np.sum(v)) for v in totals.values()]
     rows = [(name, str(len(v)), _pct(float(np.mean(np.array(v) > 0))), (_money(s), signed_class(s)))
@@ -109,7 +109,7 @@ def _by_day(trades: Sequence[ClosedTrade]) -> str:
     days: dict[int, float] = {}
     for t in trades:
         day = t.exit_ts // DAY_MS * DAY_MS
-        days[day] = days.get(day, 0.0) + t.pnl + t.funding
+        days[day] = days.get(day, 0.0) + t.net
     keys = sorted(days)
     return section("by-day", "PnL by day",
                    figure(charts.day_bars_figure(keys, [days[k] for k in keys]), "Net PnL of the trades closed on each UTC day."))
@@ -119,7 +119,7 @@ def _trade_list(trades: Sequence[ClosedTrade]) -> str:
     shown = trades[-MAX_TRADE_ROWS:]
     rows = []
     for t in reversed(shown):  # newest first
-        net = t.pnl + t.funding
+        net = t.net
         rows.append((format_ms(t.exit_ts), _bot(t), SIDE_NAMES.get(t.side, str(t.side)), f"{t.qty:g}",
                      format_price(t.entry_price), format_price(t.exit_price), t.exit_reason,
                      f"{t.entry_fee + t.exit_fee:.2f}", f"{t.funding:+.2f}", (_money(net), signed_class(net))))

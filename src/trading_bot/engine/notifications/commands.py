@@ -19,7 +19,6 @@ from typing import Any
 
 from trading_bot.domain.formatting import format_price
 from trading_bot.domain.trades import SIDE_NAMES
-from trading_bot.domain.wallet import bot_id
 from trading_bot.engine.control import Controls
 from trading_bot.engine.notifications import events
 from trading_bot.engine.notifications.events import Event
@@ -146,10 +145,9 @@ class ChatCommands:
         positions = self.report.broker.open_positions()
         if not positions:
             return "no open positions"
-        marks = self.report.marks()
         lines = []
         for p in positions:
-            mark = marks.get(bot_id(p.symbol, p.timeframe), p.entry_price)
+            mark = self.report.mark(p)
             lines.append(f"{SIDE_NAMES[p.side]} {p.symbol} {p.timeframe} qty={p.qty:.6g} @ {format_price(p.entry_price)} "
                          f"mark {format_price(mark)} upnl {p.unrealised(mark):+.2f} stop {format_price(p.stop)} "
                          f"target {format_price(p.target)}")
