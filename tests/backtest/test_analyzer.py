@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import subprocess_env
-from trading_bot.backtest.analyzer import AnalysisOptions, Grid, SeriesJob, analyze_series, make_executor, parse_range, run_jobs
+from trading_bot.backtest.analyzer import AnalysisOptions, Grid, SeriesJob, analyze_series, parse_range, run_jobs
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
 from trading_bot.marketdata.synthetic import synthetic_candles
 from trading_bot.persistence.strategy_config_file import load_config, write_config
@@ -70,19 +70,33 @@ def test_walk_forward_folds(tmp_path):
     assert [f["test_candles"] for f in result.folds] == [1500, 1500, 1500]
 
 
+WORKER_COUNT_CHECK = """
+import json, sys
+from trading_bot.backtest.analyzer import AnalysisOptions, Grid, SeriesJob, make_executor, run_jobs
+options = AnalysisOptions(grid=Grid(sl=(0.005, 0.01), rr=(1.0, 2.0)), min_trades=5)
+jobs = [SeriesJob(symbol, "5m", path, (0.25, 0.25, 0.2, 0.15, 0.15)) for symbol, path in json.loads(sys.argv[1])]
+serial = run_jobs(jobs, options, None)
+executor = make_executor(2)
+try:
+    parallel = run_jobs(list(reversed(jobs)), options, executor)
+finally:
+    executor.shutdown()
+print(json.dumps([[{k: v for k, v in r.as_json().items() if k != "seconds"} for r in rs] for rs in (serial, parallel)]))
+"""
+
+
 def test_results_do_not_depend_on_the_worker_count(tmp_path):
-    jobs = []
+    # In a process of its own, as the analyzer runs: its pool forks, and a fork of a test worker (with
+    # pytest-xdist's threads in it) could inherit a lock held by one of them and wait on it for good.
+    series = []
     for i, symbol in enumerate(("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")):
         path, _ = write_series(tmp_path, symbol, "5m", 3000, seed=i)
-        jobs.append(SeriesJob(symbol, "5m", str(path), (0.25, 0.25, 0.2, 0.15, 0.15)))
-    serial = run_jobs(jobs, SMALL, None)
-    executor = make_executor(2)
-    try:
-        parallel = run_jobs(list(reversed(jobs)), SMALL, executor)
-    finally:
-        executor.shutdown()
-    strip = [{k: v for k, v in r.as_json().items() if k != "seconds"} for r in serial]
-    assert strip == [{k: v for k, v in r.as_json().items() if k != "seconds"} for r in parallel]
+        series.append((symbol, str(path)))
+    child = subprocess.run([sys.executable, "-c", WORKER_COUNT_CHECK, json.dumps(series)], capture_output=True,
+                           text=True, timeout=300, env=subprocess_env(tmp_path))
+    assert child.returncode == 0, child.stderr[-3000:]
+    serial, parallel = json.loads(child.stdout)
+    assert len(serial) == 3 and serial == parallel
 
 
 @pytest.mark.slow

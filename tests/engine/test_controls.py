@@ -9,7 +9,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -17,6 +16,7 @@ from conftest import make_settings, subprocess_env
 from fakes.clocks import JAN_1_2026_MS, SharedClock
 from fakes.live_bot import open_a_position
 from fakes.live_daemon import assert_state_agrees_with_the_exchange
+from fakes.output_lines import OutputLines, killed
 from trading_bot.cli.main import main
 from trading_bot.engine.daemon import Daemon
 from trading_bot.marketdata.sources import SyntheticSource
@@ -172,27 +172,16 @@ def test_a_daemon_in_another_process_answers_and_logs_who_asked(tmp_path):
     env = subprocess_env(tmp_path, HEARTBEAT_SECONDS="0.2", TRADING_SYMBOLS="BTC/USDT:USDT", TRADING_TIMEFRAMES="1m")
     proc = subprocess.Popen([sys.executable, "-m", "trading_bot", "run"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
+    output = OutputLines(proc)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            lines.append(proc.stdout.readline())
-            if "heartbeat 1:" in lines[-1]:
-                break
-        else:
-            pytest.fail("no heartbeat:\n" + "".join(lines))
+        seen = output.wait_for("heartbeat 1:", timeout=60)
         asked = subprocess.run([sys.executable, "-m", "trading_bot", "pause"], cwd=tmp_path, env=env,
                                capture_output=True, text=True, timeout=60)
         assert asked.returncode == 0 and asked.stdout.startswith("paused: no new entries"), asked
-        while "state=halted (paused by the operator)" not in lines[-1]:  # the next heartbeat line says so
-            assert time.monotonic() < deadline, "".join(lines)
-            lines.append(proc.stdout.readline())
+        output.wait_for("state=halted (paused by the operator)", timeout=30, after=seen)  # the next heartbeat line
         proc.send_signal(signal.SIGTERM)
-        lines += proc.communicate(timeout=30)[0].splitlines(keepends=True)
-        assert proc.returncode == 0
+        assert output.finish(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert f"control: pause asked by uid {os.getuid()}" in "".join(lines)
+        killed(proc)
+    assert f"control: pause asked by uid {os.getuid()}" in output.text()
     assert not (tmp_path / "data" / "state" / "paper" / CONTROL_SOCKET).exists()

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import make_settings, subprocess_env
 from fakes.clocks import JAN_1_2026_MS, SharedClock
+from fakes.output_lines import OutputLines, killed
 from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.engine.daemon import Daemon
 from trading_bot.marketdata.sources import FetchResult, SyntheticSource
@@ -67,29 +68,20 @@ def test_sigterm_finishes_the_tick_saves_state_and_exits_zero(tmp_path):
                          TRADING_TIMEFRAMES="1m,5m")
     proc = subprocess.Popen([sys.executable, "-m", "trading_bot", "run"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
+    output = OutputLines(proc)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "heartbeat 2:" in line:
-                break
-        else:
-            pytest.fail("no heartbeat:\n" + "".join(lines))
+        output.wait_for("heartbeat 2:", timeout=30)
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
+        code = output.finish(timeout=10)
         elapsed = time.monotonic() - sent
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    lines.append(out)
-    assert proc.returncode == 0, "".join(lines)
+        killed(proc)
+    out = output.text()
+    assert code == 0, out
     assert elapsed < 5
     assert "SIGTERM received" in out and "stopped:" in out
-    assert "Traceback" not in "".join(lines)
+    assert "Traceback" not in out
     state = tmp_path / "data" / "state" / "paper"
     decode_state((state / "positions.json").read_bytes(), "positions.json")
     status = json.loads((state / "status.json").read_text())
@@ -130,7 +122,9 @@ async def a_daemon_stuck_after_tick(settings, number: int):
 
     daemon.tick = tick  # type: ignore[method-assign]
     task = asyncio.create_task(daemon.run())
+    deadline = time.monotonic() + 30
     while daemon.figures.number < number:
+        assert time.monotonic() < deadline and not task.done(), f"{daemon.figures.number} heartbeats in 30 s"
         await asyncio.sleep(0.01)
     return daemon, task
 

@@ -97,7 +97,7 @@ async def test_a_scrape_shows_the_heartbeats_figures(tmp_path):
     assert got["trading_bot_order_intents", ()] == 0
     assert not any(name.startswith("trading_bot_entry_latency") for name, _ in got)  # paper: no order latency
     assert not any(name == "trading_bot_exchange_requests_total" for name, _ in got)  # no client on the synthetic market
-    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr  # promtool: Debian's prometheus (scripts/ensure-system-tools.sh)
     assert got["trading_bot_unprotected_positions", ()] == 0  # paper: the rules hold every stop and target
     for symbol, timeframe in KEYS:
@@ -111,7 +111,7 @@ async def test_a_scrape_shows_the_heartbeats_figures(tmp_path):
 
 def test_the_shipped_alert_rules_pass_promtool():
     check = subprocess.run(["promtool", "check", "rules", str(ROOT / "scripts" / "prometheus-alerts.yml")],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS: 8 rules found" in check.stdout
 

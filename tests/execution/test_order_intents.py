@@ -59,7 +59,7 @@ def test_the_typed_intents_and_the_state_store_keep_paper_mode_free_of_ccxt(tmp_
             "trading_bot.domain.intents, trading_bot.execution.live.reconcile_plan, trading_bot.execution.live.fills; "
             "print('ccxt' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(tmp_path),
-                         check=True)
+                         check=True, timeout=60)
     assert out.stdout.strip() == "False"
 
 

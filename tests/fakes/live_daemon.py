@@ -92,9 +92,11 @@ class DaemonProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
 
-    async def reap(self, expect: int = -signal.SIGKILL) -> None:
+    async def reap(self, expect: int = -signal.SIGKILL, timeout: float = 30.0) -> None:
         assert self.proc is not None
+        deadline = time.monotonic() + timeout
         while self.proc.poll() is None:
+            assert time.monotonic() < deadline, f"still running {timeout}s later:\n{self.log()[-3000:]}"
             await asyncio.sleep(0.01)
         assert self.proc.returncode == expect, f"exit {self.proc.returncode}:\n{self.log()[-3000:]}"
 

@@ -33,7 +33,7 @@ def tool(name: str) -> str:
 
 def shell_scripts() -> list[Path]:
     listing = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
-    tracked = subprocess.run(listing, cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.split()
+    tracked = subprocess.run(listing, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60).stdout.split()
     found = []
     for name in tracked:
         path = PROJECT_ROOT / name
@@ -47,16 +47,17 @@ def test_shellcheck_is_clean_for_every_shell_script():
     scripts = shell_scripts()
     names = {p.name for p in scripts}
     assert {"launcher.sh", "linux-optimize.sh", "install-service.sh", "run"} <= names
-    result = subprocess.run([tool("shellcheck"), "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+    result = subprocess.run([tool("shellcheck"), "--severity=style", *map(str, scripts)],
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rendered")
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, timeout=60).stdout.strip()
     subprocess.run(["bash", str(SCRIPTS / "install-service.sh"), "--render-to", str(out), "--user", user], check=True,
-                   capture_output=True)
+                   capture_output=True, timeout=60)
     return out
 
 
@@ -66,7 +67,8 @@ def test_rendered_units_pass_systemd_analyze_verify(rendered):
     for unit in ("trading-bot.service", "trading-bot@alpha.service"):
         text = (rendered / unit).read_text()
         assert "@INSTALL_DIR@" not in text and "@USER@" not in text
-        result = subprocess.run([tool("systemd-analyze"), "verify", str(rendered / unit)], capture_output=True, text=True)
+        result = subprocess.run([tool("systemd-analyze"), "verify", str(rendered / unit)],
+                                capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and not result.stderr.strip(), result.stderr
 
 
@@ -74,14 +76,14 @@ def test_rendered_units_pass_systemd_analyze_verify(rendered):
 def test_verify_does_catch_a_broken_unit(rendered, tmp_path):
     broken = tmp_path / "trading-bot.service"
     broken.write_text((rendered / "trading-bot.service").read_text().replace("Type=notify", "Type=notifyy"))
-    result = subprocess.run([tool("systemd-analyze"), "verify", str(broken)], capture_output=True, text=True)
+    result = subprocess.run([tool("systemd-analyze"), "verify", str(broken)], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 or "notifyy" in result.stderr
 
 
 @pytest.mark.slow
 def test_security_exposure_is_ok(rendered):
     result = subprocess.run([tool("systemd-analyze"), "security", "--offline=yes", str(rendered / "trading-bot.service")],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, timeout=60)
     match = re.search(r"Overall exposure level for trading-bot.service: ([\d.]+) (\w+)", result.stdout)
     assert match, result.stdout[-2000:] + result.stderr
     assert float(match.group(1)) <= 3.0 and match.group(2) == "OK", match.group(0)
@@ -113,14 +115,14 @@ def test_unit_has_the_operational_settings_and_the_template_keeps_in_step():
 def run_as_nobody(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run a script as an unprivileged user (from a copy nobody may read: checkouts are often 0700)."""
     if os.geteuid() != 0:
-        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=60)
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o755)
         copy = Path(tmp) / script.name
         shutil.copy(script, copy)
         os.chmod(copy, 0o755)
         return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", str(copy), *args],
-                              capture_output=True, text=True, cwd=tmp)
+                              capture_output=True, text=True, cwd=tmp, timeout=60)
 
 
 @pytest.mark.slow
@@ -128,14 +130,14 @@ def test_install_service_refuses_without_root_and_dry_run_shows_the_plan():
     refused = run_as_nobody(SCRIPTS / "install-service.sh", "--user", "root")
     assert refused.returncode == 1 and "needs root" in refused.stderr
     plan = subprocess.run(["bash", str(SCRIPTS / "install-service.sh"), "--dry-run", "--user", "root"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=60)
     assert plan.returncode == 0, plan.stderr
     assert "would write /etc/systemd/system/trading-bot.service" in plan.stdout
     assert "would write /etc/logrotate.d/trading-bot" in plan.stdout
     assert "would run: systemctl daemon-reload" in plan.stdout and "would run: systemctl enable" in plan.stdout
     assert f"ExecStart={PROJECT_ROOT}/.venv/bin/python -m trading_bot run" in plan.stdout
     unknown = subprocess.run(["bash", str(SCRIPTS / "install-service.sh"), "--dry-run", "--user", "no-such-user-x"],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "does not exist" in unknown.stderr
 
 
@@ -150,7 +152,7 @@ WANTED = {"net.core.rmem_max": "134217728", "net.core.wmem_max": "134217728",
 
 @pytest.mark.slow
 def test_optimize_dry_run_prints_the_plan_and_changes_nothing():
-    result = subprocess.run(["bash", OPTIMIZE, "--dry-run"], capture_output=True, text=True)
+    result = subprocess.run(["bash", OPTIMIZE, "--dry-run"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "would write /etc/sysctl.d/99-trading-bot.conf" in result.stdout
     assert "would run: sysctl --system" in result.stdout
@@ -161,7 +163,7 @@ def test_optimize_dry_run_prints_the_plan_and_changes_nothing():
 
 @pytest.mark.slow
 def test_optimize_check_reports_current_against_wanted():
-    result = subprocess.run(["bash", OPTIMIZE, "--check"], capture_output=True, text=True)
+    result = subprocess.run(["bash", OPTIMIZE, "--check"], capture_output=True, text=True, timeout=60)
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()}
     for key in WANTED:
         assert key in rows
@@ -173,7 +175,8 @@ def test_optimize_check_reports_current_against_wanted():
 
 @pytest.mark.slow
 def test_optimize_writes_the_files_under_a_root_and_is_idempotent(tmp_path):
-    first = subprocess.run(["bash", OPTIMIZE, "--root", str(tmp_path), "--user", "trading"], capture_output=True, text=True)
+    first = subprocess.run(["bash", OPTIMIZE, "--root", str(tmp_path), "--user", "trading"],
+                           capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert "2 file(s) changed" in first.stdout
     sysctl_conf = (tmp_path / "etc/sysctl.d/99-trading-bot.conf").read_text()
@@ -182,7 +185,8 @@ def test_optimize_writes_the_files_under_a_root_and_is_idempotent(tmp_path):
     limits = (tmp_path / "etc/security/limits.d/99-trading-bot.conf").read_text()
     assert re.search(r"^trading\s+soft nofile 65536$", limits, re.M) and re.search(r"^trading\s+hard nofile 65536$", limits, re.M)
     stamp = [(p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*.conf")]
-    second = subprocess.run(["bash", OPTIMIZE, "--root", str(tmp_path), "--user", "trading"], capture_output=True, text=True)
+    second = subprocess.run(["bash", OPTIMIZE, "--root", str(tmp_path), "--user", "trading"],
+                            capture_output=True, text=True, timeout=60)
     assert "0 file(s) changed" in second.stdout
     assert [(p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*.conf")] == stamp
 
@@ -198,8 +202,8 @@ def test_optimize_refuses_without_root():
 
 @pytest.mark.slow
 def test_logrotate_loses_and_duplicates_no_line(tmp_path):
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
-    group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, timeout=60).stdout.strip()
+    group = subprocess.run(["id", "-gn"], capture_output=True, text=True, timeout=60).stdout.strip()
     conf = tmp_path / "logrotate.conf"
     conf.write_text((SCRIPTS / "logrotate.conf").read_text().replace("@INSTALL_DIR@", str(tmp_path))
                     .replace("@USER@", user).replace("@GROUP@", group))
@@ -212,7 +216,7 @@ def test_logrotate_loses_and_duplicates_no_line(tmp_path):
     try:
         _wait_for(lambda: log_file.exists() and log_file.read_text().count("heartbeat ") >= 20)
         result = subprocess.run([tool("logrotate"), "-f", "-s", str(tmp_path / "logrotate.state"), str(conf)],
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert rotated.exists()
         _wait_for(lambda: log_file.exists() and log_file.read_text().count("heartbeat ") >= 20)
@@ -222,7 +226,7 @@ def test_logrotate_loses_and_duplicates_no_line(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.communicate(timeout=10)
     before, after = rotated.read_text(), log_file.read_text()
     numbers = [int(n) for n in re.findall(r"heartbeat (\d+):", before + after)]
     assert numbers == list(range(1, len(numbers) + 1))  # every heartbeat once, in order, none lost

@@ -41,7 +41,8 @@ def test_secrets_never_reach_the_logs_or_the_status(tmp_path):
     result = run_bot(tmp_path, API_KEY=key, API_SECRET=secret, LOG_LEVEL="DEBUG", LOG_FILE=str(tmp_path / "bot.log"))
     assert result.returncode == 0, result.stderr
     status = subprocess.run([sys.executable, "-m", "trading_bot", "status", "--json"], cwd=tmp_path,
-                            env=subprocess_env(tmp_path, API_KEY=key, API_SECRET=secret), capture_output=True, text=True)
+                            env=subprocess_env(tmp_path, API_KEY=key, API_SECRET=secret),
+                            capture_output=True, text=True, timeout=60)
     everything = result.stdout + result.stderr + status.stdout + status.stderr + (tmp_path / "bot.log").read_text()
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():

@@ -110,7 +110,7 @@ def test_daemon_talks_to_systemd(tmp_path, fake_systemd):
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.communicate(timeout=10)
     fake_systemd.drain(0.1)
     assert proc.returncode == 0, out
     assert "STOPPING=1" in fake_systemd.fields()
