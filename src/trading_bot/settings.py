@@ -107,6 +107,7 @@ class Settings:
     # webhook is set, and then nothing of them is imported.
     telegram_bot_token: Secret = field(default=Secret(""), repr=False)
     telegram_chat_ids: tuple[int, ...] = ()  # the allow-listed chats: sent to, and the only ones obeyed
+    telegram_allowed_users: tuple[int, ...] = ()  # when set, only these users' commands are obeyed; empty: a chat's every member
     telegram_api_url: str = "https://api.telegram.org"
     webhook_url: Secret = field(default=Secret(""), repr=False)  # Discord's and Slack's embed a token
     webhook_format: str = "json"  # json (Discord, Slack, ntfy's JSON publishing) | text (a plain body: ntfy topics)
@@ -308,8 +309,8 @@ def _telegram_token(raw: str) -> Secret:
     return Secret(value)
 
 
-def _chat_ids(raw: str) -> tuple[int, ...]:
-    """Comma-separated chat ids (a group's is negative); empty: none."""
+def _telegram_ids(raw: str, example: str) -> tuple[int, ...]:
+    """Comma-separated Telegram ids, each once; empty: none."""
     ids = []
     for part in (p.strip() for p in raw.split(",")):
         if not part:
@@ -317,9 +318,20 @@ def _chat_ids(raw: str) -> tuple[int, ...]:
         try:
             ids.append(int(part))
         except ValueError:
-            raise ValueError(f"expected chat ids such as 123456789 or -1001234567890, comma-separated, got {part!r}") \
-                from None
+            raise ValueError(f"expected {example}, comma-separated, got {part!r}") from None
     return tuple(dict.fromkeys(ids))
+
+
+def _chat_ids(raw: str) -> tuple[int, ...]:
+    """A private chat's id is the user's; a group's is negative."""
+    return _telegram_ids(raw, "chat ids such as 123456789 or -1001234567890")
+
+
+def _user_ids(raw: str) -> tuple[int, ...]:
+    ids = _telegram_ids(raw, "user ids such as 123456789")
+    if any(i <= 0 for i in ids):
+        raise ValueError("a user id is a positive number (a negative id is a group's: that goes in TELEGRAM_CHAT_ID)")
+    return ids
 
 
 def _http_url(raw: str) -> str:
@@ -367,6 +379,9 @@ def check_consistency(settings: Settings) -> None:
     if bool(settings.telegram_bot_token) != bool(settings.telegram_chat_ids):
         raise SettingsError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID: set both (the chats are the only ones sent to "
                             "and obeyed) or neither")
+    if settings.telegram_allowed_users and not settings.telegram_bot_token:
+        raise SettingsError("TELEGRAM_ALLOWED_USERS: the users who may command the bot over Telegram need "
+                            "TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID too")
     if bool(settings.cooldown_stopouts) != bool(settings.cooldown_candles):
         raise SettingsError("COOLDOWN_STOPOUTS and COOLDOWN_CANDLES: set both (N stop-outs in a row → no signal for M "
                             f"candles) or neither, got {settings.cooldown_stopouts} and {settings.cooldown_candles}")
@@ -419,6 +434,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "METRICS_HOST": ("metrics_host", _host),
     "TELEGRAM_BOT_TOKEN": ("telegram_bot_token", _telegram_token),
     "TELEGRAM_CHAT_ID": ("telegram_chat_ids", _chat_ids),
+    "TELEGRAM_ALLOWED_USERS": ("telegram_allowed_users", _user_ids),
     "TELEGRAM_API_URL": ("telegram_api_url", _http_url),
     "WEBHOOK_URL": ("webhook_url", _secret_url),
     "WEBHOOK_FORMAT": ("webhook_format", _one_of(WEBHOOK_FORMATS)),

@@ -243,8 +243,9 @@ async def test_no_error_text_carries_the_token_or_the_webhook_url(caplog):
 def test_settings_check_the_values_and_never_repeat_a_secret():
     good = settings_from_mapping({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_CHAT_ID": "12, -100123",
                                   "WEBHOOK_URL": "https://discord.com/api/webhooks/1/SECRETWEBHOOKTOKEN123",
-                                  "NOTIFY_DAILY_HOUR_UTC": "off"})
+                                  "NOTIFY_DAILY_HOUR_UTC": "off", "TELEGRAM_ALLOWED_USERS": "12, 34,12"})
     assert good.telegram_chat_ids == (12, -100123) and good.notify_daily_hour_utc is None and good.notifications_on
+    assert good.telegram_allowed_users == (12, 34) and settings_from_mapping({}).telegram_allowed_users == ()
     assert TOKEN not in repr(good) and "SECRETWEBHOOKTOKEN123" not in repr(good)
     assert not settings_from_mapping({}).notifications_on
     almost = TOKEN[:-3] + "!!!"
@@ -252,6 +253,10 @@ def test_settings_check_the_values_and_never_repeat_a_secret():
             ({"TELEGRAM_BOT_TOKEN": almost, "TELEGRAM_CHAT_ID": "1"}, "TELEGRAM_BOT_TOKEN: expected a token like"),
             ({"TELEGRAM_BOT_TOKEN": TOKEN}, "TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID: set both"),
             ({"TELEGRAM_CHAT_ID": "me"}, "TELEGRAM_CHAT_ID: expected chat ids"),
+            ({"TELEGRAM_ALLOWED_USERS": "@alice"}, "TELEGRAM_ALLOWED_USERS: expected user ids such as 123456789"),
+            ({"TELEGRAM_ALLOWED_USERS": "-100123"}, "TELEGRAM_ALLOWED_USERS: a user id is a positive number"),
+            ({"TELEGRAM_ALLOWED_USERS": "12"}, "TELEGRAM_ALLOWED_USERS: the users who may command the bot over "
+                                               "Telegram need TELEGRAM_BOT_TOKEN"),
             ({"TELEGRAM_API_URL": "api.telegram.org"}, "TELEGRAM_API_URL: expected an http:// or https:// URL"),
             ({"WEBHOOK_URL": "discord.com/api/webhooks/1/SECRETWEBHOOKTOKEN123"}, "WEBHOOK_URL: expected an http"),
             ({"WEBHOOK_FORMAT": "xml"}, "WEBHOOK_FORMAT: expected one of json, text"),

@@ -24,23 +24,25 @@ from trading_bot.settings import Secret
 
 CHAT = 4242
 STRANGER = 666
+GROUP, ALICE, BOB = -1001234567890, 1111, 2222  # a group chat, and two of its members
 
 
 class Chat:
     """One allow-listed user: writes a command, waits for the bot's answer (once the notifications
     queued before it are out, the next message to the chat is the answer)."""
 
-    def __init__(self, fake: FakeTelegram, daemon: Daemon) -> None:
+    def __init__(self, fake: FakeTelegram, daemon: Daemon, chat_id: int = CHAT, user_id: int | None = None) -> None:
         self.fake = fake
         self.daemon = daemon
-        self.chat_id = CHAT
+        self.chat_id = chat_id
+        self.user_id = user_id
 
     async def ask(self, text: str) -> str:
         assert self.daemon.notifications is not None and self.daemon.notifications.telegram is not None
         counters = self.daemon.notifications.telegram.counters
         await until(lambda: counters.sent + counters.failed == counters.queued)
         before = len(self.fake.texts(self.chat_id))
-        self.fake.say(self.chat_id, text)
+        self.fake.say(self.chat_id, text, self.user_id)
         await until(lambda: len(self.fake.texts(self.chat_id)) > before)
         return self.fake.texts(self.chat_id)[before]
 
@@ -108,6 +110,33 @@ async def test_commands_from_the_allowed_chat_drive_the_daemons_controls(tmp_pat
     assert TOKEN not in caplog.text
 
 
+async def test_in_a_group_only_the_allowed_users_command(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(notifier, "TELEGRAM_PACE", Pace(burst=1000, per_second=1000.0))
+    fake = await FakeTelegram().start()
+    settings = make_settings(tmp_path, symbols=("BTC/USDT:USDT",), timeframes=("1m",), telegram_bot_token=Secret(TOKEN),
+                             telegram_chat_ids=(GROUP,), telegram_allowed_users=(ALICE,), telegram_api_url=fake.url,
+                             notify_daily_hour_utc=None)
+    daemon = Daemon(settings, clock=SharedClock(JAN_1_2026_MS, wake_every_ms=60_000),
+                    source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    alice = Chat(fake, daemon, GROUP, ALICE)
+    try:
+        await daemon.start()
+        await daemon.start_notifications()
+        await until(lambda: fake.polls >= 2)
+        broker = daemon.parts.broker
+        replies = len(fake.texts(GROUP))
+        for _ in range(2):
+            fake.say(GROUP, "/pause", BOB)  # a member, but not an allowed user: never obeyed, never answered
+        assert (await alice.ask("/status")).startswith("paper | 1 bots | ")  # read after Bob's two
+        assert not broker.paused and len(fake.texts(GROUP)) == replies + 1
+        assert caplog.text.count(f"telegram: ignoring commands from user {BOB} in chat {GROUP} (not in "
+                                 "TELEGRAM_ALLOWED_USERS)") == 1  # once, not at every message
+        assert (await alice.ask("/pause")).startswith("paused: no new entries") and broker.paused
+    finally:
+        await daemon.shutdown()
+        await fake.close()
+
+
 @pytest.mark.slow
 def test_without_notification_settings_the_daemon_never_imports_them(tmp_path):
     code = ("import sys; from trading_bot.cli.main import main; rc = main(['run', '--cycles', '2']); "
@@ -127,7 +156,7 @@ def test_without_notification_settings_the_daemon_never_imports_them(tmp_path):
     assert run(WEBHOOK_URL=f"http://127.0.0.1:{port}/hook").startswith("0 ['trading_bot.engine.notifications', ")
 
 
-async def test_a_flatten_is_confirmed_only_by_the_chat_that_asked_and_only_in_time(tmp_path, monkeypatch):
+async def test_a_flatten_is_confirmed_only_by_the_user_and_chat_that_asked_and_only_in_time(tmp_path, monkeypatch):
     from trading_bot.engine.notifications import commands
     from trading_bot.engine.notifications.commands import ChatCommands
 
@@ -149,6 +178,8 @@ async def test_a_flatten_is_confirmed_only_by_the_chat_that_asked_and_only_in_ti
         chat = ChatCommands(None, (CHAT, 77), daemon.controls(), daemon.parts.report, lambda event: None)  # type: ignore[arg-type]
         code = (await chat.run_command(CHAT, "/flatten", ["BTC"])).split("/confirm ")[1].split()[0]
         assert (await chat.run_command(77, "/confirm", [code])).startswith("nothing to confirm")  # another chat's
+        code = (await chat.run_command(CHAT, "/flatten", ["BTC"], ALICE)).split("/confirm ")[1].split()[0]
+        assert (await chat.run_command(CHAT, "/confirm", [code], BOB)).startswith("nothing to confirm")  # another user's
         monkeypatch.setattr(commands, "CONFIRM_S", -1.0)  # asked now, expired at once
         code = (await chat.run_command(CHAT, "/flatten", ["BTC"])).split("/confirm ")[1].split()[0]
         assert (await chat.run_command(CHAT, "/confirm", [code])).startswith("nothing to confirm (or it expired)")

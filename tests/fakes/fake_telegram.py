@@ -55,11 +55,14 @@ class FakeTelegram:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def say(self, chat_id: int, text: str) -> None:
-        """A user writes `text` in chat `chat_id`."""
+    def say(self, chat_id: int, text: str, user_id: int | None = None) -> None:
+        """User `user_id` writes `text` in chat `chat_id`: by default the user whose private chat it is
+        (Telegram gives a private chat its user's id; a group's id is negative)."""
         self._next_id += 1
+        user_id = chat_id if user_id is None else user_id
         self.updates.append({"update_id": self._next_id, "message": {
-            "message_id": self._next_id, "chat": {"id": chat_id, "type": "private"}, "text": text}})
+            "message_id": self._next_id, "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}, "text": text}})
         self._new_update.set()
 
     def texts(self, chat_id: int | None = None) -> list[str]:

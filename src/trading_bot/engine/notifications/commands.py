@@ -1,11 +1,12 @@
 """Chat commands over Telegram: /status, /profit, /positions, /pause, /resume, /flatten SYMBOL.
 
 Only messages from the allow-listed chats (TELEGRAM_CHAT_ID) are read; any other chat is logged
-once with its id and never answered. The actions are the operator controls' own (`Controls`,
-engine/control.py: the same methods the control socket calls), so a chat's pause is the CLI's
-pause. A flatten asks first: it is done only on `/confirm CODE` from the same chat within
-CONFIRM_S. The backlog waiting when the daemon starts is skipped, never run: an old /flatten must
-not close a position of today."""
+once with its id and never answered. With TELEGRAM_ALLOWED_USERS set, only those users' commands
+are obeyed (in a group every member writes in the allow-listed chat). The actions are the operator
+controls' own (`Controls`, engine/control.py: the same methods the control socket calls), so a
+chat's pause is the CLI's pause. A flatten asks first: it is done only on `/confirm CODE` from the
+same user in the same chat within CONFIRM_S. The backlog waiting when the daemon starts is skipped,
+never run: an old /flatten must not close a position of today."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ POLL_S = 30.0  # the long poll: the Bot API holds getUpdates up to this long whe
 CONFIRM_S = 60.0
 RETRY_S = (1.0, 2.0, 5.0, 15.0, 30.0)  # between failed polls, growing
 REFUSED_RETRY_S = 60.0  # a wrong token, or another program polling the same bot (409)
-MAX_IGNORED_CHATS = 100  # other chats are logged once each; past this many, no longer remembered
+MAX_IGNORED = 100  # other chats (and users) are logged once each; past this many, no longer remembered
 HELP = ("commands: /status, /profit, /positions, /pause, /resume, /flatten SYMBOL (then /confirm CODE within "
         f"{CONFIRM_S:.0f} s)")
 
@@ -46,16 +47,17 @@ class PendingFlatten:
 
 class ChatCommands:
     def __init__(self, bot: TelegramBot, chats: tuple[int, ...], controls: Controls, report: StatusReport,
-                 answer: Callable[[Event], None], poll_s: float = POLL_S) -> None:
+                 answer: Callable[[Event], None], poll_s: float = POLL_S, users: tuple[int, ...] = ()) -> None:
         self.bot = bot
         self.chats = frozenset(chats)
+        self.users = frozenset(users)  # empty: every member of the chats
         self.controls = controls
         self.report = report
         self.answer = answer  # into the Telegram outbox: a reply never waits for the network either
         self.poll_s = poll_s
         self._offset: int | None = None
-        self._pending: dict[int, PendingFlatten] = {}
-        self._ignored: set[int] = set()
+        self._pending: dict[tuple[int, int | None], PendingFlatten] = {}  # by chat and the user who asked
+        self._ignored: set[tuple[str, int]] = set()
 
     async def run(self) -> None:
         """Poll until cancelled (at shutdown)."""
@@ -101,23 +103,34 @@ class ChatCommands:
         if not isinstance(chat_id, int):
             return
         if chat_id not in self.chats:
-            if chat_id not in self._ignored and len(self._ignored) < MAX_IGNORED_CHATS:
-                self._ignored.add(chat_id)
-                log.warning("telegram: ignoring messages from chat %d (not in TELEGRAM_CHAT_ID)", chat_id)
+            self._ignore(("chat", chat_id), "telegram: ignoring messages from chat %d (not in TELEGRAM_CHAT_ID)", chat_id)
             return
         if not isinstance(text, str) or not text.startswith("/"):
             return
+        sender = message.get("from")
+        user_id = sender.get("id") if isinstance(sender, dict) and isinstance(sender.get("id"), int) else None
+        if self.users and user_id not in self.users:
+            if user_id is not None:
+                self._ignore(("user", user_id), "telegram: ignoring commands from user %d in chat %d (not in "
+                             "TELEGRAM_ALLOWED_USERS)", user_id, chat_id)
+            return
         words = text.split()
         command = words[0].split("@", 1)[0].lower()  # /status@MyBot in a group
-        log.info("telegram: %s asked by chat %d", command[:20], chat_id)
+        log.info("telegram: %s asked by user %s in chat %d", command[:20], user_id, chat_id)
         try:
-            reply = await self.run_command(chat_id, command, words[1:])
+            reply = await self.run_command(chat_id, command, words[1:], user_id)
         except Exception as exc:  # answered and logged, never the end of the poller
             log.exception("telegram: %s failed", command[:20])
             reply = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
         self.answer(events.reply(chat_id, reply))
 
-    async def run_command(self, chat_id: int, command: str, args: list[str]) -> str:
+    def _ignore(self, who: tuple[str, int], message: str, *args: object) -> None:
+        """Log a chat or a user once, not at every message (a busy group would flood the log)."""
+        if who not in self._ignored and len(self._ignored) < MAX_IGNORED:
+            self._ignored.add(who)
+            log.warning(message, *args)
+
+    async def run_command(self, chat_id: int, command: str, args: list[str], user_id: int | None = None) -> str:
         if command in ("/status", "/profit", "/positions"):
             async with self.controls.trading:  # between heartbeats, as the status page: never half a tick's books
                 return {"/status": self.report.status_line, "/profit": self._profit,
@@ -127,9 +140,9 @@ class ChatCommands:
         if command == "/resume":
             return await self.controls.resume()
         if command == "/flatten":
-            return self._ask_flatten(chat_id, args)
+            return self._ask_flatten((chat_id, user_id), args)
         if command == "/confirm":
-            return await self._confirm(chat_id, args)
+            return await self._confirm((chat_id, user_id), args)
         if command in ("/help", "/start"):
             return HELP
         return f"unknown command {command[:30]}; {HELP}"
@@ -153,7 +166,7 @@ class ChatCommands:
                          f"target {format_price(p.target)}")
         return f"{len(positions)} open position(s):\n" + "\n".join(lines)
 
-    def _ask_flatten(self, chat_id: int, args: list[str]) -> str:
+    def _ask_flatten(self, asker: tuple[int, int | None], args: list[str]) -> str:
         if len(args) != 1:
             return "usage: /flatten SYMBOL, e.g. /flatten BTC/USDT:USDT (or BTC, or BTCUSDT)"
         symbol, problem = self._symbol(args[0])
@@ -163,13 +176,13 @@ class ChatCommands:
         if not held:
             return f"nothing to flatten: no open position on {symbol}"
         code = f"{1000 + secrets.randbelow(9000)}"
-        self._pending[chat_id] = PendingFlatten(code, symbol, time.monotonic() + CONFIRM_S)
+        self._pending[asker] = PendingFlatten(code, symbol, time.monotonic() + CONFIRM_S)
         timeframes = ", ".join(book.timeframe for book in held)
         return (f"flatten {symbol} ({len(held)} position(s): {timeframes}) at market? reply /confirm {code} "
                 f"within {CONFIRM_S:.0f} s")
 
-    async def _confirm(self, chat_id: int, args: list[str]) -> str:
-        pending = self._pending.pop(chat_id, None)
+    async def _confirm(self, asker: tuple[int, int | None], args: list[str]) -> str:
+        pending = self._pending.pop(asker, None)
         if pending is None or time.monotonic() > pending.deadline:
             return "nothing to confirm (or it expired): ask again with /flatten SYMBOL"
         if args != [pending.code]:

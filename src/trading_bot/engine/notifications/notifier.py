@@ -44,7 +44,8 @@ class Notifications:
         if settings.telegram_bot_token:
             bot = TelegramBot(self._session, settings.telegram_api_url, settings.telegram_bot_token.reveal())
             self.telegram = Outbox("telegram", bot.send, pace=TELEGRAM_PACE)
-            self._commands = ChatCommands(bot, self.chats, controls, report, self.telegram.put)
+            self._commands = ChatCommands(bot, self.chats, controls, report, self.telegram.put,
+                                          users=settings.telegram_allowed_users)
         if settings.webhook_url:
             hook = Webhook(self._session, settings.webhook_url.reveal(), as_text=settings.webhook_format == "text")
             self.webhook = Outbox("webhook", hook.send, pace=WEBHOOK_PACE)
