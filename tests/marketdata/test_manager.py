@@ -4,11 +4,13 @@ feature cache (once per new closed candle, however many readers)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import numpy as np
 import pytest
 
 from conftest import write_synthetic_cache
+from fakes.crashed_writer import dead_writers_temp
 from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.marketdata import manager as market_data_module
 from trading_bot.marketdata.candle_binary import binary_path
@@ -250,3 +252,16 @@ async def test_a_start_reads_binary_copies_that_idle_heartbeats_wrote(tmp_path, 
     for key, series in third.series.items():
         assert series.copy_behind == second.series[key].copy_behind == (1 if key in new else 0)
         assert series.candles.tobytes() == second.series[key].candles.tobytes()
+
+
+async def test_the_cache_read_at_start_removes_the_temp_files_of_killed_writers(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    write_synthetic_cache(tmp_path, "BTC/USDT:USDT", "1m", 500, end_ms=NOW)
+    mdm = manager(tmp_path, CountingSource(), limit=300, keys=[("BTC/USDT:USDT", "1m")])
+    mdm.load_cache()  # writes the binary copy
+    copy = binary_path(tmp_path / "BTC_USDT_USDT-1m.csv")
+    orphan = dead_writers_temp(copy)
+    mdm = manager(tmp_path, CountingSource(), limit=300, keys=[("BTC/USDT:USDT", "1m")])
+    mdm.load_cache()
+    assert not orphan.exists() and mdm.series[("BTC/USDT:USDT", "1m")].candles.shape[0] == 300
+    assert f"{tmp_path}: removed 1 temp file(s) of writes a crash or a kill cut short" in caplog.text

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from trading_bot.persistence.atomic_files import cut_torn_tail
+from fakes.crashed_writer import dead_writers_temp
+from trading_bot.persistence.atomic_files import cut_torn_tail, remove_orphaned_temp_files
 
 
 @pytest.mark.parametrize("content", [b"", b"a\n", b"a\nb\n"])
@@ -40,3 +43,17 @@ def test_a_torn_line_longer_than_one_read_block_is_cut_whole(tmp_path):
     path.write_bytes(head + b"y" * 200_000)  # the scan back from the end needs several blocks
     assert cut_torn_tail(path) == 200_000
     assert path.read_bytes() == head
+
+
+def test_only_the_temp_files_of_writers_that_are_gone_are_removed(tmp_path):
+    target = tmp_path / "BTC_USDT_USDT-5m.csv.bin"
+    target.write_bytes(b"old")
+    orphan = dead_writers_temp(target)
+    assert orphan.read_bytes() == b"new" and target.read_bytes() == b"old"
+    ours = tmp_path / f".other.csv.bin.{os.getpid()}.tmp"  # a live writer's (here: this process) is its own
+    ours.write_bytes(b"being written")
+    unrelated = tmp_path / ".notes.tmp"  # not a name of ours
+    unrelated.write_bytes(b"x")
+    assert remove_orphaned_temp_files(tmp_path) == 1
+    assert not orphan.exists() and ours.exists() and unrelated.exists() and target.read_bytes() == b"old"
+    assert remove_orphaned_temp_files(tmp_path) == 0

@@ -33,6 +33,7 @@ from trading_bot.domain.timeframes import last_closed_open_ms, next_close_ms, ti
 from trading_bot.marketdata.candle_binary import read_newest, renew_copy
 from trading_bot.marketdata.candle_csv import append_candles, cache_file_name
 from trading_bot.marketdata.sources import CandleSource, FetchResult, PushSource
+from trading_bot.persistence.atomic_files import remove_orphaned_temp_files
 from trading_bot.signals.features import (
     DEFAULT_FEATURE_PARAMS,
     FeatureParams,
@@ -165,7 +166,10 @@ class MarketDataManager:
     # --- loading -----------------------------------------------------------------------------
 
     def load_cache(self) -> None:
-        """Read every series' newest candles from disk (blocking: run it in a thread)."""
+        """Read every series' newest candles from disk (blocking: run it in a thread), after removing
+        the temp files that writes cut short by a kill left (a binary copy's, a funding file's)."""
+        if self.cache_dir.is_dir() and (removed := remove_orphaned_temp_files(self.cache_dir)):
+            log.info("%s: removed %d temp file(s) of writes a crash or a kill cut short", self.cache_dir, removed)
         for series in self.series.values():
             self._read_cache(series)
 

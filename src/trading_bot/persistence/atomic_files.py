@@ -21,6 +21,30 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def remove_orphaned_temp_files(directory: Path) -> int:
+    """Remove the temp files (_temp_path's) whose writer is gone: a kill or a crash between a write
+    and its rename leaves one, and nothing else ever would. A live process's are left alone, because
+    several programs write in some folders (the daemon, `trading-bot fetch` and the analyzer in the
+    candle cache). Returns how many were removed."""
+    removed = 0
+    for temp in directory.glob(".*.tmp"):
+        pid = temp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _running(int(pid)):
+            temp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    return True
+
+
 def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
