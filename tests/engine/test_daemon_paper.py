@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from conftest import make_settings, subprocess_env
 from fakes.clocks import JAN_1_2026_MS, SharedClock
+from fakes.crashed_writer import dead_writers_temp
 from fakes.output_lines import OutputLines, killed
 from trading_bot.domain.timeframes import last_closed_open_ms
 from trading_bot.engine.daemon import Daemon
@@ -60,6 +62,25 @@ async def test_paper_run_trades_and_a_restart_picks_up_the_same_positions(tmp_pa
     assert resumed | closed_meanwhile >= set(held)
     assert again.parts.broker.wallet.trades == len(read_journal(store.trades_path))
     await again.shutdown()
+
+
+async def test_a_start_removes_the_temp_files_that_killed_writes_left_and_keeps_the_books(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    settings = paper_settings(tmp_path)
+    first = Daemon(settings, cycles=3, clock=minute_clock(START_MS), source=SyntheticSource(settings.synthetic_seed),
+                   install_signals=False)
+    await first.run()
+    store = StateStore(settings.state_dir())
+    books = store.positions_path.read_bytes()
+    orphan = dead_writers_temp(store.positions_path)  # a save killed between its write and its rename
+    again = Daemon(settings, cycles=1, clock=minute_clock(START_MS + 3 * 60_000),
+                   source=SyntheticSource(settings.synthetic_seed), install_signals=False)
+    await again.start()
+    try:
+        assert not orphan.exists() and "removed the temp file of a write a crash interrupted" in caplog.text
+        assert decode_state(books, "positions.json").wallet == again.parts.broker.wallet  # the books, not the temp
+    finally:
+        await again.shutdown()
 
 
 @pytest.mark.slow

@@ -26,7 +26,12 @@ from typing import Any
 from trading_bot.domain.intents import OrderIntent
 from trading_bot.domain.trades import BotBook, ClosedTrade, PendingEntry, Position
 from trading_bot.domain.wallet import GuardRecord, SavedState, Wallet, bot_id
-from trading_bot.persistence.atomic_files import append_durable_async, atomic_write_bytes_async, cut_torn_tail
+from trading_bot.persistence.atomic_files import (
+    append_durable_async,
+    atomic_write_bytes_async,
+    cut_torn_tail,
+    remove_orphaned_temp_files,
+)
 
 STATE_VERSION = 1
 
@@ -151,12 +156,8 @@ class StateStore:
 
     def remove_stale_temp_files(self) -> int:
         """Temp files of a write that a crash interrupted (the real file is intact: it is only ever
-        replaced by a rename). We are the one writer, so any left over is stale."""
-        removed = 0
-        for stale in self.directory.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-            removed += 1
-        return removed
+        replaced by a rename)."""
+        return remove_orphaned_temp_files(self.directory)
 
     def set_aside_corrupt(self) -> Path:
         """Keep an unreadable positions.json as a dated backup (nothing is ever deleted)."""
