@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trading_bot.domain.trades import BotBook, ClosedTrade
 from trading_bot.domain.wallet import SavedState, Wallet
-from trading_bot.persistence.state_store import StateStore, decode_state, read_journal
+from trading_bot.persistence.state_store import (
+    REPEAT_WINDOW_MS,
+    StateStore,
+    decode_state,
+    iter_journal_backwards,
+    read_journal,
+)
 
 
 def a_trade(entry_ts: int) -> ClosedTrade:
@@ -92,3 +101,40 @@ def test_the_account_rules_record_and_each_bots_cooldown_survive_a_restart_and_o
     doc["guard"] = {"peak_balance": "lots"}
     with pytest.raises(StateError, match=r"guard\.peak_balance must be a number"):
         decode_state(json.dumps(doc).encode(), "p")
+
+
+@settings(max_examples=60, deadline=None)
+@given(records=st.lists(st.dictionaries(st.sampled_from("abc"), st.integers(-5, 5), max_size=3), max_size=40),
+       block=st.integers(1, 64), garbage=st.lists(st.integers(0, 40), max_size=4), torn=st.booleans())
+def test_the_journal_read_backwards_is_the_journal_read_forwards_reversed(tmp_path_factory, records, block, garbage,
+                                                                         torn):
+    path = tmp_path_factory.mktemp("journal") / "trades.jsonl"
+    lines = [json.dumps(r).encode() for r in records]
+    for at in sorted(garbage, reverse=True):
+        lines.insert(min(at, len(lines)), b'{"torn": tr')  # a garbled line anywhere
+    path.write_bytes(b"".join(line + b"\n" for line in lines) + (b'{"symbol": "BT' if torn else b""))
+    forwards = read_journal(path)  # it skips the garbled lines and the torn tail too (with warnings)
+    assert forwards == records
+    assert list(iter_journal_backwards(path, block=block)) == forwards[::-1]
+
+
+async def test_a_repeat_is_looked_for_among_the_trades_booked_since_the_saved_books(tmp_path):
+    """The first append reads the journal back from its end only as far as a trade that exited
+    before the saved books' clock less REPEAT_WINDOW_MS: it, and all before it, were booked before
+    that save, and their positions are not in the books any more."""
+    store = StateStore(tmp_path / "state")
+    saved_clock = 1_767_225_600_000 + 400 * 86_400_000
+    old = [a_trade(saved_clock - REPEAT_WINDOW_MS - 86_400_000 - k * 60_000) for k in range(3, 0, -1)]
+    recent = [a_trade(saved_clock - REPEAT_WINDOW_MS + k * 3_600_000) for k in range(3)]
+    for trade in old + recent:
+        assert await store.append_trade(trade)
+    await store.save(SavedState(Wallet(10_000.0, 10_000.0), {}, clock_ms=saved_clock), 0, "synthetic")
+
+    restarted = StateStore(tmp_path / "state")
+    assert restarted.load() is not None
+    assert not await restarted.append_trade(recent[0])  # a repeat: written once
+    assert await restarted.append_trade(old[-1])  # before the window: never a repeat, so not looked for
+    assert [t["entry_ts"] for t in read_journal(store.trades_path)] == [t.entry_ts for t in old + recent + old[-1:]]
+
+    without_books = StateStore(tmp_path / "state")  # nothing loaded: the whole journal is looked through
+    assert not await without_books.append_trade(old[0])

@@ -12,9 +12,11 @@ import asyncio
 import os
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import aiofiles.os
+
+T = TypeVar("T")
 
 
 def _temp_path(path: Path) -> Path:
@@ -122,26 +124,18 @@ def _after_last_newline(handle: BinaryIO, size: int) -> int:
 _atomic_write_in_thread = aiofiles.os.wrap(atomic_write_bytes)
 
 
-_append_in_thread = aiofiles.os.wrap(append_durable)
-
-
-async def _finish_even_if_cancelled(write: Awaitable[None]) -> None:
+async def finish_even_if_cancelled(write: Awaitable[T]) -> T:
     """Run one disk write in a worker thread (the loop never blocks) and let it finish even when the
     caller is cancelled (a stop request cutting a heartbeat short): a write is a few milliseconds,
     and one abandoned halfway would leave an open handle, a stray temp file, or a rename racing the
     next write of the same file."""
     task = asyncio.ensure_future(write)
     try:
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
     except asyncio.CancelledError:
         await task
         raise
 
 
 async def atomic_write_bytes_async(path: Path, data: bytes) -> None:
-    await _finish_even_if_cancelled(_atomic_write_in_thread(path, data))
-
-
-async def append_durable_async(path: Path, data: bytes) -> None:
-    await _finish_even_if_cancelled(_append_in_thread(path, data))
-
+    await finish_even_if_cancelled(_atomic_write_in_thread(path, data))

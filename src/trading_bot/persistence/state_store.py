@@ -24,16 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from trading_bot.domain.intents import OrderIntent
+from trading_bot.domain.timeframes import TIMEFRAME_MS
 from trading_bot.domain.trades import BotBook, ClosedTrade, PendingEntry, Position
 from trading_bot.domain.wallet import GuardRecord, SavedState, Wallet, bot_id
 from trading_bot.persistence.atomic_files import (
-    append_durable_async,
+    append_durable,
     atomic_write_bytes_async,
     cut_torn_tail,
+    finish_even_if_cancelled,
     remove_orphaned_temp_files,
 )
 
 STATE_VERSION = 1
+# A trade is booked at most this long after its exit: a candle's close books what happened within it
+# (a week, for 1w), and a fill seen late (a stop filled during an exchange outage) is found within days.
+REPEAT_WINDOW_MS = 2 * max(TIMEFRAME_MS.values())
 
 
 POSITIONS_FILE = "positions.json"
@@ -139,6 +144,7 @@ class StateStore:
         self.trades_path = directory / TRADES_FILE
         self.status_path = directory / STATUS_FILE
         self._journaled: set[tuple[Any, ...]] | None = None
+        self._loaded_clock_ms: int | None = None  # the bot's clock when the books load() read were saved
         # One writer per file: parallel bots save at the same moment, and two writes through the one
         # temp file would lose a rename (and reorder states).
         self._positions_lock = asyncio.Lock()
@@ -152,7 +158,9 @@ class StateStore:
             return None
         except OSError as exc:
             raise StateError(f"{self.positions_path}: cannot read ({exc.strerror or exc})") from None
-        return decode_state(data, str(self.positions_path))
+        state = decode_state(data, str(self.positions_path))
+        self._loaded_clock_ms = state.clock_ms
+        return state
 
     def remove_stale_temp_files(self) -> int:
         """Temp files of a write that a crash interrupted (the real file is intact: it is only ever
@@ -180,16 +188,35 @@ class StateStore:
     async def append_trade(self, trade: ClosedTrade) -> bool:
         """Append a closed trade once. A crash between this append and the next positions.json save
         makes the restarted bot close the same position again; the journal then already has it.
-        Returns False for such a repeat."""
-        async with self._journal_lock:
-            if self._journaled is None:
-                self._journaled = {trade_key(r) for r in read_journal(self.trades_path)}
-            key = trade_key(trade.to_json())
-            if key in self._journaled:
-                return False
-            await append_durable_async(self.trades_path, _dumps(trade.to_json()) + b"\n")
-            self._journaled.add(key)
-            return True
+        Returns False for such a repeat. In a thread (the first call reads the journal's newest
+        trades: a long journal would stall the loop's every task), and finished even if cancelled."""
+        async with self._journal_lock:  # one at a time: the thread owns the keys while it runs
+            return await finish_even_if_cancelled(asyncio.to_thread(self._append_once, trade))
+
+    def _append_once(self, trade: ClosedTrade) -> bool:
+        if self._journaled is None:
+            self._journaled = self._keys_a_repeat_could_have()
+        record = trade.to_json()
+        key = trade_key(record)
+        if key in self._journaled:
+            return False
+        append_durable(self.trades_path, _dumps(record) + b"\n")
+        self._journaled.add(key)
+        return True
+
+    def _keys_a_repeat_could_have(self) -> set[tuple[Any, ...]]:
+        """The keys of the journal's trades that a restart could close again: those booked after the
+        books were last saved. Each was booked at most REPEAT_WINDOW_MS after its exit, so the journal
+        is read from its end back to the first trade that exited before the saved books' clock less
+        that window (it and all before it were booked before that save); all of it without books."""
+        since = None if self._loaded_clock_ms is None else self._loaded_clock_ms - REPEAT_WINDOW_MS
+        keys = set()
+        for record in iter_journal_backwards(self.trades_path):
+            exit_ts: Any = record.get("exit_ts")
+            if since is not None and _finite_number(exit_ts) and exit_ts < since:
+                break
+            keys.add(trade_key(record))
+        return keys
 
     async def write_status(self, status: dict[str, Any]) -> None:
         async with self._status_lock:
@@ -205,6 +232,42 @@ def trade_key(record: dict[str, Any]) -> tuple[Any, ...]:
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """Every complete record; a torn or garbled line (a crash mid-append) is skipped with a warning."""
     return list(iter_journal(path))
+
+
+def iter_journal_backwards(path: Path, block: int = 1 << 16) -> Iterator[dict[str, Any]]:
+    """The journal's records from the newest to the oldest, read from the end a block at a time: a
+    caller that wants only the newest reads only those. A torn last line and garbled lines are
+    skipped without a word (iter_journal, which reads it all, reports them)."""
+    try:
+        journal = path.open("rb")
+    except FileNotFoundError:
+        return
+    with journal:
+        position = journal.seek(0, os.SEEK_END)
+        rest = b""
+        torn_tail = True  # the text after the last newline: a torn line, or nothing
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            journal.seek(position)
+            lines = (journal.read(step) + rest).split(b"\n")
+            rest = lines.pop(0)  # may begin in the block before
+            for line in reversed(lines):
+                if torn_tail:
+                    torn_tail = False
+                    continue
+                if (record := _record(line)) is not None:
+                    yield record
+        if not torn_tail and (record := _record(rest)) is not None:
+            yield record
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line) if line.strip() else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
