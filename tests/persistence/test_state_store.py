@@ -17,6 +17,7 @@ from trading_bot.persistence.state_store import (
     decode_state,
     iter_journal_backwards,
     read_journal,
+    trade_key,
 )
 
 
@@ -138,3 +139,23 @@ async def test_a_repeat_is_looked_for_among_the_trades_booked_since_the_saved_bo
 
     without_books = StateStore(tmp_path / "state")  # nothing loaded: the whole journal is looked through
     assert not await without_books.append_trade(old[0])
+
+
+async def test_the_keys_kept_are_the_newest_bookings_and_bounded(tmp_path, monkeypatch):
+    from trading_bot.persistence import state_store
+
+    monkeypatch.setattr(state_store, "KEYS_KEPT", 3)
+    store = StateStore(tmp_path / "state")
+    trades = [a_trade(1_767_225_600_000 + k * 60_000) for k in range(6)]
+    for trade in trades:
+        assert await store.append_trade(trade)
+    await store.save(SavedState(Wallet(10_000.0, 10_000.0), {}, clock_ms=trades[-1].exit_ts), 0, "synthetic")
+    assert store._journaled is not None and list(store._journaled) == [trade_key(t.to_json()) for t in trades[3:]]
+    for trade in trades[3:]:  # the newest bookings are the ones a restart could repeat
+        assert not await store.append_trade(trade)
+
+    restarted = StateStore(tmp_path / "state")
+    restarted.load()
+    assert not await restarted.append_trade(trades[-1])
+    assert restarted._journaled is not None and len(restarted._journaled) == 3  # read back only that far
+    assert len(read_journal(store.trades_path)) == 6

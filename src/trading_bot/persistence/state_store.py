@@ -39,6 +39,9 @@ STATE_VERSION = 1
 # A trade is booked at most this long after its exit: a candle's close books what happened within it
 # (a week, for 1w), and a fill seen late (a stop filled during an exchange outage) is found within days.
 REPEAT_WINDOW_MS = 2 * max(TIMEFRAME_MS.values())
+# The trades booked between the books' last save and a crash are at most a tick's closes: a few per
+# bot, far fewer than this (2,800 bots for the whole market); ~20 MB of keys at most.
+KEYS_KEPT = 50_000
 
 
 POSITIONS_FILE = "positions.json"
@@ -143,7 +146,8 @@ class StateStore:
         self.positions_path = directory / POSITIONS_FILE
         self.trades_path = directory / TRADES_FILE
         self.status_path = directory / STATUS_FILE
-        self._journaled: set[tuple[Any, ...]] | None = None
+        self._journaled: dict[tuple[Any, ...], None] | None = None  # an ordered set: the oldest go first
+        self._keys_kept = KEYS_KEPT
         self._loaded_clock_ms: int | None = None  # the bot's clock when the books load() read were saved
         # One writer per file: parallel bots save at the same moment, and two writes through the one
         # temp file would lose a rename (and reorder states).
@@ -196,27 +200,33 @@ class StateStore:
     def _append_once(self, trade: ClosedTrade) -> bool:
         if self._journaled is None:
             self._journaled = self._keys_a_repeat_could_have()
+            self._keys_kept = max(KEYS_KEPT, len(self._journaled))
         record = trade.to_json()
         key = trade_key(record)
         if key in self._journaled:
             return False
         append_durable(self.trades_path, _dumps(record) + b"\n")
-        self._journaled.add(key)
+        self._journaled[key] = None
+        if len(self._journaled) > self._keys_kept:  # a long run of the whole market: bounded memory
+            del self._journaled[next(iter(self._journaled))]
         return True
 
-    def _keys_a_repeat_could_have(self) -> set[tuple[Any, ...]]:
+    def _keys_a_repeat_could_have(self) -> dict[tuple[Any, ...], None]:
         """The keys of the journal's trades that a restart could close again: those booked after the
-        books were last saved. Each was booked at most REPEAT_WINDOW_MS after its exit, so the journal
-        is read from its end back to the first trade that exited before the saved books' clock less
-        that window (it and all before it were booked before that save); all of it without books."""
+        books were last saved, which are the journal's newest. Each was booked at most
+        REPEAT_WINDOW_MS after its exit, so the journal is read from its end back to the first trade
+        that exited before the saved books' clock less that window (it, and all before it, were booked
+        before that save), and at most KEYS_KEPT trades. Without books (a replay starting over on a
+        journal it wrote before), all of it. Oldest first."""
         since = None if self._loaded_clock_ms is None else self._loaded_clock_ms - REPEAT_WINDOW_MS
-        keys = set()
+        newest_first: list[tuple[Any, ...]] = []
         for record in iter_journal_backwards(self.trades_path):
-            exit_ts: Any = record.get("exit_ts")
-            if since is not None and _finite_number(exit_ts) and exit_ts < since:
-                break
-            keys.add(trade_key(record))
-        return keys
+            if since is not None:
+                exit_ts: Any = record.get("exit_ts")
+                if len(newest_first) >= KEYS_KEPT or (_finite_number(exit_ts) and exit_ts < since):
+                    break
+            newest_first.append(trade_key(record))
+        return dict.fromkeys(reversed(newest_first))
 
     async def write_status(self, status: dict[str, Any]) -> None:
         async with self._status_lock:
