@@ -64,7 +64,7 @@ def _run(tmp_path, *args):
 def test_the_report_is_one_offline_file_with_the_journals_figures(tmp_path, monkeypatch, capsys):
     cli_settings_env(monkeypatch, tmp_path, ("BTC/USDT:USDT",), "5m", INITIAL_BALANCE="2000")
     trades = _trades(40)
-    _journal(tmp_path, trades, extra_lines=['{"symbol": "BTC/USDT:USDT"}'])  # not a trade: left out, counted
+    _journal(tmp_path, trades, extra_lines=['{"symbol": "BTC/USDT:USDT"}', "{garbled"])  # not trades: left out, counted
     assert _run(tmp_path, "report") == 0
     out = tmp_path / "data" / "reports" / "paper.html"  # the default place
     assert f"wrote {out}" in capsys.readouterr().err
@@ -74,6 +74,7 @@ def test_the_report_is_one_offline_file_with_the_journals_figures(tmp_path, monk
     for anchor in ("summary", "equity", "by-bot", "by-day", "trades"):
         assert f'<section id="{anchor}">' in page
     assert page.count("<svg") == 3 and "1 journal record(s) were not trades" in page
+    assert "1 unreadable journal line(s) are left out (bad line 42)." in page
 
     # Independently of the report's code: the equity curve of the journal from INITIAL_BALANCE (no positions.json).
     net = np.array([t.pnl + t.funding for t in trades])
@@ -124,10 +125,20 @@ def test_a_hostile_symbol_is_escaped_in_the_tables_and_the_charts(tmp_path, monk
     assert re.search(r"<text[^>]*>&lt;script&gt;alert\(", page)  # the bar chart's label, escaped by matplotlib
 
 
+@pytest.mark.slow
+def test_a_garbled_journal_is_one_line_from_the_command_however_long(tmp_path):
+    """The reader would warn of every unreadable line; the command tells them in its one line."""
+    _journal(tmp_path, [], extra_lines=["not json"] * 50 + ["[1, 2]"])
+    result = subprocess.run([sys.executable, "-m", "trading_bot", "report"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env=subprocess_env(tmp_path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "(empty, and 51 unreadable line(s)): nothing to report" in result.stderr
+
+
 @pytest.mark.parametrize(("setup", "args", "message"), [
     ("none", [], "(missing): nothing to report"),
     ("empty", [], "(empty): nothing to report"),
-    ("garbage", [], "(none of its 3 records): nothing to report"),
+    ("garbage", [], "(none of its 3 records, and 2 unreadable line(s)): nothing to report"),
     ("trades", ["--since", "yesterday"], "--since: expected YYYY-MM-DD"),
     ("trades", ["--since", "2099-01-01"], "no trade in "),
     ("trades", ["--out", "."], "--out .: is a folder"),

@@ -159,3 +159,15 @@ async def test_the_keys_kept_are_the_newest_bookings_and_bounded(tmp_path, monke
     assert not await restarted.append_trade(trades[-1])
     assert restarted._journaled is not None and len(restarted._journaled) == 3  # read back only that far
     assert len(read_journal(store.trades_path)) == 6
+
+
+def test_a_garbled_journal_warns_of_its_first_bad_lines_and_counts_the_rest(tmp_path, caplog):
+    path = tmp_path / "trades.jsonl"
+    path.write_text("".join(f"garbled {k}\n" for k in range(10)) + json.dumps(a_trade(1).to_json()) + "\n")
+    assert len(read_journal(path)) == 1
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "skipped a bad line 1", "skipped a bad line 2", "skipped a bad line 3", "skipped 7 more bad lines"]
+    caplog.clear()
+    unreadable: list[str] = []
+    assert len(read_journal(path, unreadable)) == 1 and caplog.records == []
+    assert unreadable == [f"bad line {k}" for k in range(1, 11)]

@@ -78,8 +78,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     mode = args.mode or settings.mode()
     state_dir = settings.state_dir(mode=mode)
     journal = state_dir / TRADES_FILE
+    unreadable: list[str] = []  # told here, in the page or the one error line, never logged one by one
     try:
-        records = read_journal(journal)
+        records = read_journal(journal, unreadable)
     except OSError as exc:
         raise CliError(f"cannot read {journal}: {exc.strerror or exc}") from None
     out = args.out or settings.data_dir / REPORTS_DIR / f"{mode}.html"
@@ -88,13 +89,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # An empty page would pass for a real result (and a cron job would never hear of it): say so, exit 2.
     if not trades:
         why = "missing" if not journal.exists() else f"none of its {len(records)} records" if records else "empty"
+        if unreadable:
+            why += f", and {len(unreadable)} unreadable line(s)"
         raise CliError(f"no closed trades in {journal} ({why}): nothing to report")
     if since_ms is not None and all(t.exit_ts < since_ms for t in trades):
         raise CliError(f"no trade in {journal} closed on or after {format_ms(since_ms)} UTC: nothing to report")
     from trading_bot.reports.journal_report import ReportSource, render_trade_report  # matplotlib: only now
 
     balance, balance_from = _starting_balance(state_dir, settings)
-    notes = (f"{skipped} journal record(s) were not trades and are left out.",) if skipped else ()
+    notes = ((f"{skipped} journal record(s) were not trades and are left out.",) if skipped else ()) + (
+        (f"{len(unreadable)} unreadable journal line(s) are left out ({', '.join(unreadable[:3])}"
+         f"{', …' if len(unreadable) > 3 else ''}).",) if unreadable else ())
     source = ReportSource(f"Trade report: {mode}", f"journal {journal}; initial balance {balance:,.2f} from {balance_from}",
                           notes)
     write_report(out, render_trade_report(trades, balance, source, since_ms))

@@ -42,6 +42,7 @@ REPEAT_WINDOW_MS = 2 * max(TIMEFRAME_MS.values())
 # The trades booked between the books' last save and a crash are at most a tick's closes: a few per
 # bot, far fewer than this (2,800 bots for the whole market); ~20 MB of keys at most.
 KEYS_KEPT = 50_000
+BAD_LINES_LOGGED = 3  # a journal's unreadable lines logged one by one; the rest are counted
 
 
 POSITIONS_FILE = "positions.json"
@@ -239,9 +240,10 @@ def trade_key(record: dict[str, Any]) -> tuple[Any, ...]:
             record.get("signal_ts"), record.get("entry_price"), record.get("qty"))
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    """Every complete record; a torn or garbled line (a crash mid-append) is skipped with a warning."""
-    return list(iter_journal(path))
+def read_journal(path: Path, unreadable: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every complete record; a torn or garbled line (a crash mid-append) is skipped with a warning
+    (see iter_journal)."""
+    return list(iter_journal(path, unreadable))
 
 
 def iter_journal_backwards(path: Path, block: int = 1 << 16) -> Iterator[dict[str, Any]]:
@@ -280,12 +282,15 @@ def _record(line: bytes) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
-    """read_journal one line at a time: a long journal is never held in memory whole."""
+def iter_journal(path: Path, unreadable: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """read_journal one line at a time: a long journal is never held in memory whole. The lines it
+    skips are logged (the first few, then how many more: a garbled file must not flood the log), or,
+    given `unreadable`, only listed there (for a command that reports them in its own words)."""
     try:
         journal = path.open("rb")
     except FileNotFoundError:
         return
+    skipped = 0
     with journal:
         for number, line in enumerate(journal, 1):
             if not line.strip():
@@ -296,9 +301,14 @@ def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
                     raise ValueError("not an object")
             except ValueError:
                 where = "torn last line" if not line.endswith(b"\n") else f"bad line {number}"
-                log.warning("%s: skipped a %s", path, where)
+                if unreadable is not None:
+                    unreadable.append(where)
+                elif (skipped := skipped + 1) <= BAD_LINES_LOGGED:
+                    log.warning("%s: skipped a %s", path, where)
                 continue
             yield record
+    if skipped > BAD_LINES_LOGGED:
+        log.warning("%s: skipped %d more bad lines", path, skipped - BAD_LINES_LOGGED)
 
 
 _TRADE_FIELDS = {f.name for f in fields(ClosedTrade)}
