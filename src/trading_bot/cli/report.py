@@ -97,10 +97,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from trading_bot.reports.journal_report import ReportSource, render_trade_report  # matplotlib: only now
 
     balance, balance_from = _starting_balance(state_dir, settings)
-    notes = ((f"{skipped} journal record(s) were not trades and are left out.",) if skipped else ()) + (
-        (f"{len(unreadable)} unreadable journal line(s) are left out ({', '.join(unreadable[:3])}"
-         f"{', …' if len(unreadable) > 3 else ''}).",) if unreadable else ())
+    notes = []
+    if skipped:
+        notes.append(f"{skipped} journal record(s) were not trades and are left out.")
+    if unreadable:
+        shown = ", ".join(unreadable[:3]) + (", …" if len(unreadable) > 3 else "")
+        notes.append(f"{len(unreadable)} unreadable journal line(s) are left out ({shown}).")
     source = ReportSource(f"Trade report: {mode}", f"journal {journal}; initial balance {balance:,.2f} from {balance_from}",
-                          notes)
+                          tuple(notes))
     write_report(out, render_trade_report(trades, balance, source, since_ms))
     return 0

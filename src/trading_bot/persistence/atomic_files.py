@@ -1,9 +1,10 @@
 """Durable file writes: temp file in the same directory, fsync, rename, fsync the directory.
 
 A reader therefore sees either the old file or the new one, never a torn one, even after a crash
-or power loss. The async variants run the same code in aiofiles' worker threads, so the event loop
-never blocks on the disk, and a started write always finishes. Append-only files (the trade
-journal, the candle cache) can still end in a line a crash cut short: cut_torn_tail removes it.
+or power loss. Writes from the event loop run in worker threads (atomic_write_bytes_async; the
+journal's appends through finish_even_if_cancelled), so the loop never blocks on the disk, and a
+started write always finishes. Append-only files (the trade journal, the candle cache) can still
+end in a line a crash cut short: cut_torn_tail removes it.
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ _atomic_write_in_thread = aiofiles.os.wrap(atomic_write_bytes)
 
 
 async def finish_even_if_cancelled(write: Awaitable[T]) -> T:
-    """Run one disk write in a worker thread (the loop never blocks) and let it finish even when the
-    caller is cancelled (a stop request cutting a heartbeat short): a write is a few milliseconds,
+    """Await one disk write running in a worker thread (the loop never blocks) and let it finish even
+    when the caller is cancelled (a stop request cutting a heartbeat short): a write is a few milliseconds,
     and one abandoned halfway would leave an open handle, a stray temp file, or a rename racing the
     next write of the same file."""
     task = asyncio.ensure_future(write)
