@@ -161,12 +161,13 @@ class Startup:
         afresh; live mode refuses, because starting from nothing while the exchange may hold
         positions is how stops get lost. Books of another mode are never adopted: each mode has its
         own folder (Settings.state_dir), and the files of before that split are moved first."""
+        from trading_bot.persistence.atomic_files import remove_orphaned_temp_files
         from trading_bot.persistence.state_migration import migrate_legacy_state
         from trading_bot.persistence.state_store import StateError
 
         s = self.settings
         migrate_legacy_state(s.legacy_state_dir, {mode: s.state_dir(mode=mode) for mode in STATE_DIRS})
-        if self.store.directory.exists() and self.store.remove_stale_temp_files():
+        if self.store.directory.exists() and remove_orphaned_temp_files(self.store.directory):
             log.info("removed the temp file of a write a crash interrupted (the state file itself is intact)")
         try:
             saved = self.store.load()

@@ -32,7 +32,6 @@ from trading_bot.persistence.atomic_files import (
     atomic_write_bytes_async,
     cut_torn_tail,
     finish_even_if_cancelled,
-    remove_orphaned_temp_files,
 )
 
 STATE_VERSION = 1
@@ -167,11 +166,6 @@ class StateStore:
         self._loaded_clock_ms = state.clock_ms
         return state
 
-    def remove_stale_temp_files(self) -> int:
-        """Temp files of a write that a crash interrupted (the real file is intact: it is only ever
-        replaced by a rename)."""
-        return remove_orphaned_temp_files(self.directory)
-
     def set_aside_corrupt(self) -> Path:
         """Keep an unreadable positions.json as a dated backup (nothing is ever deleted)."""
         backup = self.positions_path.with_name(f"{POSITIONS_FILE}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
@@ -275,6 +269,7 @@ def iter_journal_backwards(path: Path, block: int = 1 << 16) -> Iterator[dict[st
 
 
 def _record(line: bytes) -> dict[str, Any] | None:
+    """One journal line's record; None for a blank, garbled or non-object line."""
     try:
         record = json.loads(line) if line.strip() else None
     except ValueError:
@@ -295,11 +290,8 @@ def iter_journal(path: Path, unreadable: list[str] | None = None) -> Iterator[di
         for number, line in enumerate(journal, 1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("not an object")
-            except ValueError:
+            record = _record(line)
+            if record is None:
                 where = "torn last line" if not line.endswith(b"\n") else f"bad line {number}"
                 if unreadable is not None:
                     unreadable.append(where)
